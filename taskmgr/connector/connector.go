@@ -1,0 +1,211 @@
+// Package connector defines what a connector is to the runtime: a Source that
+// yields batches with the positions they reach, and a Sink that applies them
+// durably. Implementations live in subpackages; builtin assembles the registry.
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"go.uber.org/zap"
+
+	"cm/checkpoint"
+	"cm/model"
+)
+
+// Config is what a connector is built from.
+type Config struct {
+	// Task is the full name of the incarnation being run.
+	Task   model.TaskName
+	Type   model.TaskType
+	Scopes model.Config
+	Logger *zap.Logger
+	// Dir is a directory private to this task where a connector may keep
+	// files (logs of child processes).
+	Dir string
+}
+
+// Scope returns the key/value map of one scope (never nil).
+func (c Config) Scope(name string) map[string]string {
+	if m := c.Scopes[name]; m != nil {
+		return m
+	}
+	return map[string]string{}
+}
+
+// Record is one unit of data. File connectors carry the raw line in Payload;
+// database connectors carry a Change.
+type Record struct {
+	Subtopic string
+	TS       int64
+	Payload  []byte
+	Change   *RowChange
+}
+
+// RowChange is one row-level change captured from a database.
+type RowChange struct {
+	Database string
+	Table    string
+	Op       Op
+	// Columns names the values in Before and After, in table order.
+	Columns []string
+	// PK lists the indexes in Columns of the primary key.
+	PK     []int
+	Before []any // nil for inserts
+	After  []any // nil for deletes
+}
+
+// Op is a row operation.
+type Op uint8
+
+// Row operations.
+const (
+	OpInsert Op = iota + 1
+	OpUpdate
+	OpDelete
+)
+
+// Batch is what a source yields: records in order, and the positions a
+// resume may start after once the sink has applied them. A batch may carry
+// positions and no records (a connector that moves data itself, or an idle
+// source moving its clock).
+type Batch struct {
+	Records   []Record
+	Positions []checkpoint.Position
+	// Metrics are counters the connector wants shown in task detail.
+	Metrics map[string]float64
+}
+
+// Source reads data. Read is called from one goroutine.
+type Source interface {
+	// Open prepares reading from the given positions, keyed by subtopic; a
+	// subtopic without a position starts from the beginning of the source.
+	Open(ctx context.Context, from map[string]checkpoint.Position) error
+	// Read blocks until a batch is ready or ctx is done. It returns io.EOF
+	// when the source is complete (a finished full import).
+	Read(ctx context.Context) (Batch, error)
+	// Close releases everything Open acquired; it must not block for long.
+	Close() error
+}
+
+// Sink applies data. Write returns only when the batch is durable.
+type Sink interface {
+	Open(ctx context.Context) error
+	Write(ctx context.Context, b Batch) error
+	Close() error
+}
+
+// Ranger is implemented by sources that can tell how far back they can be
+// rewound. It is called on a source that has not been opened.
+type Ranger interface {
+	// Oldest returns, per subtopic, the oldest time (unix seconds) the source
+	// can still start from.
+	Oldest(ctx context.Context) (map[string]int64, error)
+}
+
+// Subtopicer is implemented by sources that know their subtopics before
+// running. It is called on a source that has not been opened.
+type Subtopicer interface {
+	Subtopics() []string
+}
+
+// SourceFactory builds a source. It validates the config without I/O, so it
+// can run at create and update time.
+type SourceFactory func(Config) (Source, error)
+
+// SinkFactory builds a sink, validating its config without I/O.
+type SinkFactory func(Config) (Sink, error)
+
+// Registry maps source.type and sink.type to factories.
+type Registry struct {
+	sources map[string]SourceFactory
+	sinks   map[string]SinkFactory
+	// selfContained lists source types that move data themselves and take
+	// no sink.
+	selfContained map[string]bool
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{sources: map[string]SourceFactory{}, sinks: map[string]SinkFactory{}, selfContained: map[string]bool{}}
+}
+
+// AddSource registers a source type. selfContained sources need no sink.
+func (r *Registry) AddSource(name string, f SourceFactory, selfContained bool) {
+	r.sources[name] = f
+	r.selfContained[name] = selfContained
+}
+
+// AddSink registers a sink type.
+func (r *Registry) AddSink(name string, f SinkFactory) { r.sinks[name] = f }
+
+// ErrConfig marks an invalid connector configuration; it is permanent.
+var ErrConfig = errors.New("invalid connector config")
+
+// Build validates cfg and builds its source and sink (sink is nil for
+// self-contained sources). Nothing is opened.
+func (r *Registry) Build(cfg Config) (Source, Sink, error) {
+	st := cfg.Scopes.Get("source", "type")
+	sf, ok := r.sources[st]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: source.type %q is not one of %v", ErrConfig, st, keys(r.sources))
+	}
+	src, err := sf(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: source: %v", ErrConfig, err)
+	}
+	kt := cfg.Scopes.Get("sink", "type")
+	if r.selfContained[st] {
+		if kt != "" {
+			return nil, nil, fmt.Errorf("%w: source.type %q moves data itself; remove sink.type", ErrConfig, st)
+		}
+		return src, nil, nil
+	}
+	kf, ok := r.sinks[kt]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: sink.type %q is not one of %v", ErrConfig, kt, keys(r.sinks))
+	}
+	snk, err := kf(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: sink: %v", ErrConfig, err)
+	}
+	return src, snk, nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Error is a connector failure with the detail an operator sees in
+// errorDetails. Permanent errors (bad config, missing privileges) are not
+// retried by auto-restart.
+type Error struct {
+	Detail    model.ErrorDetail
+	Permanent bool
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Detail.Code, e.Detail.Message, e.Err)
+	}
+	return e.Detail.Code + ": " + e.Detail.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Fail builds an *Error with level ERROR.
+func Fail(code, message, reason, proposal string, permanent bool, err error) *Error {
+	return &Error{
+		Detail:    model.ErrorDetail{Code: code, Level: model.LevelError, Message: message, Reason: reason, Proposal: proposal},
+		Permanent: permanent,
+		Err:       err,
+	}
+}
