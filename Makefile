@@ -1,0 +1,37 @@
+GO ?= go
+GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
+WITH_DB := ./scripts/with-mariadb.sh
+
+.DEFAULT_GOAL := build
+
+build: ## Build bin/cm
+	$(GO) build -o bin/cm ./cmd/cm
+
+run: build ## Build and run `cm serve` (127.0.0.1:8088, sqlite:./data/cm.db)
+	mkdir -p data
+	./bin/cm serve
+
+test: lint deps ## Lint, then run all tests with -race against a throwaway MariaDB
+	$(WITH_DB) $(GO) test -race -shuffle=on -count=1 -timeout 25m ./...
+
+bench: deps ## Run each benchmark once against a throwaway MariaDB
+	$(WITH_DB) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
+
+lint: ## Check formatting (gofmt -l prints nothing) and go vet
+	@out=$$($(GOFMT) -l .); \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need \`make fmt\`:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt: ## Format all Go files in place
+	$(GOFMT) -w .
+
+deps: ## Install missing Debian packages tests need (C compiler for -race, mariadb-server)
+	GO=$(GO) ./scripts/install-deps.sh
+
+clean: ## Remove build output
+	rm -rf bin
+
+help: ## List targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build run test bench lint fmt deps clean help
