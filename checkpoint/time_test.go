@@ -1,0 +1,294 @@
+package checkpoint
+
+import (
+	"errors"
+	"maps"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseTime(t *testing.T) {
+	tests := []struct {
+		name, value, tz string
+		want            int64
+	}{
+		{"seed example", "2023-02-13 19:00:00", "Asia/Shanghai", 1676286000},
+		{"seed with T", "2023-02-13T19:00:00", "Asia/Shanghai", 1676286000},
+		{"seed in UTC", "2023-02-13 11:00:00", "UTC", 1676286000},
+		{"empty zone is UTC", "2023-02-13 11:00:00", "", 1676286000},
+		{"utc in lower case", "2023-02-13 11:00:00", "utc", 1676286000},
+		{"default zone", "2023-02-13 11:00:00", DefaultTZ, 1676286000},
+		{"Etc name", "2023-02-13 11:00:00", "Etc/UTC", 1676286000},
+		{"zone west of UTC", "2023-02-13 06:00:00", "America/New_York", 1676286000},
+		{"unix seconds", "1676286000", "", 1676286000},
+		{"unix seconds ignore zone", "1676286000", "Asia/Shanghai", 1676286000},
+		{"surrounding whitespace", "  1676286000\n", "", 1676286000},
+		{"whitespace around date-time", " 2023-02-13 19:00:00 ", "Asia/Shanghai", 1676286000},
+		{"epoch", "0", "", 0},
+		{"epoch as date-time", "1970-01-01 00:00:00", "", 0},
+		{"largest seconds", "99999999999", "", 99999999999},
+		{"zero fraction", "2023-02-13 11:00:00.000", "", 1676286000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseTime(tt.value, tt.tz)
+			if err != nil {
+				t.Fatalf("ParseTime(%q, %q): %v", tt.value, tt.tz, err)
+			}
+			if got != tt.want {
+				t.Fatalf("ParseTime(%q, %q) = %d, want %d", tt.value, tt.tz, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseTimeErrors(t *testing.T) {
+	tests := []struct {
+		name, value, tz string
+		want            error
+		msg             string
+	}{
+		{"empty", "", "", ErrInvalid, "empty time"},
+		{"blank", "   ", "", ErrInvalid, "empty time"},
+		{"garbage", "yesterday", "", ErrInvalid, "neither unix seconds"},
+		{"date only", "2023-02-13", "", ErrInvalid, "neither unix seconds"},
+		{"slashes", "2023/02/13 19:00:00", "", ErrInvalid, "neither unix seconds"},
+		{"zone suffix", "2023-02-13T19:00:00Z", "", ErrInvalid, "neither unix seconds"},
+		{"impossible date", "2023-02-30 19:00:00", "", ErrInvalid, "neither unix seconds"},
+		{"plus sign", "+1676286000", "", ErrInvalid, "neither unix seconds"},
+		{"fraction of seconds", "1676286000.5", "", ErrInvalid, "neither unix seconds"},
+		{"fraction in date-time", "2023-02-13 19:00:00.5", "", ErrInvalid, "fraction of a second"},
+		{"negative", "-1", "", ErrInvalid, "negative"},
+		{"before 1970", "1969-12-31 23:59:59", "", ErrInvalid, "before 1970"},
+		{"before 1970 by zone", "1970-01-01 00:00:00", "Asia/Shanghai", ErrInvalid, "before 1970"},
+		{"year 9999", "9999-12-31 23:59:59", "", ErrInvalid, "latest accepted"},
+		{"unknown zone", "2023-02-13 19:00:00", "Mars/Olympus", ErrInvalid, `unknown time zone "Mars/Olympus"`},
+		{"unknown zone with seconds", "1676286000", "Mars/Olympus", ErrInvalid, "unknown time zone"},
+		{"path as zone", "1676286000", "../../etc/passwd", ErrInvalid, "unknown time zone"},
+		{"host zone", "2023-02-13 19:00:00", "Local", ErrInvalid, "depends on the server"},
+		{"milliseconds", "1676286000000", "", ErrTimeUnit,
+			"1676286000000 looks like milliseconds; give unix seconds such as 1676286000"},
+		{"12 digits", "100000000000", "", ErrTimeUnit, "looks like milliseconds"},
+		{"microseconds", "1676286000000000", "", ErrTimeUnit, "looks like microseconds; give unix seconds such as 1676286000"},
+		{"nanoseconds", "1676286000000000000", "", ErrTimeUnit, "looks like nanoseconds; give unix seconds such as 1676286000"},
+		{"beyond int64", "99999999999999999999", "", ErrTimeUnit, "looks like nanoseconds"},
+		{"absurdly long", strings.Repeat("9", 200), "", ErrTimeUnit, "far too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseTime(tt.value, tt.tz)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("ParseTime(%q, %q) = %d, %v; want error %v", tt.value, tt.tz, got, err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("ParseTime(%q, %q) error %q does not mention %q", tt.value, tt.tz, err, tt.msg)
+			}
+		})
+	}
+}
+
+func TestFormatUnix(t *testing.T) {
+	tests := []struct {
+		ts   int64
+		want string
+	}{
+		{0, "1970-01-01 00:00:00 UTC"},
+		{1676286000, "2023-02-13 11:00:00 UTC"},
+		{99999999999, "5138-11-16 09:46:39 UTC"},
+	}
+	for _, tt := range tests {
+		if got := FormatUnix(tt.ts); got != tt.want {
+			t.Errorf("FormatUnix(%d) = %q, want %q", tt.ts, got, tt.want)
+		}
+	}
+}
+
+func TestCheckNotFuture(t *testing.T) {
+	now := time.Unix(1676286000, 900_000_000) // the fraction must not widen the window
+	tests := []struct {
+		ts   int64
+		want error
+	}{
+		{0, nil},
+		{1676285999, nil},
+		{1676286000, nil},
+		{1676286001, ErrInFuture},
+		{99999999999, ErrInFuture},
+	}
+	for _, tt := range tests {
+		err := CheckNotFuture(tt.ts, now)
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("CheckNotFuture(%d) = %v, want %v", tt.ts, err, tt.want)
+		}
+	}
+	err := CheckNotFuture(1676286060, now)
+	for _, part := range []string{"1676286060", "2023-02-13 11:01:00 UTC", "1676286000", "2023-02-13 11:00:00 UTC"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("CheckNotFuture error %q does not mention %q", err, part)
+		}
+	}
+}
+
+func TestCheckPullback(t *testing.T) {
+	now := time.Unix(1676300000, 0)
+	cur := map[string]Position{
+		"a": {Subtopic: "a", TS: 1676290000, Token: "binlog.000003:120"},
+		"b": {Subtopic: "b", TS: 1676290000},
+	}
+	known := []string{"a", "b", "c"}
+	oldest := map[string]int64{"a": 1676200000, "b": 1676200000}
+
+	tests := []struct {
+		name    string
+		current map[string]Position
+		target  map[string]int64
+		known   []string
+		oldest  map[string]int64
+		force   bool
+		want    error
+		msg     string
+	}{
+		{name: "seed pullback", current: cur, target: map[string]int64{"a": 1676286000}, known: known, oldest: oldest},
+		{name: "several subtopics", current: cur, target: map[string]int64{"a": 1676286000, "b": 1676280000}, known: known, oldest: oldest},
+		{name: "to current progress", current: cur, target: map[string]int64{"a": 1676290000}, known: known, oldest: oldest},
+		{name: "to oldest available", current: cur, target: map[string]int64{"a": 1676200000}, known: known, oldest: oldest},
+		{name: "to now", target: map[string]int64{"c": 1676300000}, known: known},
+		{name: "no current position", target: map[string]int64{"c": 1676299999}, known: known, oldest: oldest},
+		{name: "nothing known skips the check", current: cur, target: map[string]int64{"zzz": 1676286000}},
+		{name: "forward with force", current: cur, target: map[string]int64{"a": 1676295000}, known: known, oldest: oldest, force: true},
+
+		{name: "empty target", current: cur, target: map[string]int64{}, known: known, want: ErrInvalid, msg: "no subtopics"},
+		{name: "unknown subtopic", current: cur, target: map[string]int64{"a": 1, "x": 1676286000, "w": 1},
+			known: known, want: ErrUnknownSubtopic, msg: `"w", "x"; the task reads "a", "b", "c"`},
+		{name: "documentation placeholder", target: map[string]int64{"{subtopic}": 1676286000},
+			known: known, want: ErrUnknownSubtopic, msg: `"{subtopic}"`},
+		{name: "negative", target: map[string]int64{"a": -1}, known: known, want: ErrInvalid, msg: "negative"},
+		{name: "milliseconds", target: map[string]int64{"a": 1676286000000}, known: known, want: ErrTimeUnit,
+			msg: `subtopic "a": 1676286000000 looks like milliseconds; give unix seconds such as 1676286000`},
+		{name: "in the future", current: cur, target: map[string]int64{"a": 1676300001}, known: known, want: ErrInFuture,
+			msg: `subtopic "a": 1676300001`},
+		{name: "future even with force", target: map[string]int64{"c": 1676300001}, force: true, want: ErrInFuture},
+		{name: "out of range", current: cur, target: map[string]int64{"a": 1676199999}, known: known, oldest: oldest,
+			want: ErrOutOfRange, msg: "oldest available time 1676200000"},
+		{name: "out of range even with force", target: map[string]int64{"b": 0}, oldest: oldest, force: true, want: ErrOutOfRange},
+		{name: "forward", current: cur, target: map[string]int64{"b": 1676290001}, known: known, oldest: oldest,
+			want: ErrForward, msg: "force=true"},
+
+		// Order: the most fundamental problem wins, whichever subtopic has it.
+		{name: "unknown before future", target: map[string]int64{"a": 1676300001, "x": 1}, known: known, want: ErrUnknownSubtopic},
+		{name: "unit before out of range", target: map[string]int64{"a": 1, "b": 1676286000000}, oldest: oldest, want: ErrTimeUnit},
+		{name: "future before out of range", target: map[string]int64{"a": 1, "b": 1676300001}, oldest: oldest, want: ErrInFuture},
+		{name: "out of range before forward", current: cur, target: map[string]int64{"a": 1676295000, "b": 1}, oldest: oldest,
+			want: ErrOutOfRange},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := maps.Clone(tt.target)
+			err := CheckPullback(tt.current, tt.target, tt.known, tt.oldest, tt.force, now)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("CheckPullback: %v", err)
+				}
+			} else {
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("CheckPullback = %v, want %v", err, tt.want)
+				}
+				if !strings.Contains(err.Error(), tt.msg) {
+					t.Errorf("CheckPullback error %q does not mention %q", err, tt.msg)
+				}
+			}
+			if !maps.Equal(before, tt.target) {
+				t.Errorf("CheckPullback changed its input: %v then %v", before, tt.target)
+			}
+		})
+	}
+}
+
+func TestOutOfRangeError(t *testing.T) {
+	now := time.Unix(1676300000, 0)
+	err := CheckPullback(nil, map[string]int64{"p_493po": 1676286000}, nil,
+		map[string]int64{"p_493po": 1676289600}, false, now)
+	var oor *OutOfRangeError
+	if !errors.As(err, &oor) {
+		t.Fatalf("CheckPullback = %v, want *OutOfRangeError", err)
+	}
+	want := OutOfRangeError{Subtopic: "p_493po", Requested: 1676286000, Oldest: 1676289600}
+	if *oor != want {
+		t.Fatalf("OutOfRangeError = %+v, want %+v", *oor, want)
+	}
+	if !errors.Is(err, ErrOutOfRange) {
+		t.Fatal("errors.Is(OutOfRangeError, ErrOutOfRange) = false")
+	}
+	wrapped := errors.Join(errors.New("pulling back"), err)
+	if !errors.Is(wrapped, ErrOutOfRange) {
+		t.Fatal("a wrapped *OutOfRangeError is not ErrOutOfRange")
+	}
+	for _, part := range []string{"p_493po", "1676289600", "2023-02-13 12:00:00 UTC", "1676286000", "2023-02-13 11:00:00 UTC"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("OutOfRangeError %q does not mention %q", err, part)
+		}
+	}
+}
+
+// The server maps each sentinel to its own errCode with errors.Is, so no
+// sentinel may match another, or the mapping would depend on its order.
+func TestSentinelsDistinct(t *testing.T) {
+	sentinels := []error{ErrInvalid, ErrTimeUnit, ErrInFuture, ErrUnknownSubtopic, ErrForward, ErrOutOfRange}
+	for i, a := range sentinels {
+		for j, b := range sentinels {
+			if i != j && errors.Is(a, b) {
+				t.Errorf("errors.Is(%v, %v) = true", a, b)
+			}
+		}
+	}
+	oor := &OutOfRangeError{Subtopic: "p", Requested: 1, Oldest: 2}
+	for _, s := range sentinels {
+		if got := errors.Is(oor, s); got != (s == ErrOutOfRange) {
+			t.Errorf("errors.Is(*OutOfRangeError, %v) = %v", s, got)
+		}
+	}
+}
+
+func FuzzParseTime(f *testing.F) {
+	for _, seed := range []struct{ value, tz string }{
+		{"2023-02-13 19:00:00", "Asia/Shanghai"},
+		{"2023-02-13T19:00:00", "UTC"},
+		{"1676286000", ""},
+		{"1676286000000", ""},
+		{"-1", ""},
+		{"0", "Local"},
+		{"1970-01-01 00:00:00", "America/New_York"},
+		{"9999-12-31 23:59:59", ""},
+		{"2023-02-13 19:00:00.123", "Europe/Berlin"},
+		{"2023-02-13 19:00:00", "../etc/passwd"},
+	} {
+		f.Add(seed.value, seed.tz)
+	}
+	f.Fuzz(func(t *testing.T, value, tz string) {
+		ts, err := ParseTime(value, tz)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrTimeUnit) {
+				t.Fatalf("ParseTime(%q, %q) error %v is neither ErrInvalid nor ErrTimeUnit", value, tz, err)
+			}
+			return
+		}
+		if ts < 0 || ts > maxSeconds {
+			t.Fatalf("ParseTime(%q, %q) = %d, outside [0, %d]", value, tz, ts, int64(maxSeconds))
+		}
+		// Whatever ParseTime accepts must survive a checkpoint round trip
+		// and read back the same as plain unix seconds.
+		m := map[string]int64{"p": ts}
+		got, err := Parse(Format(m))
+		if err != nil || !maps.Equal(got, m) {
+			t.Fatalf("ParseTime(%q, %q) = %d, but Parse(Format) = %v, %v", value, tz, ts, got, err)
+		}
+		if again, err := ParseTime(strconv.FormatInt(ts, 10), ""); err != nil || again != ts {
+			t.Fatalf("ParseTime(%q, %q) = %d, but as unix seconds it reads %d, %v", value, tz, ts, again, err)
+		}
+		if _, err := ParseTime(FormatUnix(ts)[:19], ""); err != nil {
+			t.Fatalf("FormatUnix(%d) = %q does not parse back: %v", ts, FormatUnix(ts), err)
+		}
+	})
+}
