@@ -1,0 +1,434 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"cm/checkpoint"
+	"cm/model"
+	"cm/taskmgr/connector"
+)
+
+func sourceConfig(typ model.TaskType, kv ...string) connector.Config {
+	c := model.Config{}
+	c.Set("source", "type", Type)
+	for i := 0; i+1 < len(kv); i += 2 {
+		c.Set("source", kv[i], kv[i+1])
+	}
+	return connector.Config{Type: typ, Scopes: c}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func appendFile(t *testing.T, path, data string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lines(ts ...int64) string {
+	var b strings.Builder
+	for _, v := range ts {
+		fmt.Fprintf(&b, "{\"ts\":%d,\"v\":\"x%d\"}\n", v, v)
+	}
+	return b.String()
+}
+
+func openSource(t *testing.T, typ model.TaskType, path string, from map[string]checkpoint.Position) *Source {
+	t.Helper()
+	s, err := NewSource(sourceConfig(typ, "path", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background(), from); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func timeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// readTS reads until n records arrived and returns their ts and the last position.
+func readTS(t *testing.T, s *Source, n int) ([]int64, checkpoint.Position) {
+	t.Helper()
+	ctx := timeout(t, 5*time.Second)
+	var got []int64
+	var last checkpoint.Position
+	for len(got) < n {
+		b, err := s.Read(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		for _, r := range b.Records {
+			got = append(got, r.TS)
+		}
+		if len(b.Positions) != 1 {
+			t.Fatalf("batch has %d positions, want 1", len(b.Positions))
+		}
+		last = b.Positions[0]
+	}
+	return got, last
+}
+
+func wantCode(t *testing.T, err error, code string, permanent bool) *connector.Error {
+	t.Helper()
+	var ce *connector.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v is not a *connector.Error", err)
+	}
+	if ce.Detail.Code != code || ce.Permanent != permanent {
+		t.Fatalf("got %s permanent=%v (%v), want %s permanent=%v", ce.Detail.Code, ce.Permanent, err, code, permanent)
+	}
+	return ce
+}
+
+func TestSourceReadsLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2, 3))
+	s := openSource(t, model.TypeIncr, path, nil)
+
+	b, err := s.Read(timeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Records) != 3 {
+		t.Fatalf("got %d records, want 3", len(b.Records))
+	}
+	for i, r := range b.Records {
+		want := fmt.Sprintf("{\"ts\":%d,\"v\":\"x%d\"}", i+1, i+1)
+		if r.TS != int64(i+1) || string(r.Payload) != want || r.Subtopic != "in.jsonl" {
+			t.Errorf("record %d = %+v, want ts %d payload %s", i, r, i+1, want)
+		}
+	}
+	want := checkpoint.Position{Subtopic: "in.jsonl", TS: 3, Token: strconv.Itoa(len(lines(1, 2, 3)))}
+	if len(b.Positions) != 1 || b.Positions[0] != want {
+		t.Fatalf("positions %+v, want %+v", b.Positions, want)
+	}
+}
+
+func TestSourceBatchesLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	ts := make([]int64, 1200)
+	for i := range ts {
+		ts[i] = int64(i / 10)
+	}
+	writeFile(t, path, lines(ts...))
+	s := openSource(t, model.TypeFull, path, nil)
+	ctx := timeout(t, 5*time.Second)
+	var sizes []int
+	var prev int64
+	for {
+		b, err := s.Read(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(b.Records))
+		off, _ := strconv.ParseInt(b.Positions[0].Token, 10, 64)
+		if off <= prev {
+			t.Fatalf("token went from %d to %d", prev, off)
+		}
+		prev = off
+	}
+	if fmt.Sprint(sizes) != "[512 512 176]" {
+		t.Fatalf("batch sizes %v, want [512 512 176]", sizes)
+	}
+}
+
+func TestSourceTailsAppendedLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1))
+	s := openSource(t, model.TypeIncr, path, nil)
+	readTS(t, s, 1)
+
+	// A line without its newline is not emitted yet.
+	appendFile(t, path, `{"ts":2`)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if b, err := s.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read on a partial line = %+v, %v; want deadline exceeded", b, err)
+	}
+
+	// Read waits at the end of the file and wakes up for the appended lines.
+	type result struct {
+		b   connector.Batch
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		b, err := s.Read(timeout(t, 5*time.Second))
+		done <- result{b, err}
+	}()
+	appendFile(t, path, "}\n"+lines(3))
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	got := []int64{}
+	for _, rec := range r.b.Records {
+		got = append(got, rec.TS)
+	}
+	if len(got) == 1 {
+		more, _ := readTS(t, s, 1)
+		got = append(got, more...)
+	}
+	if fmt.Sprint(got) != "[2 3]" {
+		t.Fatalf("tailed %v, want [2 3]", got)
+	}
+}
+
+func TestSourceResumesFromToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2, 3, 4))
+	first := openSource(t, model.TypeFull, path, nil)
+	b, err := first.Read(timeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := b.Positions[0]
+
+	// Resume after line 2, as a checkpoint taken there would.
+	after2 := checkpoint.Position{Subtopic: "in.jsonl", TS: 2, Token: strconv.Itoa(len(lines(1, 2)))}
+	s := openSource(t, model.TypeIncr, path, map[string]checkpoint.Position{"in.jsonl": after2})
+	if got, _ := readTS(t, s, 2); fmt.Sprint(got) != "[3 4]" {
+		t.Fatalf("resumed with %v, want [3 4]", got)
+	}
+
+	// Resume at the end: only new lines come.
+	s = openSource(t, model.TypeIncr, path, map[string]checkpoint.Position{"in.jsonl": end})
+	appendFile(t, path, lines(5))
+	if got, _ := readTS(t, s, 1); fmt.Sprint(got) != "[5]" {
+		t.Fatalf("resumed at the end with %v, want [5]", got)
+	}
+}
+
+func TestSourceRejectsBadToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2))
+	for _, token := range []string{"abc", "-1", "5", strconv.Itoa(len(lines(1, 2)) + 1)} {
+		t.Run(token, func(t *testing.T) {
+			s, err := NewSource(sourceConfig(model.TypeIncr, "path", path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Open(context.Background(), map[string]checkpoint.Position{"in.jsonl": {Subtopic: "in.jsonl", Token: token}})
+			wantCode(t, err, CodeCheckpointInvalid, true)
+			if s.Close() != nil {
+				t.Fatal("Close after a failed Open")
+			}
+		})
+	}
+}
+
+func TestSourceStartsAtTS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2, 2, 3, 5))
+	for _, tc := range []struct {
+		from int64
+		want string
+	}{
+		{0, "[1 2 2 3 5]"},
+		{2, "[2 2 3 5]"},
+		{4, "[5]"},
+		{6, "[]"},
+	} {
+		t.Run(strconv.FormatInt(tc.from, 10), func(t *testing.T) {
+			s := openSource(t, model.TypeFull, path, map[string]checkpoint.Position{"in.jsonl": {Subtopic: "in.jsonl", TS: tc.from}})
+			got := []int64{}
+			ctx := timeout(t, 5*time.Second)
+			for {
+				b, err := s.Read(ctx)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range b.Records {
+					got = append(got, r.TS)
+				}
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Fatalf("from ts %d read %v, want %s", tc.from, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSourceRejectsBadLines(t *testing.T) {
+	for _, tc := range []struct {
+		name, line, code string
+	}{
+		{"not json", `ts=3`, CodeBadLine},
+		{"array", `[3]`, CodeBadLine},
+		{"null", `null`, CodeBadLine},
+		{"no ts", `{"time":3}`, CodeBadLine},
+		{"float ts", `{"ts":3.5}`, CodeBadLine},
+		{"string ts", `{"ts":"3"}`, CodeBadLine},
+		{"empty", ``, CodeBadLine},
+		{"out of order", `{"ts":1}`, CodeOutOfOrder},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "in.jsonl")
+			writeFile(t, path, lines(1, 2)+tc.line+"\n"+lines(4))
+			s := openSource(t, model.TypeIncr, path, nil)
+			// The good lines before the bad one are delivered first.
+			got, pos := readTS(t, s, 2)
+			if fmt.Sprint(got) != "[1 2]" || pos.Token != strconv.Itoa(len(lines(1, 2))) {
+				t.Fatalf("read %v up to %+v before the bad line", got, pos)
+			}
+			_, err := s.Read(timeout(t, 5*time.Second))
+			ce := wantCode(t, err, tc.code, true)
+			if !strings.Contains(ce.Detail.Message, "line 3 ") {
+				t.Fatalf("message %q does not name line 3", ce.Detail.Message)
+			}
+			if _, again := s.Read(timeout(t, time.Second)); again != err {
+				t.Fatalf("second Read returned %v, want the same error", again)
+			}
+		})
+	}
+}
+
+func TestSourceReadsLongLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	long := `{"ts":2,"v":"` + strings.Repeat("y", 3*readChunk) + "\"}\n"
+	writeFile(t, path, lines(1)+long+lines(3))
+	s := openSource(t, model.TypeIncr, path, nil)
+	if got, _ := readTS(t, s, 3); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("read %v", got)
+	}
+}
+
+func TestFullSourceEnds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2))
+	s := openSource(t, model.TypeFull, path, nil)
+	readTS(t, s, 2)
+	for range 2 {
+		if _, err := s.Read(timeout(t, 5*time.Second)); !errors.Is(err, io.EOF) {
+			t.Fatalf("Read at the end of a full import: %v, want io.EOF", err)
+		}
+	}
+
+	// A full import never drops a last line that lacks its newline.
+	appendFile(t, path, `{"ts":3}`)
+	s = openSource(t, model.TypeFull, path, nil)
+	readTS(t, s, 2)
+	_, err := s.Read(timeout(t, 5*time.Second))
+	wantCode(t, err, CodeIncompleteLine, false)
+}
+
+func TestSourceNoticesTruncation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2))
+	s := openSource(t, model.TypeIncr, path, nil)
+	readTS(t, s, 2)
+	writeFile(t, path, lines(1))
+	_, err := s.Read(timeout(t, 5*time.Second))
+	wantCode(t, err, CodeTruncated, true)
+}
+
+func TestSourceMissingFile(t *testing.T) {
+	s, err := NewSource(sourceConfig(model.TypeIncr, "path", filepath.Join(t.TempDir(), "nope.jsonl")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, s.Open(context.Background(), nil), CodeNotFound, false)
+	_, err = s.Oldest(context.Background())
+	wantCode(t, err, CodeNotFound, false)
+}
+
+func TestSourceOldest(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		want       string
+		code       string
+	}{
+		{"lines", lines(7, 8, 9), "map[in.jsonl:7]", ""},
+		{"empty", "", "map[]", ""},
+		{"partial line", `{"ts":7}`, "map[]", ""},
+		{"bad first line", "{}\n", "", CodeBadLine},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "in.jsonl")
+			writeFile(t, path, tc.data)
+			s, err := NewSource(sourceConfig(model.TypeIncr, "path", path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Oldest(context.Background())
+			if tc.code != "" {
+				wantCode(t, err, tc.code, true)
+				return
+			}
+			if err != nil || fmt.Sprint(got) != tc.want {
+				t.Fatalf("Oldest = %v, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewSource(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		kv       []string
+		subtopic string
+		ok       bool
+	}{
+		{"no path", nil, "", false},
+		{"default subtopic", []string{"path", "/data/orders.jsonl"}, "orders.jsonl", true},
+		{"subtopic", []string{"path", "/data/orders.jsonl", "subtopic", "orders"}, "orders", true},
+		{"long subtopic", []string{"path", "/x", "subtopic", strings.Repeat("s", 256)}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSource(sourceConfig(model.TypeIncr, tc.kv...))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && fmt.Sprint(s.Subtopics()) != "["+tc.subtopic+"]" {
+				t.Fatalf("subtopics %v, want [%s]", s.Subtopics(), tc.subtopic)
+			}
+		})
+	}
+}
+
+func FuzzLineTS(f *testing.F) {
+	for _, s := range []string{`{"ts":1}`, `{"ts":-3,"a":[1]}`, `{"ts":1e3}`, `{"ts":"1"}`, `[]`, `null`, `{"ts":99999999999999999999}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		ts, err := lineTS(line)
+		if err != nil {
+			return
+		}
+		if !strings.Contains(string(line), strconv.FormatInt(ts, 10)) {
+			t.Fatalf("ts %d parsed from %q", ts, line)
+		}
+	})
+}
