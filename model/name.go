@@ -27,7 +27,7 @@ const VersionDigits = 10
 const MaxVersion = 9_999_999_999
 
 var (
-	componentRE = regexp.MustCompile(`^([A-Za-z0-9_]{1,64})-(incr_trans|full_trans)-([0-9]{1,9})-([0-9]{1,9})$`)
+	componentRE = regexp.MustCompile(`^([A-Za-z0-9_]{1,64})-(incr_trans|full_trans)-(0|[1-9][0-9]{0,8})-(0|[1-9][0-9]{0,8})$`)
 	hostRE      = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
 	versionRE   = regexp.MustCompile(`^[0-9]{10}$`)
 )

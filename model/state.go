@@ -113,7 +113,9 @@ var transitions = map[State]map[Event]State{
 		EventStop:    StateFinished,
 		EventDelete:  StateDeleted,
 	},
-	StateDeleted: {},
+	StateDeleted: {
+		EventDelete: StateDeleted,
+	},
 }
 
 // Next returns the state that event moves a task in state from to, or an

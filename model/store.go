@@ -1,0 +1,411 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Store is the persistence of tasks, their runtime progress, the audit log,
+// system parameters and nodes. A Store made by Tx runs inside one
+// transaction; every other Store runs each call on its own.
+type Store struct {
+	db      *gorm.DB
+	dialect Dialect
+}
+
+func (s *Store) with(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }
+
+// Tx runs fn in one transaction. fn must not do network calls, sleeps or
+// anything with side effects outside the database: it may run again after a
+// retryable error and its writes vanish on rollback.
+func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
+	err := s.with(ctx).Transaction(func(db *gorm.DB) error {
+		return fn(&Store{db: db, dialect: s.dialect})
+	})
+	return translate(err)
+}
+
+// GetTask loads a task by component.
+func (s *Store) GetTask(ctx context.Context, component string) (*Task, error) {
+	var t Task
+	if err := s.with(ctx).Where("component = ?", component).Take(&t).Error; err != nil {
+		return nil, fmt.Errorf("task %s: %w", component, translate(err))
+	}
+	return &t, nil
+}
+
+// CreateTask inserts a new task row; ErrAlreadyExists if the component exists.
+func (s *Store) CreateTask(ctx context.Context, t *Task) error {
+	now := time.Now().UTC()
+	t.CreatedAt, t.UpdatedAt, t.Revision = now, now, 1
+	if err := s.with(ctx).Create(t).Error; err != nil {
+		return fmt.Errorf("creating task %s: %w", t.Component, translate(err))
+	}
+	return nil
+}
+
+// UpdateTask writes every mutable column of t if the row still has revision
+// t.Revision, and bumps the revision. It returns ErrConflict when another
+// writer got there first; t then keeps its old revision.
+func (s *Store) UpdateTask(ctx context.Context, t *Task) error {
+	now := time.Now().UTC()
+	res := s.with(ctx).Model(&Task{}).
+		Where("id = ? AND revision = ?", t.ID, t.Revision).
+		Updates(map[string]any{
+			"node":          t.Node,
+			"version":       t.Version,
+			"revision":      t.Revision + 1,
+			"desired_state": t.Desired,
+			"state":         t.State,
+			"config":        t.Config,
+			"error_details": t.ErrorDetails,
+			"journal":       t.Journal,
+			"type":          t.Type,
+			"project":       t.Project,
+			"updated_at":    now,
+		})
+	if res.Error != nil {
+		return fmt.Errorf("updating task %s: %w", t.Component, translate(res.Error))
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("updating task %s at revision %d: %w", t.Component, t.Revision, ErrConflict)
+	}
+	t.Revision++
+	t.UpdatedAt = now
+	return nil
+}
+
+// TaskFilter selects tasks for listing. Zero fields match everything.
+type TaskFilter struct {
+	Components []string
+	States     []State
+	Node       NodeID
+	Project    string
+	// IncludeDeleted lists DELETED tasks too.
+	IncludeDeleted bool
+	Offset, Limit  int
+}
+
+// ListTasks returns the tasks matching f, ordered by component, and the total
+// count ignoring Offset and Limit.
+func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, int64, error) {
+	q := s.with(ctx).Model(&Task{})
+	if len(f.Components) > 0 {
+		q = q.Where("component IN ?", f.Components)
+	}
+	if len(f.States) > 0 {
+		q = q.Where("state IN ?", f.States)
+	} else if !f.IncludeDeleted {
+		q = q.Where("state <> ?", StateDeleted)
+	}
+	if f.Node != "" {
+		q = q.Where("node = ?", f.Node)
+	}
+	if f.Project != "" {
+		q = q.Where("project = ?", f.Project)
+	}
+	var total int64
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, fmt.Errorf("counting tasks: %w", translate(err))
+	}
+	q = q.Order("component")
+	if f.Limit > 0 {
+		q = q.Offset(f.Offset).Limit(f.Limit)
+	}
+	var out []Task
+	if err := q.Find(&out).Error; err != nil {
+		return nil, 0, fmt.Errorf("listing tasks: %w", translate(err))
+	}
+	return out, total, nil
+}
+
+// InsertAudit appends an audit row.
+func (s *Store) InsertAudit(ctx context.Context, a *Audit) error {
+	if a.At.IsZero() {
+		a.At = time.Now().UTC()
+	}
+	if err := s.with(ctx).Create(a).Error; err != nil {
+		return fmt.Errorf("writing audit row: %w", translate(err))
+	}
+	return nil
+}
+
+// FinishAudit records how an accepted operation ended.
+func (s *Store) FinishAudit(ctx context.Context, id int64, result, errCode, errMsg string, took time.Duration) error {
+	err := s.with(ctx).Model(&Audit{}).Where("id = ?", id).
+		Updates(map[string]any{"result": result, "err_code": errCode, "err_msg": errMsg, "duration_ms": took.Milliseconds()}).Error
+	return translate(err)
+}
+
+// AuditFilter selects audit rows.
+type AuditFilter struct {
+	Component string
+	Since     time.Time
+	Limit     int
+}
+
+// ListAudit returns audit rows, newest first.
+func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]Audit, error) {
+	q := s.with(ctx).Model(&Audit{})
+	if f.Component != "" {
+		q = q.Where("component = ?", f.Component)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("at >= ?", f.Since.UTC())
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var out []Audit
+	err := q.Order("id DESC").Limit(f.Limit).Find(&out).Error
+	return out, translate(err)
+}
+
+// PurgeAudit deletes at most limit rows older than before and reports how many.
+func (s *Store) PurgeAudit(ctx context.Context, before time.Time, limit int) (int64, error) {
+	var ids []int64
+	if err := s.with(ctx).Model(&Audit{}).Where("at < ?", before.UTC()).Order("id").Limit(limit).Pluck("id", &ids).Error; err != nil {
+		return 0, translate(err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res := s.with(ctx).Where("id IN ?", ids).Delete(&Audit{})
+	return res.RowsAffected, translate(res.Error)
+}
+
+// StartIncarnation records a new version of a component and closes the previous one.
+func (s *Store) StartIncarnation(ctx context.Context, t *Task, reason string) error {
+	now := time.Now().UTC()
+	if err := s.with(ctx).Model(&Incarnation{}).
+		Where("component = ? AND ended_at IS NULL", t.Component).
+		Update("ended_at", now).Error; err != nil {
+		return translate(err)
+	}
+	inc := Incarnation{Component: t.Component, Version: t.Version, Name: t.Name().String(), Node: t.Node, Reason: reason, CreatedAt: now}
+	return translate(s.with(ctx).Create(&inc).Error)
+}
+
+// ListIncarnations lists a component's versions, oldest first.
+func (s *Store) ListIncarnations(ctx context.Context, component string) ([]Incarnation, error) {
+	var out []Incarnation
+	err := s.with(ctx).Where("component = ?", component).Order("version").Find(&out).Error
+	return out, translate(err)
+}
+
+// Checkpoints returns the durable progress of a component, by subtopic order.
+func (s *Store) Checkpoints(ctx context.Context, component string) ([]Checkpoint, error) {
+	var out []Checkpoint
+	err := s.with(ctx).Where("component = ?", component).Order("subtopic").Find(&out).Error
+	return out, translate(err)
+}
+
+// CheckpointsOf returns the durable progress of many components.
+func (s *Store) CheckpointsOf(ctx context.Context, components []string) (map[string][]Checkpoint, error) {
+	out := map[string][]Checkpoint{}
+	if len(components) == 0 {
+		return out, nil
+	}
+	var rows []Checkpoint
+	if err := s.with(ctx).Where("component IN ?", components).Order("component, subtopic").Find(&rows).Error; err != nil {
+		return nil, translate(err)
+	}
+	for _, r := range rows {
+		out[r.Component] = append(out[r.Component], r)
+	}
+	return out, nil
+}
+
+// ResetProgress drops a component's runtime progress and heartbeat: the next
+// incarnation starts from the configured checkpoint. Called in the
+// transaction that bumps the version.
+func (s *Store) ResetProgress(ctx context.Context, component string) error {
+	if err := s.with(ctx).Where("component = ?", component).Delete(&Checkpoint{}).Error; err != nil {
+		return translate(err)
+	}
+	return translate(s.with(ctx).Where("component = ?", component).Delete(&Heartbeat{}).Error)
+}
+
+// RebindProgress hands a component's progress to a new version (migrate):
+// the new incarnation continues from it, and the old one is fenced off.
+func (s *Store) RebindProgress(ctx context.Context, component string, version int64) error {
+	if err := s.with(ctx).Model(&Checkpoint{}).Where("component = ?", component).Update("version", version).Error; err != nil {
+		return translate(err)
+	}
+	return translate(s.with(ctx).Where("component = ?", component).Delete(&Heartbeat{}).Error)
+}
+
+// Progress is one fenced runtime report of a task incarnation.
+type Progress struct {
+	Component string
+	Version   int64
+	Positions []CheckpointPosition
+	// Beat, when non-zero, records a heartbeat at that time.
+	Beat    time.Time
+	Metrics string
+}
+
+// CheckpointPosition is a subtopic position as the store keeps it.
+type CheckpointPosition struct {
+	Subtopic string
+	TS       int64
+	Token    string
+}
+
+// SaveProgress writes reports in one transaction. Each report is fenced by
+// its version: a report from a superseded incarnation is skipped and its
+// component returned in fenced, while the others commit. Within an
+// incarnation a subtopic never moves back in time.
+func (s *Store) SaveProgress(ctx context.Context, reports []Progress) (fenced []string, err error) {
+	if len(reports) == 0 {
+		return nil, nil
+	}
+	now := time.Now().UTC()
+	err = s.Tx(ctx, func(tx *Store) error {
+		fenced = fenced[:0]
+		for _, r := range reports {
+			ok, err := tx.saveOne(ctx, r, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				fenced = append(fenced, r.Component)
+			}
+		}
+		return nil
+	})
+	return fenced, err
+}
+
+func (s *Store) saveOne(ctx context.Context, r Progress, now time.Time) (bool, error) {
+	db := s.with(ctx)
+	for _, p := range r.Positions {
+		res := db.Model(&Checkpoint{}).
+			Where("component = ? AND subtopic = ? AND version = ? AND ts <= ?", r.Component, p.Subtopic, r.Version, p.TS).
+			Updates(map[string]any{"ts": p.TS, "token": p.Token, "updated_at": now})
+		if res.Error != nil {
+			return false, translate(res.Error)
+		}
+		if res.RowsAffected == 1 {
+			continue
+		}
+		var cur Checkpoint
+		err := db.Where("component = ? AND subtopic = ?", r.Component, p.Subtopic).Take(&cur).Error
+		switch {
+		case err == nil && cur.Version == r.Version:
+			return false, fmt.Errorf("%w: checkpoint of %s/%s would move back from %d to %d", ErrInvalidArgument, r.Component, p.Subtopic, cur.TS, p.TS)
+		case err == nil:
+			return false, nil
+		case !errors.Is(translate(err), ErrNotFound):
+			return false, translate(err)
+		}
+		// A first position for this subtopic: insert only while the task is
+		// still at this version, in one statement.
+		res = db.Exec("INSERT INTO task_checkpoints (component, subtopic, version, ts, token, updated_at) "+
+			"SELECT ?, ?, ?, ?, ?, ? FROM tasks WHERE component = ? AND version = ?",
+			r.Component, p.Subtopic, r.Version, p.TS, p.Token, now, r.Component, r.Version)
+		if res.Error != nil {
+			return false, translate(res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return false, nil
+		}
+	}
+	if !r.Beat.IsZero() {
+		res := db.Model(&Heartbeat{}).Where("component = ? AND version = ?", r.Component, r.Version).
+			Updates(map[string]any{"at": r.Beat.UTC(), "metrics": r.Metrics})
+		if res.Error != nil {
+			return false, translate(res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ClaimHeartbeat creates or takes over the heartbeat row for a starting
+// incarnation. Called in the transaction that moves the task to STARTING.
+func (s *Store) ClaimHeartbeat(ctx context.Context, component string, version int64, node NodeID) error {
+	hb := Heartbeat{Component: component, Version: version, Node: node, At: time.Now().UTC()}
+	err := s.with(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "component"}},
+		DoUpdates: clause.AssignmentColumns([]string{"version", "node", "at", "metrics"}),
+	}).Create(&hb).Error
+	return translate(err)
+}
+
+// Heartbeats returns heartbeat rows by component.
+func (s *Store) Heartbeats(ctx context.Context, components []string) (map[string]Heartbeat, error) {
+	out := map[string]Heartbeat{}
+	if len(components) == 0 {
+		return out, nil
+	}
+	var rows []Heartbeat
+	if err := s.with(ctx).Where("component IN ?", components).Find(&rows).Error; err != nil {
+		return nil, translate(err)
+	}
+	for _, r := range rows {
+		out[r.Component] = r
+	}
+	return out, nil
+}
+
+// Params returns all system parameters.
+func (s *Store) Params(ctx context.Context) ([]Param, error) {
+	var out []Param
+	err := s.with(ctx).Order("`key`").Find(&out).Error
+	return out, translate(err)
+}
+
+// SetParam upserts a system parameter.
+func (s *Store) SetParam(ctx context.Context, key, value string) error {
+	p := Param{Key: key, Value: value, UpdatedAt: time.Now().UTC()}
+	err := s.with(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "key"}},
+		DoUpdates: clause.AssignmentColumns([]string{"value", "updated_at"}),
+	}).Create(&p).Error
+	return translate(err)
+}
+
+// UpsertNode registers or refreshes a node.
+func (s *Store) UpsertNode(ctx context.Context, n *Node) error {
+	err := s.with(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"addr", "version", "capacity", "started_at", "seen_at"}),
+	}).Create(n).Error
+	return translate(err)
+}
+
+// TouchNode records that a node is alive.
+func (s *Store) TouchNode(ctx context.Context, id NodeID, at time.Time) error {
+	res := s.with(ctx).Model(&Node{}).Where("id = ?", id).Update("seen_at", at.UTC())
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("node %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Nodes lists registered nodes.
+func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
+	var out []Node
+	err := s.with(ctx).Order("id").Find(&out).Error
+	return out, translate(err)
+}
+
+// GetNode loads one node.
+func (s *Store) GetNode(ctx context.Context, id NodeID) (*Node, error) {
+	var n Node
+	if err := s.with(ctx).Where("id = ?", id).Take(&n).Error; err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, translate(err))
+	}
+	return &n, nil
+}

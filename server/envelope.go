@@ -1,0 +1,65 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"cm/taskmgr"
+)
+
+// Envelope is the OMS answer shape. On success the error fields are null; on
+// failure result is null and retryable says whether to try again.
+type Envelope struct {
+	ErrCode     *string `json:"errCode"`
+	ErrMsg      *string `json:"errMsg"`
+	ErrorDetail any     `json:"errorDetail"`
+	IsSuccess   bool    `json:"isSuccess"`
+	Result      any     `json:"result"`
+	Retryable   *bool   `json:"retryable"`
+}
+
+// ErrorDetail is the errorDetail of a failure.
+type ErrorDetail struct {
+	RequestID string `json:"requestId"`
+	// CurrentTaskName is set when the call named a superseded incarnation.
+	CurrentTaskName string `json:"currentTaskName,omitempty"`
+	// TaskErrors are the task's errorDetails when it went to EXCEPTION.
+	TaskErrors any `json:"taskErrors,omitempty"`
+}
+
+func ok(c echo.Context, result any) error {
+	return c.JSON(http.StatusOK, Envelope{IsSuccess: true, Result: result})
+}
+
+// fail answers err in the envelope. It is the echo HTTPErrorHandler too, so
+// routing and body-limit errors get the same shape.
+func fail(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p := Classify(err)
+	msg := err.Error()
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		}
+	}
+	detail := ErrorDetail{RequestID: requestID(c)}
+	var sup *taskmgr.SupersededError
+	if errors.As(err, &sup) {
+		detail.CurrentTaskName = sup.Current
+	}
+	var failed *taskmgr.FailedError
+	if errors.As(err, &failed) {
+		detail.TaskErrors = failed.Details
+	}
+	code, retry := p.Code, p.Retryable
+	c.Set(ctxErrCode, code)
+	if p.Status >= 500 && p.Code == internalProblem.Code {
+		c.Set(ctxInternalErr, err)
+	}
+	_ = c.JSON(p.Status, Envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: detail, Result: nil, Retryable: &retry})
+}

@@ -1,0 +1,150 @@
+// Package server is cm's HTTP face: the OMS v2 task API under
+// /connector/task/v2/, the OMS answer envelope, and the one mapping from
+// errors to HTTP status, errCode and retryable (Classify).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.uber.org/zap"
+)
+
+// Config of the HTTP server.
+type Config struct {
+	Listen string
+	// BodyLimit bounds request bodies, e.g. "1M".
+	BodyLimit string
+	// ShutdownTimeout bounds the graceful drain of in-flight requests.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig listens on 127.0.0.1:8088.
+func DefaultConfig() Config {
+	return Config{Listen: "127.0.0.1:8088", BodyLimit: "1M", ShutdownTimeout: 40 * time.Second}
+}
+
+// Validate refuses an unusable config.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen address %q: %w", c.Listen, err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown timeout must be positive")
+	}
+	return nil
+}
+
+const (
+	ctxErrCode     = "cm.errCode"
+	ctxInternalErr = "cm.internalErr"
+	logRequestID   = "request_id"
+)
+
+// Server serves the API.
+type Server struct {
+	cfg  Config
+	echo *echo.Echo
+	log  *zap.Logger
+}
+
+// New wires routes and middleware around svc.
+func New(cfg Config, svc TaskService, log *zap.Logger) *Server {
+	log = log.Named("http")
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = fail
+	e.Use(middleware.RequestID())
+	e.Use(accessLog(log))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			log.Error("panic in handler", zap.String(logRequestID, requestID(c)), zap.Error(err), zap.ByteString("stack", stack))
+			return err
+		},
+	}))
+	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+
+	h := &handlers{svc: svc}
+	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
+	g := e.Group("/connector/task/v2")
+	g.POST("/create", h.create)
+	g.POST("/resume", h.resume)
+	g.POST("/stop", h.stop)
+	g.POST("/update", h.update)
+	g.POST("/migrate", h.migrate)
+	g.POST("/delete", h.delete)
+	g.GET("/detail", h.detail)
+	g.GET("/batchDetail", h.batchDetail)
+	g.GET("/operations", h.operations)
+	return &Server{cfg: cfg, echo: e, log: log}
+}
+
+// Echo exposes the router so other APIs can be mounted beside the OMS one.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Handler returns the HTTP handler, for tests.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Serve listens and serves until ctx is done, then drains in-flight requests.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("draining HTTP: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func requestID(c echo.Context) string {
+	if id := c.Response().Header().Get(echo.HeaderXRequestID); id != "" {
+		return id
+	}
+	return c.Request().Header.Get(echo.HeaderXRequestID)
+}
+
+// accessLog logs each request once, at Info for failures and Debug otherwise.
+func accessLog(log *zap.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			fields := []zap.Field{
+				zap.String("method", c.Request().Method), zap.String("path", c.Path()),
+				zap.Int("status", c.Response().Status), zap.Duration("took", time.Since(start)),
+				zap.String(logRequestID, requestID(c)), zap.String("remote", c.RealIP()),
+			}
+			if code, ok := c.Get(ctxErrCode).(string); ok {
+				fields = append(fields, zap.String("err_code", code))
+			}
+			switch {
+			case c.Get(ctxInternalErr) != nil:
+				log.Error("request", append(fields, zap.Any("error", c.Get(ctxInternalErr)))...)
+			case c.Response().Status >= 400:
+				log.Info("request", fields...)
+			default:
+				log.Debug("request", fields...)
+			}
+			return nil
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package taskmgr
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"cm/model"
+)
+
+// Errors of the use cases, on top of model's categories.
+var (
+	// ErrBusy: another operation on the task won the race, or one is in
+	// flight; retry.
+	ErrBusy = errors.New("task is busy with another operation")
+	// ErrNodeNotFound: the named node is not a live registered node.
+	ErrNodeNotFound = errors.New("node not found")
+	// ErrStopTimeout: the runner did not stop within the wait; the task stays
+	// STOPPING and its node keeps converging.
+	ErrStopTimeout = errors.New("stop timed out")
+	// ErrStartTimeout: the task did not reach RUNNING within the wait.
+	ErrStartTimeout = errors.New("start timed out")
+	// ErrTaskFailed: the task went to EXCEPTION while the call waited.
+	ErrTaskFailed = errors.New("task failed")
+	// ErrInvalidConfig: the task config does not build a connector.
+	ErrInvalidConfig = fmt.Errorf("%w: invalid task config", model.ErrInvalidArgument)
+	// ErrTaskNotFound: no task with that component, or no such incarnation.
+	ErrTaskNotFound = fmt.Errorf("task %w", model.ErrNotFound)
+	// ErrTaskExists: the component already exists.
+	ErrTaskExists = fmt.Errorf("task %w", model.ErrAlreadyExists)
+)
+
+// SupersededError: a write named an incarnation that is no longer current.
+type SupersededError struct {
+	Given, Current string
+}
+
+func (e *SupersededError) Error() string {
+	return fmt.Sprintf("task %s is superseded by %s", e.Given, e.Current)
+}
+
+// FailedError carries the error details of a task that went to EXCEPTION.
+type FailedError struct {
+	Task    string
+	Details []model.ErrorDetail
+}
+
+func (e *FailedError) Error() string {
+	msg := "task " + e.Task + " is in EXCEPTION"
+	if len(e.Details) > 0 {
+		last := e.Details[len(e.Details)-1]
+		msg += ": " + last.Code + ": " + last.Message
+	}
+	return msg
+}
+
+func (e *FailedError) Unwrap() error { return ErrTaskFailed }
+
+// timeoutError says which wait ran out, and what the task is doing now.
+type timeoutError struct {
+	base  error
+	task  string
+	state model.State
+	after time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("%v: %s is still %s after %s; its node keeps converging", e.base, e.task, e.state, e.after)
+}
+
+func (e *timeoutError) Unwrap() error { return e.base }

@@ -1,0 +1,751 @@
+package taskmgr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cm/checkpoint"
+	"cm/model"
+	"cm/taskmgr/connector"
+)
+
+// Config tunes the manager and the runtime of this node.
+type Config struct {
+	// Node is this node's id; it prefixes the names of the tasks it runs.
+	Node model.NodeID
+	// StopTimeout bounds how long stop and delete wait for a runner to exit.
+	StopTimeout time.Duration
+	// StartTimeout bounds how long create and resume wait for RUNNING.
+	StartTimeout time.Duration
+	// ReconcileInterval is the reconciler's period besides nudges.
+	ReconcileInterval time.Duration
+	// DataDir holds per-task working directories (child process logs).
+	DataDir string
+	// Committer tunes checkpoint and heartbeat flushing.
+	Committer checkpoint.CommitterConfig
+}
+
+// DefaultConfig returns the defaults for node.
+func DefaultConfig(node model.NodeID) Config {
+	return Config{
+		Node:              node,
+		StopTimeout:       30 * time.Second,
+		StartTimeout:      30 * time.Second,
+		ReconcileInterval: time.Second,
+		DataDir:           "./data",
+		Committer:         checkpoint.DefaultCommitterConfig(),
+	}
+}
+
+// Validate refuses configs the runtime cannot work with.
+func (c Config) Validate() error {
+	if _, err := model.ParseNodeID(string(c.Node)); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.ReconcileInterval <= 0 {
+		return fmt.Errorf("%w: timeouts and intervals must be positive", model.ErrInvalidArgument)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data dir is empty", model.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// MaxWait caps the timeout a caller may ask for.
+const MaxWait = 10 * time.Minute
+
+// Call describes who makes an operator call, for the audit log.
+type Call struct {
+	Actor     string
+	RequestID string
+	// Params are the call's parameters as given; secrets are masked before
+	// they are stored.
+	Params map[string]string
+}
+
+// Waker tells a task's owning node to reconcile now.
+type Waker interface {
+	Wake(ctx context.Context, node model.NodeID)
+}
+
+// Manager carries out operator calls: it validates, writes the desired state
+// with a compare-and-swap and an audit row in one transaction, wakes the
+// owning node, and waits until the task converges.
+type Manager struct {
+	cfg      Config
+	store    *model.Store
+	registry *connector.Registry
+	waker    Waker
+	changes  *notifier
+	log      *zap.Logger
+	now      func() time.Time
+	errCode  func(error) string
+}
+
+// NewManager builds a manager. changes may be shared with the local
+// reconciler so waits wake on local state writes.
+func NewManager(cfg Config, store *model.Store, registry *connector.Registry, waker Waker, changes *notifier, log *zap.Logger) *Manager {
+	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, changes: changes, log: log.Named("taskmgr"), now: time.Now,
+		errCode: func(error) string { return "ERROR" }}
+}
+
+// SetErrorCoder sets how refused calls are coded in the audit log, so the
+// audit shows the same errCode the API answers with.
+func (m *Manager) SetErrorCoder(f func(error) string) { m.errCode = f }
+
+// CreateRequest is the body of create.
+type CreateRequest struct {
+	Component string       `json:"component"`
+	Config    model.Config `json:"config"`
+	Node      string       `json:"node"`
+	// Start defaults to true.
+	Start *bool `json:"start"`
+}
+
+// Create makes a new task at version 1 (or revives a deleted component at
+// its next version) and, unless Start is false, starts it.
+func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (string, error) {
+	started := m.now()
+	comp, err := model.ParseComponent(req.Component)
+	if err != nil {
+		return "", err
+	}
+	node := m.cfg.Node
+	if req.Node != "" {
+		if node, err = model.ParseNodeID(req.Node); err != nil {
+			return "", err
+		}
+		if err := m.checkNodeLive(ctx, node); err != nil {
+			return "", err
+		}
+	}
+	if req.Config == nil {
+		req.Config = model.Config{}
+	}
+	if err := m.validateConfig(comp, node, req.Config); err != nil {
+		return "", err
+	}
+	start := req.Start == nil || *req.Start
+	t := &model.Task{
+		Component: comp.String(), Project: comp.Project, Type: comp.Type, Node: node, Version: 1,
+		State: model.StateCreated, Desired: model.DesiredStopped,
+	}
+	t.SetConfig(req.Config)
+	if start {
+		t.State, t.Desired = model.StateStarting, model.DesiredRunning
+	}
+	call.Params = mergeParams(call.Params, map[string]string{"config": strings.Join(req.Config.Keys(), ",")})
+	audit := m.newAudit(call, "create", nil)
+	err = m.store.Tx(ctx, func(tx *model.Store) error {
+		old, err := tx.GetTask(ctx, t.Component)
+		switch {
+		case errors.Is(err, model.ErrNotFound):
+			if err := tx.CreateTask(ctx, t); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case old.State != model.StateDeleted:
+			return fmt.Errorf("%w: %s is %s", ErrTaskExists, old.Name(), old.State)
+		default:
+			t.ID, t.Revision, t.Version = old.ID, old.Revision, old.Version+1
+			if err := tx.UpdateTask(ctx, t); err != nil {
+				return err
+			}
+			if err := tx.ResetProgress(ctx, t.Component); err != nil {
+				return err
+			}
+		}
+		if err := tx.StartIncarnation(ctx, t, "create"); err != nil {
+			return err
+		}
+		audit.Component, audit.TaskAfter, audit.StateAfter = t.Component, t.Name().String(), t.State
+		return tx.InsertAudit(ctx, audit)
+	})
+	if err != nil {
+		m.auditFailure(ctx, call, "create", comp.String(), nil, err, started)
+		return "", mapStoreErr(err)
+	}
+	m.log.Info("task created", zap.String(logTask, t.Name().String()), zap.Bool("start", start))
+	if !start {
+		m.finish(ctx, audit, nil, started)
+		return t.Name().String(), nil
+	}
+	m.waker.Wake(ctx, t.Node)
+	werr := m.waitRunning(ctx, t, m.cfg.StartTimeout)
+	m.finish(ctx, audit, werr, started)
+	return t.Name().String(), werr
+}
+
+// ResumeOptions are resume's flags.
+type ResumeOptions struct {
+	PullBack bool
+	Restart  bool
+	Timeout  time.Duration
+}
+
+// Resume starts a task again. A plain resume keeps the version and continues
+// from the durable progress; pullBack and restart start a new incarnation
+// from the configured checkpoint or from the beginning.
+func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeOptions) (string, error) {
+	started := m.now()
+	op := "resume"
+	var newVersion bool
+	var detail map[string]any
+	t, audit, err := m.mutate(ctx, call, op, ref, func(t *model.Task) error {
+		if opt.PullBack && opt.Restart {
+			return fmt.Errorf("%w: pullBackFlag and restartFlag cannot both be true", model.ErrInvalidArgument)
+		}
+		if opt.PullBack && t.Type != model.TypeIncr {
+			return fmt.Errorf("%w: pullBackFlag=true applies to incr_trans tasks; %s is %s", model.ErrInvalidArgument, t.Component, t.Type)
+		}
+		if opt.Restart && t.Type != model.TypeFull {
+			return fmt.Errorf("%w: restartFlag=true applies to full_trans tasks; %s is %s", model.ErrInvalidArgument, t.Component, t.Type)
+		}
+		ev := model.EventResume
+		if opt.PullBack || opt.Restart {
+			ev = model.EventRestart
+		}
+		if err := transition(t, ev); err != nil {
+			return err
+		}
+		if ev == model.EventRestart {
+			d, err := m.prepareRestart(ctx, t, opt.PullBack)
+			if err != nil {
+				return err
+			}
+			detail, newVersion = d, true
+		}
+		return nil
+	}, func(tx *model.Store, t *model.Task, a *model.Audit) error {
+		if !newVersion {
+			return nil
+		}
+		a.Detail = jsonString(detail)
+		if err := tx.ResetProgress(ctx, t.Component); err != nil {
+			return err
+		}
+		reason := "restart"
+		if opt.PullBack {
+			reason = "pullback"
+		}
+		return tx.StartIncarnation(ctx, t, reason)
+	})
+	if err != nil {
+		return "", err
+	}
+	werr := m.waitRunning(ctx, t, pick(opt.Timeout, m.cfg.StartTimeout))
+	m.finish(ctx, audit, werr, started)
+	return t.Name().String(), werr
+}
+
+// prepareRestart bumps the version of t and, for a pullback, checks the
+// configured checkpoint it will start from.
+func (m *Manager) prepareRestart(ctx context.Context, t *model.Task, pullBack bool) (map[string]any, error) {
+	cfg, err := t.ParsedConfig()
+	if err != nil {
+		return nil, err
+	}
+	detail := map[string]any{"versionBefore": t.Version}
+	before, err := m.store.Checkpoints(ctx, t.Component)
+	if err != nil {
+		return nil, err
+	}
+	detail["progressBefore"] = checkpointMap(before)
+	if pullBack {
+		raw := cfg.Get("source", "checkpoint")
+		if raw == "" {
+			return nil, fmt.Errorf("%w: pullBackFlag=true needs source.checkpoint in the config; set it with update first", checkpoint.ErrInvalid)
+		}
+		target, err := checkpoint.Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		known, err := m.subtopics(ctx, t, cfg, before)
+		if err != nil {
+			return nil, err
+		}
+		for sub, ts := range target {
+			if err := checkpoint.CheckNotFuture(ts, m.now()); err != nil {
+				return nil, fmt.Errorf("subtopic %s: %w", sub, err)
+			}
+		}
+		if err := checkpoint.CheckPullback(nil, target, known, nil, true, m.now()); err != nil {
+			return nil, err
+		}
+		detail["checkpointAfter"] = raw
+	}
+	if t.Version >= model.MaxVersion {
+		return nil, fmt.Errorf("%w: %s has reached the last version", model.ErrInvalidArgument, t.Component)
+	}
+	t.Version++
+	detail["versionAfter"] = t.Version
+	return detail, nil
+}
+
+// subtopics lists the subtopics a task is known to have: from its source,
+// else from its progress.
+func (m *Manager) subtopics(ctx context.Context, t *model.Task, cfg model.Config, progress []model.Checkpoint) ([]string, error) {
+	src, _, err := m.registry.Build(m.connectorConfig(t, cfg))
+	if err == nil {
+		if s, ok := src.(connector.Subtopicer); ok {
+			return s.Subtopics(), nil
+		}
+	}
+	var out []string
+	for _, p := range progress {
+		out = append(out, p.Subtopic)
+	}
+	return out, nil
+}
+
+// Stop stops a task and returns once its runner has exited and its last
+// checkpoint is durable.
+func (m *Manager) Stop(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
+	started := m.now()
+	t, audit, err := m.mutate(ctx, call, "stop", ref, func(t *model.Task) error {
+		return transition(t, model.EventStop)
+	}, nil)
+	if err != nil {
+		return "", err
+	}
+	werr := m.waitQuiet(ctx, t, pick(timeout, m.cfg.StopTimeout), ErrStopTimeout)
+	m.finish(ctx, audit, werr, started)
+	return t.Name().String(), werr
+}
+
+// Delete stops a task if needed and keeps it as history in state DELETED.
+func (m *Manager) Delete(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
+	started := m.now()
+	t, audit, err := m.mutate(ctx, call, "delete", ref, func(t *model.Task) error {
+		return transition(t, model.EventDelete)
+	}, nil)
+	if err != nil {
+		return "", err
+	}
+	werr := m.waitQuiet(ctx, t, pick(timeout, m.cfg.StopTimeout), ErrStopTimeout)
+	m.finish(ctx, audit, werr, started)
+	return t.Name().String(), werr
+}
+
+// Update deletes the named scope.key entries, then merges patch, in one
+// transaction. Only a STOPPED or EXCEPTION task can be updated.
+func (m *Manager) Update(ctx context.Context, call Call, ref string, deletes []string, patch model.Config) (string, error) {
+	started := m.now()
+	var before, after model.Config
+	t, audit, err := m.mutate(ctx, call, "update", ref, func(t *model.Task) error {
+		if len(deletes) == 0 && len(patch) == 0 {
+			return fmt.Errorf("%w: nothing to update: give deleteParams or a JSON body {\"scope\":{\"key\":\"value\"}}", model.ErrInvalidArgument)
+		}
+		if t.State != model.StateStopped && t.State != model.StateException {
+			return &model.IllegalTransitionError{From: t.State, Op: "update (allowed when STOPPED or EXCEPTION)"}
+		}
+		if err := patch.Validate(); err != nil {
+			return err
+		}
+		cfg, err := t.ParsedConfig()
+		if err != nil {
+			return err
+		}
+		before = cfg.Clone()
+		for _, d := range deletes {
+			scope, key, err := SplitParam(d)
+			if err != nil {
+				return err
+			}
+			cfg.Delete(scope, key)
+		}
+		cfg.Merge(patch)
+		if raw := cfg.Get("source", "checkpoint"); raw != "" && raw != before.Get("source", "checkpoint") {
+			target, err := checkpoint.Parse(raw)
+			if err != nil {
+				return err
+			}
+			for sub, ts := range target {
+				if err := checkpoint.CheckNotFuture(ts, m.now()); err != nil {
+					return fmt.Errorf("subtopic %s: %w", sub, err)
+				}
+			}
+		}
+		if err := m.validateConfig(t.Name().Component, t.Node, cfg); err != nil {
+			return err
+		}
+		after = cfg
+		t.SetConfig(cfg)
+		return nil
+	}, func(_ *model.Store, _ *model.Task, a *model.Audit) error {
+		a.Detail = jsonString(map[string]any{"configBefore": before.Masked(), "configAfter": after.Masked()})
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	m.finish(ctx, audit, nil, started)
+	return t.Name().String(), nil
+}
+
+// SplitParam splits a deleteParams entry scope.key and checks its grammar.
+func SplitParam(s string) (scope, key string, err error) {
+	scope, key, ok := strings.Cut(strings.TrimSpace(s), ".")
+	if !ok || !model.ValidScope(scope) || !model.ValidKey(key) {
+		return "", "", fmt.Errorf("%w: deleteParams entry %q is not scope.key (e.g. source.checkpoint)", model.ErrInvalidArgument, s)
+	}
+	return scope, key, nil
+}
+
+// MigrateTarget picks where a task moves: the live node on IP, or the exact node.
+type MigrateTarget struct {
+	IP   string
+	Node string
+}
+
+// Migrate moves a task to another live node as a new incarnation (version + 1)
+// that continues from the durable checkpoint.
+func (m *Manager) Migrate(ctx context.Context, call Call, ref string, target MigrateTarget, timeout time.Duration) (string, error) {
+	started := m.now()
+	to, err := m.pickNode(ctx, target)
+	if err != nil {
+		m.auditFailure(ctx, call, "migrate", componentOf(ref), nil, err, started)
+		return "", err
+	}
+	// First stop it where it runs, keeping what the operator wanted.
+	cur, err := m.load(ctx, ref, true)
+	if err != nil {
+		m.auditFailure(ctx, call, "migrate", componentOf(ref), nil, err, started)
+		return "", err
+	}
+	wasDesired := cur.Desired
+	if cur.State == model.StateDeleted {
+		err := &model.IllegalTransitionError{From: cur.State, Op: "migrate"}
+		m.auditFailure(ctx, call, "migrate", cur.Component, cur, err, started)
+		return "", err
+	}
+	if cur.State.Active() {
+		if _, err := m.Stop(ctx, Call{Actor: call.Actor, RequestID: call.RequestID, Params: map[string]string{"reason": "migrate"}}, cur.Name().String(), timeout); err != nil {
+			m.auditFailure(ctx, call, "migrate", cur.Component, cur, err, started)
+			return "", err
+		}
+	}
+	t, audit, err := m.mutate(ctx, call, "migrate", cur.Name().String(), func(t *model.Task) error {
+		if t.State.Active() {
+			return fmt.Errorf("%w: %s became %s while migrating", ErrBusy, t.Component, t.State)
+		}
+		if t.Version >= model.MaxVersion {
+			return fmt.Errorf("%w: %s has reached the last version", model.ErrInvalidArgument, t.Component)
+		}
+		t.Version++
+		t.Node = to
+		if wasDesired == model.DesiredRunning && t.State != model.StateFinished {
+			t.Desired = model.DesiredRunning
+			t.State = model.StateStarting
+			t.SetErrors(nil)
+		}
+		return nil
+	}, func(tx *model.Store, t *model.Task, _ *model.Audit) error {
+		if err := tx.RebindProgress(ctx, t.Component, t.Version); err != nil {
+			return err
+		}
+		return tx.StartIncarnation(ctx, t, "migrate")
+	})
+	if err != nil {
+		return "", err
+	}
+	var werr error
+	if t.Desired == model.DesiredRunning {
+		werr = m.waitRunning(ctx, t, pick(timeout, m.cfg.StartTimeout))
+	}
+	m.finish(ctx, audit, werr, started)
+	return t.Name().String(), werr
+}
+
+// mutate is the one path of an operator write: load, check the name, apply
+// change to a copy, and in one transaction compare-and-swap the row and
+// write the audit row (plus whatever extra adds). Conflicts with runtime
+// writes (observed state only) are retried; conflicts with other operator
+// writes answer ErrBusy. Failures are audited too.
+func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
+	change func(t *model.Task) error,
+	extra func(tx *model.Store, t *model.Task, a *model.Audit) error,
+) (*model.Task, *model.Audit, error) {
+	started := m.now()
+	var before *model.Task
+	for attempt := 0; ; attempt++ {
+		cur, err := m.load(ctx, ref, true)
+		if err != nil {
+			m.auditFailure(ctx, call, op, componentOf(ref), before, err, started)
+			return nil, nil, err
+		}
+		if before != nil && !sameIntent(before, cur) {
+			err := fmt.Errorf("%w: %s was changed by a concurrent operation", ErrBusy, cur.Name())
+			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
+			return nil, nil, err
+		}
+		snapshot := *cur
+		before = &snapshot
+		if cur.Journal != "" {
+			err := fmt.Errorf("%w: %s has an operation in flight", ErrBusy, cur.Name())
+			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
+			return nil, nil, err
+		}
+		t := *cur
+		if err := change(&t); err != nil {
+			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
+			return nil, nil, err
+		}
+		audit := m.newAudit(call, op, cur)
+		audit.Component, audit.TaskAfter, audit.StateAfter = t.Component, t.Name().String(), t.State
+		err = m.store.Tx(ctx, func(tx *model.Store) error {
+			if err := tx.UpdateTask(ctx, &t); err != nil {
+				return err
+			}
+			if extra != nil {
+				if err := extra(tx, &t, audit); err != nil {
+					return err
+				}
+			}
+			return tx.InsertAudit(ctx, audit)
+		})
+		if errors.Is(err, model.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			err = mapStoreErr(err)
+			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
+			return nil, nil, err
+		}
+		m.log.Info("task "+op, zap.String(logTask, t.Name().String()), zap.String(logState, string(t.State)), zap.String(logRequestID, call.RequestID))
+		if t.State != cur.State || t.Node != cur.Node || t.Version != cur.Version {
+			m.waker.Wake(ctx, t.Node)
+			if cur.Node != t.Node {
+				m.waker.Wake(ctx, cur.Node)
+			}
+		}
+		return &t, audit, nil
+	}
+}
+
+// sameIntent reports whether only runtime columns changed between a and b:
+// an operator's write changes the desired state, config, node, version or journal.
+func sameIntent(a, b *model.Task) bool {
+	return a.Desired == b.Desired && a.Config == b.Config && a.Node == b.Node &&
+		a.Version == b.Version && a.Journal == b.Journal
+}
+
+// mapStoreErr turns a lost compare-and-swap into ErrBusy.
+func mapStoreErr(err error) error {
+	if errors.Is(err, model.ErrConflict) {
+		return fmt.Errorf("%w: %v", ErrBusy, err)
+	}
+	return err
+}
+
+func transition(t *model.Task, ev model.Event) error {
+	to, err := model.Next(t.State, ev, t.Desired)
+	if err != nil {
+		return err
+	}
+	if d, ok := model.DesiredAfter(ev); ok {
+		t.Desired = d
+		if to == model.StateStopped && d == model.DesiredDeleted {
+			to = model.StateDeleted
+		}
+	}
+	if to == model.StateStarting {
+		t.SetErrors(nil)
+	}
+	t.State = to
+	return nil
+}
+
+// load resolves what a caller named. For writes, a superseded full name is
+// refused with the current name; reads answer for the current incarnation.
+func (m *Manager) load(ctx context.Context, ref string, write bool) (*model.Task, error) {
+	r, err := model.ParseTaskRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	t, err := m.store.GetTask(ctx, r.Component.String())
+	if errors.Is(err, model.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, r.Component)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Name == nil {
+		return t, nil
+	}
+	switch {
+	case r.Name.Version < t.Version:
+		if write {
+			return nil, &SupersededError{Given: r.Name.String(), Current: t.Name().String()}
+		}
+	case r.Name.Version > t.Version || r.Name.Node != t.Node:
+		return nil, fmt.Errorf("%w: no incarnation %s (current is %s)", ErrTaskNotFound, r.Name, t.Name())
+	}
+	return t, nil
+}
+
+func componentOf(ref string) string {
+	r, err := model.ParseTaskRef(ref)
+	if err != nil {
+		return ""
+	}
+	return r.Component.String()
+}
+
+// validateConfig checks scope grammar and that the connectors build.
+func (m *Manager) validateConfig(comp model.Component, node model.NodeID, cfg model.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	t := &model.Task{Component: comp.String(), Type: comp.Type, Node: node, Version: 1}
+	if _, _, err := m.registry.Build(m.connectorConfig(t, cfg)); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (m *Manager) connectorConfig(t *model.Task, cfg model.Config) connector.Config {
+	return connector.Config{Task: t.Name(), Type: t.Type, Scopes: cfg, Logger: m.log}
+}
+
+// checkNodeLive refuses nodes that are not registered or have stopped
+// heartbeating.
+func (m *Manager) checkNodeLive(ctx context.Context, id model.NodeID) error {
+	if id == m.cfg.Node {
+		return nil
+	}
+	n, err := m.store.GetNode(ctx, id)
+	if errors.Is(err, model.ErrNotFound) {
+		return fmt.Errorf("%w: %s is not a registered node", ErrNodeNotFound, id)
+	}
+	if err != nil {
+		return err
+	}
+	if m.now().Sub(n.SeenAt) > nodeDeadAfter {
+		return fmt.Errorf("%w: %s was last seen %s ago", ErrNodeNotFound, id, m.now().Sub(n.SeenAt).Round(time.Second))
+	}
+	return nil
+}
+
+// nodeDeadAfter is how stale a node's heartbeat may be for it to take work.
+const nodeDeadAfter = 15 * time.Second
+
+func (m *Manager) pickNode(ctx context.Context, target MigrateTarget) (model.NodeID, error) {
+	if target.Node != "" {
+		id, err := model.ParseNodeID(target.Node)
+		if err != nil {
+			return "", err
+		}
+		return id, m.checkNodeLive(ctx, id)
+	}
+	if target.IP == "" {
+		return "", fmt.Errorf("%w: migrate needs ip or node", model.ErrInvalidArgument)
+	}
+	nodes, err := m.store.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		if n.ID.Host() == target.IP && m.now().Sub(n.SeenAt) <= nodeDeadAfter {
+			return n.ID, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no live node on %s", ErrNodeNotFound, target.IP)
+}
+
+func (m *Manager) newAudit(call Call, op string, t *model.Task) *model.Audit {
+	a := &model.Audit{
+		At: m.now().UTC(), Actor: call.Actor, Operation: op, Result: model.ResultAccepted,
+		RequestID: call.RequestID, Params: jsonString(maskParams(call.Params)),
+	}
+	if t != nil {
+		a.Component, a.TaskBefore, a.StateBefore = t.Component, t.Name().String(), t.State
+	}
+	return a
+}
+
+// auditFailure records a refused call. It is best effort: the caller's error
+// matters more than a lost audit row, which is logged.
+func (m *Manager) auditFailure(ctx context.Context, call Call, op, component string, t *model.Task, cause error, started time.Time) {
+	a := m.newAudit(call, op, t)
+	if a.Component == "" {
+		a.Component = component
+	}
+	a.Result = model.ResultFailure
+	a.ErrCode = m.errCode(cause)
+	a.ErrMsg = cause.Error()
+	a.DurationMS = m.now().Sub(started).Milliseconds()
+	if t != nil {
+		a.TaskAfter, a.StateAfter = a.TaskBefore, a.StateBefore
+	}
+	if err := m.store.InsertAudit(context.WithoutCancel(ctx), a); err != nil {
+		m.log.Warn("writing audit row", zap.String("operation", op), zap.Error(err))
+	}
+}
+
+// finish records how an accepted call ended. The row keeps the state its
+// own write produced; the runtime's later writes have rows of their own.
+func (m *Manager) finish(ctx context.Context, a *model.Audit, err error, started time.Time) {
+	result, code, msg := model.ResultSuccess, "", ""
+	if err != nil {
+		result, code, msg = model.ResultFailure, m.errCode(err), err.Error()
+	}
+	if ferr := m.store.FinishAudit(context.WithoutCancel(ctx), a.ID, result, code, msg, m.now().Sub(started)); ferr != nil {
+		m.log.Warn("finishing audit row", zap.Int64("audit", a.ID), zap.Error(ferr))
+	}
+}
+
+func maskParams(p map[string]string) map[string]string {
+	out := make(map[string]string, len(p))
+	for k, v := range p {
+		if model.IsSecretKey(k) {
+			v = model.Masked
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func mergeParams(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func jsonString(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func checkpointMap(rows []model.Checkpoint) map[string]int64 {
+	out := map[string]int64{}
+	for _, r := range rows {
+		out[r.Subtopic] = r.TS
+	}
+	return out
+}
+
+func pick(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	if d > MaxWait {
+		return MaxWait
+	}
+	return d
+}

@@ -1,0 +1,171 @@
+package taskmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cm/checkpoint"
+	"cm/model"
+	"cm/taskmgr/connector"
+)
+
+// runner owns one incarnation of a task: it opens the connectors, moves
+// batches from source to sink and hands what the sink made durable to the
+// committer. It ends when its context is cancelled (stop or shutdown) or
+// its connectors fail or finish; either way it closes the connectors and
+// flushes its last checkpoint before it reports its exit.
+type runner struct {
+	component string
+	name      model.TaskName
+	typ       model.TaskType
+	src       connector.Source
+	snk       connector.Sink
+	from      map[string]checkpoint.Position
+	committer *checkpoint.Committer
+	log       *zap.Logger
+	report    func(runnerEvent)
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	// stopping is set by the reconciler (its goroutine only) when it asked
+	// the runner to stop, and why.
+	stopping stopReason
+}
+
+type stopReason int
+
+const (
+	notStopping stopReason = iota
+	stopForOperator
+	stopForShutdown
+	stopSuperseded
+)
+
+type eventKind int
+
+const (
+	evStarted eventKind = iota + 1
+	evExited
+	evFenced
+)
+
+// runnerEvent is what a runner (or the committer) tells its reconciler.
+type runnerEvent struct {
+	kind      eventKind
+	component string
+	version   int64
+	err       error // evExited: why it ended; nil or context.Canceled when stopped
+	flushErr  error // evExited: the final checkpoint flush failed
+}
+
+func (r *runner) run(ctx context.Context) {
+	defer close(r.done)
+	err := r.open(ctx)
+	if err == nil {
+		r.report(runnerEvent{kind: evStarted, component: r.component, version: r.name.Version})
+		err = r.loop(ctx)
+	}
+	if cerr := r.close(); cerr != nil {
+		r.log.Warn("closing connectors", zap.Error(cerr))
+	}
+	// The last positions the sink made durable must be in the store before
+	// the task may be reported stopped.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	flushErr := r.committer.Flush(fctx, r.component)
+	cancel()
+	r.committer.Unregister(r.component, r.name.Version)
+	r.report(runnerEvent{kind: evExited, component: r.component, version: r.name.Version, err: err, flushErr: flushErr})
+}
+
+func (r *runner) open(ctx context.Context) error {
+	if err := r.src.Open(ctx, r.from); err != nil {
+		return fmt.Errorf("opening source: %w", err)
+	}
+	if r.snk != nil {
+		if err := r.snk.Open(ctx); err != nil {
+			return fmt.Errorf("opening sink: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	for {
+		b, err := r.src.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if len(b.Records) > 0 {
+			if r.snk == nil {
+				return connector.Fail("NO_SINK", "the source produced records but the task has no sink", "", "set sink.type", true, nil)
+			}
+			if err := r.snk.Write(ctx, b); err != nil {
+				return fmt.Errorf("writing to sink: %w", err)
+			}
+		}
+		if len(b.Positions) > 0 || len(b.Metrics) > 0 {
+			r.committer.Track(r.component, r.name.Version, b.Positions, b.Metrics)
+		}
+	}
+}
+
+func (r *runner) close() error {
+	var errs []error
+	if r.snk != nil {
+		errs = append(errs, r.snk.Close())
+	}
+	errs = append(errs, r.src.Close())
+	return errors.Join(errs...)
+}
+
+// exitDetail turns how a runner ended into the event for the state machine
+// and the error details an operator sees.
+func exitDetail(typ model.TaskType, err error, now time.Time) (model.Event, []model.ErrorDetail) {
+	if errors.Is(err, io.EOF) {
+		if typ == model.TypeFull {
+			return model.EventDone, nil
+		}
+		return model.EventFailed, []model.ErrorDetail{{
+			Code: "SOURCE_ENDED", Level: model.LevelError, Time: now,
+			Message:  "the source of an incremental task ended",
+			Reason:   "an incr_trans source is expected to run until stopped",
+			Proposal: "check the connector; resume the task to start it again",
+		}}
+	}
+	var ce *connector.Error
+	if errors.As(err, &ce) {
+		d := ce.Detail
+		if d.Time.IsZero() {
+			d.Time = now
+		}
+		if d.Level == "" {
+			d.Level = model.LevelError
+		}
+		if d.Message == "" {
+			d.Message = err.Error()
+		}
+		return model.EventFailed, []model.ErrorDetail{d}
+	}
+	d := model.ErrorDetail{Code: "CONNECTOR_ERROR", Level: model.LevelError, Message: err.Error(), Time: now,
+		Proposal: "fix the cause and resume the task"}
+	if errors.Is(err, connector.ErrConfig) {
+		d.Code, d.Level = "INVALID_CONFIG", model.LevelFatal
+		d.Proposal = "correct the task config with update, then resume"
+	}
+	return model.EventFailed, []model.ErrorDetail{d}
+}
+
+// Permanent reports whether a task's failure is not worth retrying
+// automatically (bad config, missing privileges).
+func Permanent(err error) bool {
+	var ce *connector.Error
+	if errors.As(err, &ce) {
+		return ce.Permanent
+	}
+	return errors.Is(err, connector.ErrConfig)
+}

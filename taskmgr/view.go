@@ -1,0 +1,190 @@
+package taskmgr
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"cm/model"
+)
+
+// TaskView is what detail answers: the task as an operator sees it, secrets masked.
+type TaskView struct {
+	TaskName     string                `json:"taskName"`
+	Component    string                `json:"component"`
+	Project      string                `json:"project"`
+	Type         model.TaskType        `json:"type"`
+	Node         model.NodeID          `json:"node"`
+	Version      int64                 `json:"version"`
+	State        model.State           `json:"state"`
+	DesiredState model.Desired         `json:"desiredState"`
+	Config       model.Config          `json:"config"`
+	Checkpoint   map[string]Progress   `json:"checkpoint"`
+	Delay        *int64                `json:"delay"`
+	Heartbeat    *time.Time            `json:"heartbeat"`
+	Metrics      map[string]float64    `json:"metrics,omitempty"`
+	ErrorDetails []model.ErrorDetail   `json:"errorDetails"`
+	Operation    *JournalView          `json:"operation,omitempty"`
+	CreatedAt    time.Time             `json:"createdAt"`
+	UpdatedAt    time.Time             `json:"updatedAt"`
+}
+
+// Progress is the durable checkpoint of one subtopic.
+type Progress struct {
+	TS        int64     `json:"ts"`
+	Time      string    `json:"time"`
+	Token     string    `json:"token,omitempty"`
+	Delay     int64     `json:"delay"` // seconds between now and TS
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// JournalView shows an operation in flight.
+type JournalView struct {
+	Op   string `json:"op"`
+	Step string `json:"step"`
+}
+
+// Detail answers for the current incarnation of what ref names.
+func (m *Manager) Detail(ctx context.Context, ref string) (*TaskView, error) {
+	t, err := m.load(ctx, ref, false)
+	if err != nil {
+		return nil, err
+	}
+	views, err := m.views(ctx, []model.Task{*t})
+	if err != nil {
+		return nil, err
+	}
+	return &views[0], nil
+}
+
+// ListQuery selects tasks for batchDetail.
+type ListQuery struct {
+	Refs    []string
+	State   string
+	Node    string
+	Project string
+	Page    int // from 1
+	Size    int
+}
+
+// MaxPageSize bounds batchDetail pages.
+const MaxPageSize = 500
+
+// List answers batchDetail.
+func (m *Manager) List(ctx context.Context, q ListQuery) ([]TaskView, int64, error) {
+	f := model.TaskFilter{Project: q.Project}
+	for _, ref := range q.Refs {
+		r, err := model.ParseTaskRef(ref)
+		if err != nil {
+			return nil, 0, err
+		}
+		f.Components = append(f.Components, r.Component.String())
+		f.IncludeDeleted = true
+	}
+	if q.State != "" {
+		s, err := model.ParseState(q.State)
+		if err != nil {
+			return nil, 0, err
+		}
+		f.States = []model.State{s}
+	}
+	if q.Node != "" {
+		n, err := model.ParseNodeID(q.Node)
+		if err != nil {
+			return nil, 0, err
+		}
+		f.Node = n
+	}
+	if q.Size <= 0 {
+		q.Size = 50
+	}
+	if q.Size > MaxPageSize {
+		return nil, 0, fmt.Errorf("%w: size must be at most %d", model.ErrInvalidArgument, MaxPageSize)
+	}
+	if q.Page <= 0 {
+		q.Page = 1
+	}
+	f.Offset, f.Limit = (q.Page-1)*q.Size, q.Size
+	tasks, total, err := m.store.ListTasks(ctx, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	views, err := m.views(ctx, tasks)
+	return views, total, err
+}
+
+func (m *Manager) views(ctx context.Context, tasks []model.Task) ([]TaskView, error) {
+	comps := make([]string, len(tasks))
+	for i, t := range tasks {
+		comps[i] = t.Component
+	}
+	cps, err := m.store.CheckpointsOf(ctx, comps)
+	if err != nil {
+		return nil, err
+	}
+	hbs, err := m.store.Heartbeats(ctx, comps)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	out := make([]TaskView, 0, len(tasks))
+	for i := range tasks {
+		t := &tasks[i]
+		cfg, err := t.ParsedConfig()
+		if err != nil {
+			return nil, err
+		}
+		v := TaskView{
+			TaskName: t.Name().String(), Component: t.Component, Project: t.Project, Type: t.Type,
+			Node: t.Node, Version: t.Version, State: t.State, DesiredState: t.Desired,
+			Config: cfg.Masked(), Checkpoint: map[string]Progress{}, ErrorDetails: t.Errors(),
+			CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		}
+		if v.ErrorDetails == nil {
+			v.ErrorDetails = []model.ErrorDetail{}
+		}
+		for _, c := range cps[t.Component] {
+			if c.Version != t.Version {
+				continue
+			}
+			d := now.Unix() - c.TS
+			v.Checkpoint[c.Subtopic] = Progress{TS: c.TS, Time: time.Unix(c.TS, 0).UTC().Format(time.DateTime), Token: c.Token, Delay: d, UpdatedAt: c.UpdatedAt}
+			if v.Delay == nil || d > *v.Delay {
+				v.Delay = &d
+			}
+		}
+		if hb, ok := hbs[t.Component]; ok && hb.Version == t.Version {
+			at := hb.At
+			v.Heartbeat = &at
+			if hb.Metrics != "" {
+				_ = json.Unmarshal([]byte(hb.Metrics), &v.Metrics)
+			}
+		}
+		if t.Journal != "" {
+			var j JournalView
+			if json.Unmarshal([]byte(t.Journal), &j) == nil {
+				v.Operation = &j
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Operations lists the audit rows of a component's whole history (any
+// incarnation), or of everything when ref is empty; newest first.
+func (m *Manager) Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error) {
+	f := model.AuditFilter{Since: since, Limit: limit}
+	if ref != "" {
+		r, err := model.ParseTaskRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		f.Component = r.Component.String()
+	}
+	if limit > 1000 {
+		return nil, fmt.Errorf("%w: limit must be at most 1000", model.ErrInvalidArgument)
+	}
+	return m.store.ListAudit(ctx, f)
+}
