@@ -46,7 +46,7 @@ type Reconciler struct {
 func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *notifier, log *zap.Logger) *Reconciler {
 	r := &Reconciler{
 		cfg: cfg, store: store, registry: registry, changes: changes,
-		log:     log.Named("reconciler").With(zap.String(logNode, string(cfg.Node))),
+		log:     log.Named("reconciler"),
 		nudge:   make(chan struct{}, 1),
 		runners: map[string]*runner{},
 	}

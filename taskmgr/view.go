@@ -11,23 +11,23 @@ import (
 
 // TaskView is what detail answers: the task as an operator sees it, secrets masked.
 type TaskView struct {
-	TaskName     string                `json:"taskName"`
-	Component    string                `json:"component"`
-	Project      string                `json:"project"`
-	Type         model.TaskType        `json:"type"`
-	Node         model.NodeID          `json:"node"`
-	Version      int64                 `json:"version"`
-	State        model.State           `json:"state"`
-	DesiredState model.Desired         `json:"desiredState"`
-	Config       model.Config          `json:"config"`
-	Checkpoint   map[string]Progress   `json:"checkpoint"`
-	Delay        *int64                `json:"delay"`
-	Heartbeat    *time.Time            `json:"heartbeat"`
-	Metrics      map[string]float64    `json:"metrics,omitempty"`
-	ErrorDetails []model.ErrorDetail   `json:"errorDetails"`
-	Operation    *JournalView          `json:"operation,omitempty"`
-	CreatedAt    time.Time             `json:"createdAt"`
-	UpdatedAt    time.Time             `json:"updatedAt"`
+	TaskName     string              `json:"taskName"`
+	Component    string              `json:"component"`
+	Project      string              `json:"project"`
+	Type         model.TaskType      `json:"type"`
+	Node         model.NodeID        `json:"node"`
+	Version      int64               `json:"version"`
+	State        model.State         `json:"state"`
+	DesiredState model.Desired       `json:"desiredState"`
+	Config       model.Config        `json:"config"`
+	Checkpoint   map[string]Progress `json:"checkpoint"`
+	Delay        *int64              `json:"delay"`
+	Heartbeat    *time.Time          `json:"heartbeat"`
+	Metrics      map[string]float64  `json:"metrics,omitempty"`
+	ErrorDetails []model.ErrorDetail `json:"errorDetails"`
+	Operation    *JournalView        `json:"operation,omitempty"`
+	CreatedAt    time.Time           `json:"createdAt"`
+	UpdatedAt    time.Time           `json:"updatedAt"`
 }
 
 // Progress is the durable checkpoint of one subtopic.

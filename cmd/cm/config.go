@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"gopkg.in/yaml.v3"
+
+	"cm/model"
+)
+
+// fileConfig is the optional YAML file given with --config. Keys match the
+// flag names.
+type fileConfig struct {
+	Listen    string `yaml:"listen"`
+	DB        string `yaml:"db"`
+	Advertise string `yaml:"advertise"`
+	LogLevel  string `yaml:"log-level"`
+	LogFormat string `yaml:"log-format"`
+	DataDir   string `yaml:"data-dir"`
+}
+
+// serveConfig is the resolved configuration of cm serve.
+type serveConfig struct {
+	Listen    string
+	DB        string
+	Advertise string
+	LogLevel  string
+	LogFormat string
+	DataDir   string
+}
+
+// envOf maps flags to their environment variables.
+var envOf = map[string]string{
+	"listen":     "CM_LISTEN",
+	"db":         "CM_DB",
+	"advertise":  "CM_ADVERTISE",
+	"log-level":  "CM_LOG_LEVEL",
+	"log-format": "CM_LOG_FORMAT",
+	"data-dir":   "CM_DATA_DIR",
+	"config":     "CM_CONFIG",
+}
+
+func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8088", "address to serve the API on (env CM_LISTEN)")
+	fs.StringVar(&c.DB, "db", "sqlite:./data/cm.db", "store: sqlite:PATH or mysql://user:pass@host:3306/db?param=... (env CM_DB)")
+	fs.StringVar(&c.Advertise, "advertise", "", "this node's id IP-PORT; default derived from --listen (env CM_ADVERTISE)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (env CM_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console (env CM_LOG_FORMAT)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for per-task files (env CM_DATA_DIR)")
+	fs.String("config", "", "optional YAML file with the same keys as the flags (env CM_CONFIG)")
+}
+
+// resolve layers the configuration: defaults, then the YAML file, then the
+// environment, then flags given on the command line.
+func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) error {
+	fs := cmd.Flags()
+	path, _ := fs.GetString("config")
+	if !fs.Changed("config") && getenv(envOf["config"]) != "" {
+		path = getenv(envOf["config"])
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading --config: %w", err)
+		}
+		var fc fileConfig
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("parsing %s: %w", path, err)
+		}
+		setIf := func(name string, dst *string, v string) {
+			if v != "" && !fs.Changed(name) {
+				*dst = v
+			}
+		}
+		setIf("listen", &c.Listen, fc.Listen)
+		setIf("db", &c.DB, fc.DB)
+		setIf("advertise", &c.Advertise, fc.Advertise)
+		setIf("log-level", &c.LogLevel, fc.LogLevel)
+		setIf("log-format", &c.LogFormat, fc.LogFormat)
+		setIf("data-dir", &c.DataDir, fc.DataDir)
+	}
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		env, ok := envOf[f.Name]
+		if !ok || f.Name == "config" || fs.Changed(f.Name) {
+			return
+		}
+		if v := getenv(env); v != "" && err == nil {
+			err = f.Value.Set(v)
+		}
+	})
+	return err
+}
+
+// validate refuses to start on a config that cannot work, with a clear message.
+func (c *serveConfig) validate() (model.DSN, model.NodeID, error) {
+	var errs []error
+	dsn, err := model.ParseDSN(c.DB)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var node model.NodeID
+	if c.Advertise != "" {
+		node, err = model.ParseNodeID(c.Advertise)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--advertise: %w", err))
+		}
+	} else {
+		node, err = model.NodeIDFromAddr(c.Listen)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		}
+	}
+	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format %q: must be json or console", c.LogFormat))
+	}
+	return dsn, node, errors.Join(errs...)
+}
+
+func newLogger(level, format string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	cfg := zap.NewProductionConfig()
+	if format == "console" {
+		cfg = zap.NewDevelopmentConfig()
+		cfg.DisableStacktrace = true
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	cfg.Sampling = nil
+	return cfg.Build()
+}

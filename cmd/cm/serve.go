@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"cm/model"
+	"cm/server"
+	"cm/taskmgr"
+	"cm/taskmgr/connector/builtin"
+)
+
+func serveCmd() *cobra.Command {
+	var c serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a cm node: the API, the reconciler and the runners of its tasks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := resolve(cmd, &c, os.Getenv); err != nil {
+				return err
+			}
+			dsn, node, err := c.validate()
+			if err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			log, err := newLogger(c.LogLevel, c.LogFormat)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, c, dsn, node, log)
+		},
+	}
+	addServeFlags(cmd.Flags(), &c)
+	return cmd
+}
+
+func migrateCmd() *cobra.Command {
+	var db string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending store migrations and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("db") && os.Getenv("CM_DB") != "" {
+				db = os.Getenv("CM_DB")
+			}
+			dsn, err := model.ParseDSN(db)
+			if err != nil {
+				return err
+			}
+			store, err := model.Open(cmd.Context(), dsn, true)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ids, err := store.AppliedMigrations(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d migrations applied, latest %s\n", dsn.Redacted, len(ids), ids[len(ids)-1])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&db, "db", "sqlite:./data/cm.db", "store: sqlite:PATH or mysql://user:pass@host:3306/db (env CM_DB)")
+	return cmd
+}
+
+// serve runs a node until ctx is done. Shutdown order: stop taking HTTP
+// requests, then stop runners (flushing their checkpoints, leaving task
+// states so the next start resumes them), then close the store.
+func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger) error {
+	log = log.With(zap.String("node", string(node)))
+	store, err := model.Open(ctx, dsn, true)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	tcfg := taskmgr.DefaultConfig(node)
+	tcfg.DataDir = c.DataDir
+	if err := tcfg.Validate(); err != nil {
+		return err
+	}
+	scfg := server.DefaultConfig()
+	scfg.Listen = c.Listen
+	if err := scfg.Validate(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.Listen, err)
+	}
+
+	registry := builtin.Registry()
+	changes := taskmgr.NewNotifier()
+	rec := taskmgr.NewReconciler(tcfg, store, registry, changes, log)
+	mgr := taskmgr.NewManager(tcfg, store, registry, rec, changes, log)
+	mgr.SetErrorCoder(server.ErrCode)
+	members := taskmgr.NewMembership(tcfg, store, "http://"+ln.Addr().String(), version, log)
+	if err := members.Register(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	srv := server.New(scfg, mgr, log)
+
+	runtimeCtx, stopRuntime := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRuntime()
+	var runtime errgroup.Group
+	runtime.Go(func() error { rec.Run(runtimeCtx); return nil })
+	runtime.Go(func() error { members.Run(runtimeCtx); return nil })
+
+	log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("db", dsn.Redacted), zap.String("version", version))
+	serveErr := srv.Serve(ctx, ln)
+	log.Info("shutting down")
+	stopRuntime()
+	start := time.Now()
+	_ = runtime.Wait()
+	log.Info("runners stopped", zap.Duration("took", time.Since(start)))
+	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
+		return serveErr
+	}
+	return nil
+}
