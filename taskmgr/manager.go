@@ -548,6 +548,10 @@ func mapStoreErr(err error) error {
 func transition(t *model.Task, ev model.Event) error {
 	to, err := model.Next(t.State, ev, t.Desired)
 	if err != nil {
+		if t.State.Transitional() {
+			// It will settle shortly; the same call may then succeed.
+			return fmt.Errorf("%w: %s is %s; retry when it settles", ErrBusy, t.Component, t.State)
+		}
 		return err
 	}
 	if d, ok := model.DesiredAfter(ev); ok {

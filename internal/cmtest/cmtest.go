@@ -1,0 +1,210 @@
+// Package cmtest starts a real cm node in a test: the store, the reconciler
+// with its runners and the HTTP API over a loopback listener, wired the way
+// cm serve wires them, and offers helpers to call the API.
+package cmtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"cm/model"
+	"cm/server"
+	"cm/taskmgr"
+	"cm/taskmgr/connector/builtin"
+)
+
+// Node is a running cm node.
+type Node struct {
+	URL      string // base URL, http://127.0.0.1:PORT
+	ID       model.NodeID
+	Store    *model.Store
+	Manager  *taskmgr.Manager
+	Rec      *taskmgr.Reconciler
+	Logs     *observer.ObservedLogs
+	stop     func()
+	stopOnce sync.Once
+}
+
+// Options tune a test node.
+type Options struct {
+	// Tune adjusts the task manager config before start.
+	Tune func(*taskmgr.Config)
+}
+
+// Start opens the store at url and serves a node until the test ends.
+func Start(t testing.TB, url string, opt Options) *Node {
+	t.Helper()
+	dsn, err := model.ParseDSN(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store, err := model.Open(ctx, dsn, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := model.NodeIDFromAddr(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	log := zap.New(core)
+	cfg := taskmgr.DefaultConfig(id)
+	cfg.DataDir = t.TempDir()
+	cfg.ReconcileInterval = 200 * time.Millisecond
+	cfg.Committer.Interval = 100 * time.Millisecond
+	cfg.Committer.Heartbeat = 300 * time.Millisecond
+	if opt.Tune != nil {
+		opt.Tune(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	registry := builtin.Registry()
+	changes := taskmgr.NewNotifier()
+	rec := taskmgr.NewReconciler(cfg, store, registry, changes, log)
+	mgr := taskmgr.NewManager(cfg, store, registry, rec, changes, log)
+	mgr.SetErrorCoder(server.ErrCode)
+	members := taskmgr.NewMembership(cfg, store, "http://"+ln.Addr().String(), "test", log)
+	if err := members.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.DefaultConfig(), mgr, log)
+
+	httpCtx, stopHTTP := context.WithCancel(ctx)
+	runCtx, stopRun := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = srv.Serve(httpCtx, ln) }()
+	go func() { defer wg.Done(); rec.Run(runCtx) }()
+	go func() { defer wg.Done(); members.Run(runCtx) }()
+	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: mgr, Rec: rec, Logs: logs}
+	n.stop = func() {
+		stopHTTP()
+		stopRun()
+		wg.Wait()
+		_ = store.Close()
+	}
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// Stop shuts the node down as cm serve does; safe to call twice.
+func (n *Node) Stop() { n.stopOnce.Do(n.stop) }
+
+// Envelope is a decoded OMS answer.
+type Envelope struct {
+	Status      int             `json:"-"`
+	ErrCode     *string         `json:"errCode"`
+	ErrMsg      *string         `json:"errMsg"`
+	ErrorDetail json.RawMessage `json:"errorDetail"`
+	IsSuccess   bool            `json:"isSuccess"`
+	Result      json.RawMessage `json:"result"`
+	Retryable   *bool           `json:"retryable"`
+	Raw         string          `json:"-"`
+}
+
+// Code is the errCode or "".
+func (e Envelope) Code() string {
+	if e.ErrCode == nil {
+		return ""
+	}
+	return *e.ErrCode
+}
+
+// String is the result as a string (a task name).
+func (e Envelope) String() string {
+	var s string
+	_ = json.Unmarshal(e.Result, &s)
+	return s
+}
+
+var client = &http.Client{Timeout: 2 * time.Minute}
+
+// Do sends a request and decodes the envelope. body is sent as JSON when
+// it is not a string.
+func (n *Node) Do(t testing.TB, method, path string, body any) Envelope {
+	t.Helper()
+	var r io.Reader
+	ct := ""
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r, ct = strings.NewReader(b), "application/json"
+	case []byte:
+		r, ct = bytes.NewReader(b), "application/json"
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ct = bytes.NewReader(raw), "application/json"
+	}
+	req, err := http.NewRequest(method, n.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var env Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("%s %s: answer is not an envelope (%d): %s", method, path, resp.StatusCode, raw)
+	}
+	env.Status, env.Raw = resp.StatusCode, string(raw)
+	return env
+}
+
+// OK calls and fails the test unless the answer is a success.
+func (n *Node) OK(t testing.TB, method, path string, body any) Envelope {
+	t.Helper()
+	env := n.Do(t, method, path, body)
+	if env.Status != http.StatusOK || !env.IsSuccess {
+		t.Fatalf("%s %s = %d %s", method, path, env.Status, env.Raw)
+	}
+	return env
+}
+
+// Detail fetches a task's detail.
+func (n *Node) Detail(t testing.TB, name string) taskmgr.TaskView {
+	t.Helper()
+	env := n.OK(t, http.MethodGet, "/connector/task/v2/detail?taskName="+name, nil)
+	var v taskmgr.TaskView
+	if err := json.Unmarshal(env.Result, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Eventually polls cond every 20 ms until it holds or within passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,570 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"go.uber.org/zap"
+
+	"cm/checkpoint"
+	"cm/taskmgr/connector"
+)
+
+const (
+	// linger is how long Read waits for more events once it holds a whole
+	// transaction: long enough to gather a burst, short enough to look idle.
+	linger = 5 * time.Millisecond
+	// maxBatchTxns bounds the transactions of one batch, so a stream of
+	// transactions on other tables still moves the position regularly.
+	maxBatchTxns = 10000
+	// The server sends a heartbeat when idle; no packet for readTimeout
+	// means the connection is dead.
+	heartbeatPeriod = 15 * time.Second
+	readTimeout     = 60 * time.Second
+	// eventBuffer is how many decoded events the dump goroutine may run ahead.
+	eventBuffer = 4096
+)
+
+// errLinger ends Read's wait for more events.
+var errLinger = errors.New("linger over")
+
+// BinlogSource is the incremental mysql source: it reads row events of the
+// selected tables from the binlog, as a replica does, and yields them in
+// whole transactions. See doc.go for positions and DDL.
+type BinlogSource struct {
+	cfg      SourceConfig
+	log      *zap.Logger
+	throttle *throttle
+
+	db     *sql.DB
+	syncer *replication.BinlogSyncer
+	stream *replication.BinlogStreamer
+	defs   *schemaCache
+	shapes map[TableRef]*shape
+
+	file string // binlog file of the event being read
+	txn  txn
+	// skipBefore drops transactions that began before it, until the first
+	// one at or after it: a rewind to a time starts reading at the
+	// beginning of a binlog file.
+	skipBefore int64
+	// last is the end of the last whole transaction read.
+	last   gomysql.Position
+	lastTS int64
+	// anchor is a positions-only batch Read returns first, when the source
+	// started from the binlog end, so that point is recorded at once.
+	anchor *connector.Batch
+	// failed is returned by every Read once set: a DDL found after a batch
+	// that was returned first.
+	failed error
+}
+
+// txn is the transaction being assembled from events.
+type txn struct {
+	open bool
+	// explicit: the transaction ends with XID or COMMIT. Otherwise it is a
+	// standalone statement (DDL), which is its own transaction.
+	explicit bool
+	skip     bool // began before skipBefore
+	ts       int64
+	records  []connector.Record
+}
+
+// shape is how the columns of one table map event read.
+type shape struct {
+	tm        *replication.TableMapEvent
+	columns   []string
+	pk        []int
+	dataTypes []string
+	unsigned  []bool // nil when the event carried signedness
+}
+
+// NewBinlogSource validates cfg without I/O.
+func NewBinlogSource(cfg connector.Config) (*BinlogSource, error) {
+	c, err := ParseSourceConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &BinlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS)}, nil
+}
+
+// Open checks the source server and the tables, finds the start position
+// and starts the binlog dump. Without a position for the subtopic it starts
+// at the current end of the binlog (not at its beginning: old binlog is not
+// a consistent copy of anything; run a full import for existing rows).
+func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Position) (err error) {
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.db, err = openDB(s.cfg.Endpoint, sourceSession, false, 2); err != nil {
+		return err
+	}
+	if err := ping(ctx, s.db, s.cfg.Endpoint, scopeSource); err != nil {
+		return err
+	}
+	meta, err := checkBinlogServer(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	if meta != "FULL" {
+		s.log.Warn("binlog_row_metadata is not FULL; column names come from information_schema, so a replay across an ALTER may misname columns",
+			zap.String("binlog_row_metadata", meta))
+	}
+	defs, err := resolveTables(ctx, s.db, s.cfg.Tables)
+	if err != nil {
+		return err
+	}
+	s.defs = newSchemaCache(s.db, defs)
+	s.shapes = map[TableRef]*shape{}
+
+	start, err := s.start(ctx, from)
+	if err != nil {
+		return err
+	}
+	s.syncer = replication.NewBinlogSyncer(s.syncerConfig(s.cfg.ServerID))
+	if s.stream, err = s.syncer.StartSync(start); err != nil {
+		return sourceFailure("starting the binlog dump at "+formatToken(start), err)
+	}
+	s.file = start.Name
+	s.log.Info("binlog dump started", zap.String("position", formatToken(start)),
+		zap.Int64("skip_before", s.skipBefore), zap.Uint32("server_id", s.cfg.ServerID), zap.Int("tables", len(defs)))
+	return nil
+}
+
+// start resolves where reading begins: an exact token, a time, or the end.
+func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Position) (gomysql.Position, error) {
+	for sub := range from {
+		if sub != s.cfg.Subtopic {
+			s.log.Warn("ignoring a position of another subtopic", zap.String("subtopic", sub), zap.String("want", s.cfg.Subtopic))
+		}
+	}
+	p, ok := from[s.cfg.Subtopic]
+	switch {
+	case ok && p.Exact():
+		pos, err := parseToken(p.Token)
+		if err != nil {
+			return pos, connector.Fail(CodePositionPurged, "unreadable resume position", err.Error(),
+				"rewind the task to a time", true, err)
+		}
+		return pos, s.checkTokenFile(ctx, pos)
+	case ok:
+		pos, err := s.startForTime(ctx, p.TS)
+		s.skipBefore = p.TS
+		return pos, err
+	default:
+		end, err := binlogEnd(ctx, s.db)
+		if err != nil {
+			return end, sourceFailure("reading the binlog end", err)
+		}
+		s.anchor = &connector.Batch{Positions: []checkpoint.Position{
+			{Subtopic: s.cfg.Subtopic, TS: time.Now().Unix(), Token: formatToken(end)},
+		}}
+		return end, nil
+	}
+}
+
+func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerConfig {
+	dialer := &net.Dialer{Timeout: dialTimeout}
+	return replication.BinlogSyncerConfig{
+		ServerID:                serverID,
+		Flavor:                  s.cfg.Flavor,
+		Host:                    s.cfg.Host,
+		Port:                    uint16(s.cfg.Port),
+		User:                    s.cfg.User,
+		Password:                s.cfg.Password,
+		Charset:                 "utf8mb4",
+		TimestampStringLocation: time.UTC,
+		UseDecimal:              true,
+		HeartbeatPeriod:         heartbeatPeriod,
+		ReadTimeout:             readTimeout,
+		// A broken dump is reported to the runtime, whose restart policy
+		// reopens from the last checkpoint; no hidden retry loop here.
+		DisableRetrySync: true,
+		FillZeroLogPos:   s.cfg.Flavor == FlavorMariaDB,
+		EventCacheCount:  eventBuffer,
+		Logger:           newSlog(s.log),
+		Dialer:           dialer.DialContext,
+	}
+}
+
+// Read returns one or more whole transactions: it stops at MaxBatchRows
+// rows, or when no further event arrives within linger of the last
+// transaction end. A batch of transactions on unselected tables carries
+// only the position.
+func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
+	if s.failed != nil {
+		return connector.Batch{}, s.failed
+	}
+	if s.anchor != nil {
+		b := *s.anchor
+		s.anchor = nil
+		return b, nil
+	}
+	var (
+		b    connector.Batch
+		txns int
+		wait = ctx
+		// lingerTimer ends the wait for more events; set after the first
+		// whole transaction.
+		lingerTimer *time.Timer
+	)
+	defer func() {
+		if lingerTimer != nil {
+			lingerTimer.Stop()
+		}
+	}()
+	for {
+		ev, err := s.stream.GetEvent(wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return connector.Batch{}, ctx.Err()
+			}
+			if wait != ctx && errors.Is(context.Cause(wait), errLinger) {
+				return s.finish(ctx, b)
+			}
+			return connector.Batch{}, s.streamFailure(err)
+		}
+		done, err := s.handle(ctx, ev, ev.Header.LogPos)
+		if err != nil {
+			if len(b.Positions) > 0 {
+				s.failed = err // deliver what came before it first
+				return s.finish(ctx, b)
+			}
+			s.failed = err
+			return connector.Batch{}, err
+		}
+		if !done || s.txn.skip {
+			continue
+		}
+		b.Records = append(b.Records, s.txn.records...)
+		s.txn.records = nil
+		b.Positions = []checkpoint.Position{{Subtopic: s.cfg.Subtopic, TS: s.lastTS, Token: formatToken(s.last)}}
+		txns++
+		if len(b.Records) >= s.cfg.MaxBatchRows || txns >= maxBatchTxns {
+			return s.finish(ctx, b)
+		}
+		if lingerTimer == nil {
+			lctx, cancel := context.WithCancelCause(ctx)
+			lingerTimer = time.AfterFunc(linger, func() { cancel(errLinger) })
+			defer cancel(nil)
+			wait = lctx
+		}
+	}
+}
+
+func (s *BinlogSource) finish(ctx context.Context, b connector.Batch) (connector.Batch, error) {
+	if err := s.throttle.wait(ctx, len(b.Records)); err != nil {
+		return connector.Batch{}, err
+	}
+	b.Metrics = map[string]float64{"delaySeconds": float64(max(0, time.Now().Unix()-s.lastTS))}
+	return b, nil
+}
+
+func (s *BinlogSource) streamFailure(err error) error {
+	if serverErrNo(err) != 0 {
+		return sourceFailure("reading the binlog", err)
+	}
+	return connector.Fail(CodeBinlogStream, "the binlog dump broke", err.Error(), "", false, err)
+}
+
+// handle folds one event into the transaction being assembled and reports
+// whether it ended one. endPos is the offset just after the event (for the
+// events inside a compressed payload, after the payload).
+func (s *BinlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, endPos uint32) (bool, error) {
+	ts := int64(ev.Header.Timestamp)
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		s.file = string(e.NextLogName)
+	case *replication.MariadbGTIDEvent:
+		// A standalone group (DDL) has no COMMIT: its statement ends it.
+		s.begin(ts, !e.IsStandalone())
+	case *replication.GTIDEvent:
+		// MySQL: a BEGIN query follows for a transaction, a DDL for a
+		// statement.
+		s.begin(ts, false)
+	case *replication.QueryEvent:
+		return s.query(ctx, ts, e, endPos)
+	case *replication.RowsEvent:
+		return false, s.rows(ctx, ts, e)
+	case *replication.XIDEvent:
+		return s.end(endPos), nil
+	case *replication.TransactionPayloadEvent:
+		done := false
+		for _, inner := range e.Events {
+			d, err := s.handle(ctx, inner, endPos)
+			if err != nil {
+				return false, err
+			}
+			done = done || d
+		}
+		return done, nil
+	}
+	return false, nil
+}
+
+func (s *BinlogSource) begin(ts int64, explicit bool) {
+	if s.txn.open && len(s.txn.records) > 0 {
+		s.log.Warn("a transaction began before the previous one ended; dropping its rows",
+			zap.Int("rows", len(s.txn.records)), zap.String("file", s.file))
+	}
+	if s.skipBefore != 0 && ts >= s.skipBefore {
+		s.skipBefore = 0 // from here on everything is delivered
+	}
+	s.txn = txn{open: true, explicit: explicit, ts: ts, skip: s.skipBefore != 0}
+}
+
+func (s *BinlogSource) end(pos uint32) bool {
+	s.txn.open = false
+	if pos != 0 {
+		s.last = gomysql.Position{Name: s.file, Pos: pos}
+	}
+	if !s.txn.skip {
+		s.lastTS = s.txn.ts
+	}
+	return true
+}
+
+func (s *BinlogSource) query(ctx context.Context, ts int64, e *replication.QueryEvent, endPos uint32) (bool, error) {
+	q := strings.TrimSpace(string(e.Query))
+	switch u := strings.ToUpper(firstWords(q, 2)); {
+	case u == "BEGIN" || u == "START TRANSACTION" || strings.HasPrefix(u, "XA START"):
+		if !s.txn.open {
+			s.begin(ts, true)
+		}
+		s.txn.explicit = true
+		return false, nil
+	case u == "COMMIT" || u == "ROLLBACK" || strings.HasPrefix(u, "XA COMMIT"):
+		if !s.txn.open {
+			s.begin(ts, true)
+		}
+		return s.end(endPos), nil
+	case strings.HasPrefix(u, "SAVEPOINT") || strings.HasPrefix(u, "ROLLBACK TO") ||
+		strings.HasPrefix(u, "RELEASE SAVEPOINT") || strings.HasPrefix(u, "XA "):
+		return false, nil
+	}
+	if s.txn.open && s.txn.explicit {
+		return false, nil // a statement logged inside a transaction
+	}
+	if !s.txn.open {
+		s.begin(ts, false)
+	}
+	if err := s.ddl(ctx, string(e.Schema), q); err != nil {
+		return false, err
+	}
+	return s.end(endPos), nil
+}
+
+// ddl reacts to a schema statement: it forgets the cached definitions of
+// the selected tables it touches and refuses the statements that change
+// what later row events mean (see doc.go).
+func (s *BinlogSource) ddl(_ context.Context, schema, q string) error {
+	d := parseDDL(q, schema)
+	if d.Kind == ddlNone {
+		return nil
+	}
+	var touched []string
+	if d.Kind == ddlDropDatabase {
+		for _, db := range s.cfg.Tables.Databases() {
+			if db == d.DB {
+				s.defs.forgetDB(db)
+				clear(s.shapes)
+				touched = append(touched, db+".*")
+			}
+		}
+	}
+	for _, r := range d.Tables {
+		if s.cfg.Tables.Match(r.DB, r.Name) {
+			s.defs.forget(r)
+			delete(s.shapes, r)
+			touched = append(touched, r.String())
+		}
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+	switch d.Kind {
+	case ddlCreate, ddlIndex:
+		s.log.Info("DDL on selected tables", zap.String("kind", d.Kind.String()), zap.Strings("tables", touched))
+		return nil
+	}
+	if s.txn.skip {
+		return nil // before the rewind time: its effects are already in the data
+	}
+	return connector.Fail(CodeDDLUnsupported,
+		fmt.Sprintf("%s on selected table(s) %s: %s", d.Kind, strings.Join(touched, ", "), clip(q, 400)),
+		"row changes after this statement may not fit the target table, and the sink does not replay DDL",
+		"apply the same change to the target, then recreate the task from a time after the statement (or run a new full import)",
+		true, nil)
+}
+
+func (s *BinlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEvent) error {
+	ref := TableRef{DB: string(e.Table.Schema), Name: string(e.Table.Table)}
+	if !s.cfg.Tables.Match(ref.DB, ref.Name) {
+		return nil
+	}
+	if !s.txn.open {
+		s.begin(ts, true)
+	}
+	if s.txn.skip {
+		return nil
+	}
+	sh, err := s.shape(ctx, ref, e.Table)
+	if err != nil {
+		return err
+	}
+	for _, skipped := range e.SkippedColumns {
+		if len(skipped) > 0 {
+			return connector.Fail(CodeBinlogFormat, fmt.Sprintf("a row event of %s lacks columns", ref),
+				"the event was written with binlog_row_image other than FULL",
+				"SET GLOBAL binlog_row_image=FULL; rewind to a time after the change", true, nil)
+		}
+	}
+	var op connector.Op
+	step := 1
+	switch e.Type() {
+	case replication.EnumRowsEventTypeInsert:
+		op = connector.OpInsert
+	case replication.EnumRowsEventTypeUpdate:
+		op, step = connector.OpUpdate, 2
+	case replication.EnumRowsEventTypeDelete:
+		op = connector.OpDelete
+	default:
+		return nil
+	}
+	for i := 0; i+step <= len(e.Rows); i += step {
+		rc := &connector.RowChange{Database: ref.DB, Table: ref.Name, Op: op, Columns: sh.columns, PK: sh.pk}
+		switch op {
+		case connector.OpInsert:
+			rc.After = sh.values(e.Rows[i])
+		case connector.OpDelete:
+			rc.Before = sh.values(e.Rows[i])
+		case connector.OpUpdate:
+			rc.Before, rc.After = sh.values(e.Rows[i]), sh.values(e.Rows[i+1])
+		}
+		s.txn.records = append(s.txn.records, connector.Record{Subtopic: s.cfg.Subtopic, TS: s.txn.ts, Change: rc})
+	}
+	return nil
+}
+
+// shape works out column names and the primary key of a table map event:
+// from the event when the server logs full row metadata, else from the
+// table definition (read again once if it does not fit).
+func (s *BinlogSource) shape(ctx context.Context, ref TableRef, tm *replication.TableMapEvent) (*shape, error) {
+	if sh := s.shapes[ref]; sh != nil && sh.tm == tm {
+		return sh, nil
+	}
+	n := int(tm.ColumnCount)
+	def, err := s.defs.get(ctx, ref)
+	if err != nil {
+		return nil, sourceFailure("reading the definition of "+ref.String(), err)
+	}
+	if def != nil && len(def.Columns) != n {
+		s.defs.forget(ref)
+		if def, err = s.defs.get(ctx, ref); err != nil {
+			return nil, sourceFailure("reading the definition of "+ref.String(), err)
+		}
+	}
+	fits := def != nil && len(def.Columns) == n
+	sh := &shape{tm: tm}
+	if len(tm.ColumnName) == n {
+		sh.columns = tm.ColumnNameString()
+	} else if fits {
+		sh.columns = def.Columns
+	} else {
+		return nil, connector.Fail(CodeSchemaMismatch,
+			fmt.Sprintf("a row event of %s has %d columns but the table has %d", ref, n, columnCount(def)),
+			"the table changed since the event was written and the binlog carries no column names",
+			"SET GLOBAL binlog_row_metadata=FULL, or rewind to a time after the change", true, nil)
+	}
+	if len(tm.PrimaryKey) > 0 {
+		for _, p := range tm.PrimaryKey {
+			sh.pk = append(sh.pk, int(p))
+		}
+	} else if def != nil {
+		for _, name := range def.pkNames() {
+			for i, c := range sh.columns {
+				if c == name {
+					sh.pk = append(sh.pk, i)
+				}
+			}
+		}
+	}
+	if len(sh.pk) == 0 {
+		return nil, noPrimaryKey("source", []string{ref.String()})
+	}
+	if fits {
+		sh.dataTypes = def.DataTypes
+		if len(tm.SignednessBitmap) == 0 {
+			sh.unsigned = def.Unsigned
+		}
+	}
+	s.shapes[ref] = sh
+	return sh, nil
+}
+
+func (sh *shape) values(row []any) []any {
+	out := make([]any, len(row))
+	for i, v := range row {
+		var dt string
+		var unsigned bool
+		if sh.dataTypes != nil {
+			dt = sh.dataTypes[i]
+		}
+		if sh.unsigned != nil {
+			unsigned = sh.unsigned[i]
+		}
+		out[i] = binlogValue(v, dt, unsigned)
+	}
+	return out
+}
+
+// Close stops the dump and closes connections. It is safe to call on a
+// source that is not (or only partly) open.
+func (s *BinlogSource) Close() error {
+	if s.syncer != nil {
+		s.syncer.Close()
+		s.syncer = nil
+	}
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+		s.db = nil
+	}
+	return err
+}
+
+func columnCount(d *tableDef) int {
+	if d == nil {
+		return 0
+	}
+	return len(d.Columns)
+}
+
+// firstWords returns up to n leading words of q, single-spaced.
+func firstWords(q string, n int) string {
+	f := strings.Fields(q)
+	if len(f) > n {
+		f = f[:n]
+	}
+	return strings.Join(f, " ")
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

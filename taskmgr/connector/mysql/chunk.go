@@ -1,0 +1,242 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// chunk is a primary key range (Lo, Hi] of one table; a nil Lo is the
+// start of the table, a nil Hi its end.
+type chunk struct {
+	seq   int // global delivery order
+	table *snapTable
+	lo    key
+	hi    key
+}
+
+// key is an encoded primary key value, one string per key column (see
+// encodeValue); encoded keys survive JSON and compare for equality.
+type key []string
+
+func (k key) equal(o key) bool {
+	if len(k) != len(o) {
+		return false
+	}
+	for i := range k {
+		if k[i] != o[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// args decodes k into query arguments. Strings go as prepared statement
+// parameters in the connection character set, so they compare in the
+// column's collation, the same order ORDER BY used.
+func (k key) args() ([]any, error) {
+	out := make([]any, len(k))
+	for i, s := range k {
+		v, err := decodeValue(s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// encodeValue writes a scanned value as tagged text: i:int, u:uint,
+// f:float, b:hex bytes, t:time, n: for NULL.
+func encodeValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "n:"
+	case int64:
+		return "i:" + strconv.FormatInt(x, 10)
+	case uint64:
+		return "u:" + strconv.FormatUint(x, 10)
+	case float64:
+		return "f:" + strconv.FormatFloat(x, 'g', -1, 64)
+	case float32:
+		return "f:" + strconv.FormatFloat(float64(x), 'g', -1, 32)
+	case []byte:
+		return "b:" + hex.EncodeToString(x)
+	case string:
+		return "b:" + hex.EncodeToString([]byte(x))
+	case time.Time:
+		return "t:" + x.UTC().Format(time.RFC3339Nano)
+	case bool:
+		if x {
+			return "i:1"
+		}
+		return "i:0"
+	}
+	return "b:" + hex.EncodeToString(fmt.Append(nil, v))
+}
+
+func decodeValue(s string) (any, error) {
+	tag, body, ok := strings.Cut(s, ":")
+	if !ok {
+		return nil, fmt.Errorf("key value %q has no type tag", s)
+	}
+	switch tag {
+	case "n":
+		return nil, nil
+	case "i":
+		return strconv.ParseInt(body, 10, 64)
+	case "u":
+		return strconv.ParseUint(body, 10, 64)
+	case "f":
+		f, err := strconv.ParseFloat(body, 64)
+		if err == nil && (math.IsInf(f, 0) || math.IsNaN(f)) {
+			err = errors.New("not finite")
+		}
+		return f, err
+	case "b":
+		return hex.DecodeString(body)
+	case "t":
+		return time.Parse(time.RFC3339Nano, body)
+	}
+	return nil, fmt.Errorf("key value %q has an unknown type tag", s)
+}
+
+// after is the keyset condition "pk > k": for (a, b) it is
+// a > ? OR (a = ? AND b > ?). inclusive makes the last comparison >=... <=
+// (used for "pk <= k" with op "<").
+func keyCondition(cols []string, k key, op string, inclusive bool) (string, []any, error) {
+	vals, err := k.args()
+	if err != nil {
+		return "", nil, err
+	}
+	var b strings.Builder
+	var args []any
+	b.WriteByte('(')
+	for i := range cols {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteByte('(')
+		for j := 0; j < i; j++ {
+			b.WriteString(quoteIdent(cols[j]) + " = ? AND ")
+			args = append(args, vals[j])
+		}
+		last := op
+		if inclusive && i == len(cols)-1 {
+			last += "="
+		}
+		b.WriteString(quoteIdent(cols[i]) + " " + last + " ?)")
+		args = append(args, vals[i])
+	}
+	b.WriteByte(')')
+	return b.String(), args, nil
+}
+
+// rangeWhere is the WHERE clause of (lo, hi] ("1=1" for the whole table).
+func rangeWhere(cols []string, lo, hi key) (string, []any, error) {
+	var conds []string
+	var args []any
+	if lo != nil {
+		c, a, err := keyCondition(cols, lo, ">", false)
+		if err != nil {
+			return "", nil, err
+		}
+		conds, args = append(conds, c), append(args, a...)
+	}
+	if hi != nil {
+		c, a, err := keyCondition(cols, hi, "<", true)
+		if err != nil {
+			return "", nil, err
+		}
+		conds, args = append(conds, c), append(args, a...)
+	}
+	if len(conds) == 0 {
+		return "1=1", nil, nil
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+func quotedList(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = quoteIdent(c)
+	}
+	return strings.Join(q, ",")
+}
+
+// nextBoundary returns the key of the size-th row after lo in primary key
+// order, or nil when fewer rows remain: the chunk after lo is then the
+// rest of the table. It reads the primary key index only.
+func nextBoundary(ctx context.Context, db *sql.DB, def *tableDef, lo key, size int) (key, error) {
+	pk := def.pkNames()
+	where, args, err := rangeWhere(pk, lo, nil)
+	if err != nil {
+		return nil, err
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET %d",
+		quotedList(pk), def.Ref.quoted(), where, quotedList(pk), size-1)
+	vals := make([]any, len(pk))
+	ptrs := make([]any, len(pk))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	switch err := db.QueryRowContext(ctx, q, args...).Scan(ptrs...); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	k := make(key, len(vals))
+	for i, v := range vals {
+		k[i] = encodeValue(v)
+	}
+	return k, nil
+}
+
+// readChunk reads the rows of (lo, hi] in primary key order, with a
+// CRC-32 of their values.
+func readChunk(ctx context.Context, db *sql.DB, def *tableDef, lo, hi key) (rows [][]any, crc uint32, err error) {
+	where, args, err := rangeWhere(def.pkNames(), lo, hi)
+	if err != nil {
+		return nil, 0, err
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s",
+		quotedList(def.Columns), def.Ref.quoted(), where, quotedList(def.pkNames()))
+	r, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	n := len(def.Columns)
+	for r.Next() {
+		vals := make([]any, n)
+		ptrs := make([]any, n)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := r.Scan(ptrs...); err != nil {
+			return nil, 0, err
+		}
+		crc += rowCRC(vals)
+		rows = append(rows, vals)
+	}
+	return rows, crc, r.Err()
+}
+
+// rowCRC is the CRC-32 of one row's values. A table's checksum is the sum
+// of its rows' CRCs (mod 2^32), so it does not depend on read order.
+func rowCRC(vals []any) uint32 {
+	h := crc32.NewIEEE()
+	for _, v := range vals {
+		h.Write([]byte(encodeValue(v)))
+		h.Write([]byte{0})
+	}
+	return h.Sum32()
+}

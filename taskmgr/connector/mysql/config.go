@@ -1,0 +1,228 @@
+package mysql
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"strconv"
+	"strings"
+
+	"cm/model"
+	"cm/taskmgr/connector"
+)
+
+// Config keys, as they appear in a task's scoped configuration.
+const (
+	keyHost         = "host"
+	keyPort         = "port"
+	keyUsername     = "username"
+	keyPassword     = "password"
+	keyTables       = "tables"
+	keyServerID     = "serverId"
+	keySubtopic     = "subtopic"
+	keyFlavor       = "flavor"
+	keyMaxBatchRows = "maxBatchRows"
+	keyDatabaseMap  = "databaseMap"
+	keyBatchSize    = "batchSize"
+	keyParallelism  = "parallelism"
+	keyThrottleRPS  = "throttleRps"
+
+	scopeSource      = "source"
+	scopeSink        = "sink"
+	scopeCoordinator = "coordinator"
+)
+
+// Defaults.
+const (
+	DefaultPort         = 3306
+	DefaultFlavor       = FlavorMariaDB
+	DefaultMaxBatchRows = 5000
+	DefaultBatchSize    = 10000
+	DefaultParallelism  = 4
+
+	FlavorMariaDB = "mariadb"
+	FlavorMySQL   = "mysql"
+
+	// Server ids derived from the component name fall in this range, clear
+	// of the small ids operators give real servers (1 above all).
+	minServerID = 1000
+	maxServerID = 4_000_000_000
+)
+
+// Endpoint is a server and the account used on it.
+type Endpoint struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+}
+
+// Addr is host:port.
+func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+// SourceConfig is the configuration of the mysql source, for both task types.
+type SourceConfig struct {
+	Endpoint
+	// Tables is source.tables: the tables read, "db.table" or "db.*".
+	Tables Selection
+	// ServerID is the replica id the binlog dump registers with (incr only).
+	ServerID uint32
+	// Subtopic names the binlog stream in positions (incr only).
+	Subtopic string
+	// Flavor is mariadb or mysql (incr only).
+	Flavor string
+	// MaxBatchRows bounds the rows of one incremental batch; a batch still
+	// ends at a transaction boundary, so one large transaction exceeds it.
+	MaxBatchRows int
+	// BatchSize is the rows per chunk of a full import.
+	BatchSize int
+	// Parallelism is the number of chunk readers of a full import.
+	Parallelism int
+	// ThrottleRPS limits rows per second read (0: unlimited).
+	ThrottleRPS float64
+}
+
+// SinkConfig is the configuration of the mysql sink.
+type SinkConfig struct {
+	Endpoint
+	// DatabaseMap renames source databases on the target; unmapped
+	// databases keep their name.
+	DatabaseMap map[string]string
+}
+
+// ParseSourceConfig reads the source, and coordinator scopes of cfg, applies
+// defaults and validates, without I/O.
+func ParseSourceConfig(cfg connector.Config) (SourceConfig, error) {
+	src, coord := cfg.Scope(scopeSource), cfg.Scope(scopeCoordinator)
+	var c SourceConfig
+	var errs []error
+	c.Endpoint, errs = parseEndpoint(scopeSource, src)
+
+	if v := src[keyTables]; strings.TrimSpace(v) == "" {
+		errs = append(errs, errors.New("source.tables is required (comma list of db.table or db.*)"))
+	} else if sel, err := ParseSelection(v); err != nil {
+		errs = append(errs, fmt.Errorf("source.tables: %w", err))
+	} else {
+		c.Tables = sel
+	}
+
+	c.ServerID = DefaultServerID(cfg.Task.Component)
+	if v := src[keyServerID]; v != "" {
+		id, err := strconv.ParseUint(v, 10, 32)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("source.serverId %q is not a number", v))
+		case id == 0 || id == 1:
+			errs = append(errs, fmt.Errorf("source.serverId %d is reserved (0 is invalid, 1 is usually the primary)", id))
+		default:
+			c.ServerID = uint32(id)
+		}
+	}
+
+	c.Subtopic = src[keySubtopic]
+	if c.Subtopic == "" {
+		c.Subtopic = fmt.Sprintf("%s-%d", c.Host, c.Port)
+	}
+
+	c.Flavor = strings.ToLower(src[keyFlavor])
+	switch c.Flavor {
+	case "":
+		c.Flavor = DefaultFlavor
+	case FlavorMariaDB, FlavorMySQL:
+	default:
+		errs = append(errs, fmt.Errorf("source.flavor %q is not mariadb or mysql", src[keyFlavor]))
+	}
+
+	var err error
+	if c.MaxBatchRows, err = positiveInt(src, scopeSource, keyMaxBatchRows, DefaultMaxBatchRows); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BatchSize, err = positiveInt(coord, scopeCoordinator, keyBatchSize, DefaultBatchSize); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Parallelism, err = positiveInt(coord, scopeCoordinator, keyParallelism, DefaultParallelism); err != nil {
+		errs = append(errs, err)
+	}
+	if v := coord[keyThrottleRPS]; v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			errs = append(errs, fmt.Errorf("coordinator.throttleRps %q is not a number >= 0", v))
+		}
+		c.ThrottleRPS = f
+	}
+	return c, errors.Join(errs...)
+}
+
+// ParseSinkConfig reads the sink scope of cfg, applies defaults and
+// validates, without I/O.
+func ParseSinkConfig(cfg connector.Config) (SinkConfig, error) {
+	kv := cfg.Scope(scopeSink)
+	var c SinkConfig
+	var errs []error
+	c.Endpoint, errs = parseEndpoint(scopeSink, kv)
+	c.DatabaseMap = map[string]string{}
+	if v := strings.TrimSpace(kv[keyDatabaseMap]); v != "" {
+		for _, pair := range strings.Split(v, ",") {
+			from, to, ok := strings.Cut(strings.TrimSpace(pair), ":")
+			from, to = strings.TrimSpace(from), strings.TrimSpace(to)
+			if !ok || from == "" || to == "" {
+				errs = append(errs, fmt.Errorf("sink.databaseMap entry %q is not src:dst", pair))
+				continue
+			}
+			if _, dup := c.DatabaseMap[from]; dup {
+				errs = append(errs, fmt.Errorf("sink.databaseMap maps %q twice", from))
+			}
+			c.DatabaseMap[from] = to
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// TargetDB is the target database of a source database.
+func (c SinkConfig) TargetDB(src string) string {
+	if d, ok := c.DatabaseMap[src]; ok {
+		return d
+	}
+	return src
+}
+
+func parseEndpoint(scope string, kv map[string]string) (Endpoint, []error) {
+	var errs []error
+	e := Endpoint{Host: kv[keyHost], User: kv[keyUsername], Password: kv[keyPassword], Port: DefaultPort}
+	if e.Host == "" {
+		errs = append(errs, fmt.Errorf("%s.host is required", scope))
+	}
+	if e.User == "" {
+		errs = append(errs, fmt.Errorf("%s.username is required", scope))
+	}
+	if v := kv[keyPort]; v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s.port %q is not a port number", scope, v))
+		}
+		e.Port = p
+	}
+	return e, errs
+}
+
+func positiveInt(kv map[string]string, scope, key string, def int) (int, error) {
+	v := kv[key]
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return def, fmt.Errorf("%s.%s %q is not a positive integer", scope, key, v)
+	}
+	return n, nil
+}
+
+// DefaultServerID derives a stable replica server id from the component
+// name, so each component keeps its id across incarnations and two
+// components rarely collide. It lies in [1000, 4e9].
+func DefaultServerID(c model.Component) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(c.String()))
+	return minServerID + h.Sum32()%(maxServerID-minServerID+1)
+}

@@ -1,0 +1,128 @@
+package mysql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	driver "github.com/go-sql-driver/mysql"
+
+	"cm/taskmgr/connector"
+)
+
+// Error codes this package reports in errorDetails. Permanent ones are not
+// retried by auto-restart: they need the operator (config, grants, schema).
+const (
+	CodeConnect          = "MYSQL_CONNECT"           // server unreachable or refused the login
+	CodeAuth             = "MYSQL_AUTH"              // wrong user or password (permanent)
+	CodePrivilege        = "MYSQL_PRIVILEGE"         // a required privilege is missing (permanent)
+	CodeBinlogDisabled   = "MYSQL_BINLOG_DISABLED"   // log_bin is OFF (permanent)
+	CodeBinlogFormat     = "MYSQL_BINLOG_FORMAT"     // binlog_format or binlog_row_image is not ROW/FULL (permanent)
+	CodeNoPrimaryKey     = "MYSQL_NO_PRIMARY_KEY"    // a selected or target table has no primary key (permanent)
+	CodeTableNotFound    = "MYSQL_TABLE_NOT_FOUND"   // a named table does not exist (permanent)
+	CodeDDLUnsupported   = "MYSQL_DDL_UNSUPPORTED"   // ALTER/DROP/RENAME/TRUNCATE of a selected table (permanent)
+	CodeSchemaMismatch   = "MYSQL_SCHEMA_MISMATCH"   // a row event does not match the known table definition (permanent)
+	CodePositionPurged   = "MYSQL_POSITION_PURGED"   // the resume point is no longer in the binlog (permanent)
+	CodeBinlogStream     = "MYSQL_BINLOG_STREAM"     // the binlog connection broke (transient)
+	CodeQuery            = "MYSQL_QUERY"             // a query on the source failed (transient)
+	CodeApply            = "MYSQL_APPLY"             // applying a batch on the target failed (transient)
+	CodeApplySchema      = "MYSQL_APPLY_SCHEMA"      // the target table does not fit the rows (permanent)
+	CodeUnsupportedInput = "MYSQL_UNSUPPORTED_INPUT" // the sink got a record without a row change (permanent)
+)
+
+// MySQL server error numbers this package tells apart.
+const (
+	errAccessDenied      = 1045 // ER_ACCESS_DENIED_ERROR
+	errDBAccessDenied    = 1044 // ER_DBACCESS_DENIED_ERROR
+	errSpecificAccess    = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR
+	errTableAccess       = 1142 // ER_TABLEACCESS_DENIED_ERROR
+	errNoSuchTable       = 1146 // ER_NO_SUCH_TABLE
+	errBadField          = 1054 // ER_BAD_FIELD_ERROR
+	errWrongValueCount   = 1136 // ER_WRONG_VALUE_COUNT_ON_ROW
+	errBadDB             = 1049 // ER_BAD_DB_ERROR
+	errNoBinaryLogging   = 1381 // ER_NO_BINARY_LOGGING
+	errMasterFatalReader = 1236 // ER_MASTER_FATAL_ERROR_READING_BINLOG
+)
+
+// serverErrNo returns the MySQL error number inside err, or 0. Both drivers'
+// error types are recognised: go-sql-driver's (SQL) and go-mysql's (binlog).
+func serverErrNo(err error) uint16 {
+	var me *driver.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	var ge *gomysql.MyError
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	return 0
+}
+
+// sourceFailure classifies an error from talking to the source server:
+// login and privilege errors are permanent, the rest transient.
+func sourceFailure(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connector.Error
+	if errors.As(err, &ce) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	switch serverErrNo(err) {
+	case errAccessDenied:
+		return connector.Fail(CodeAuth, what+": access denied", "the server refused source.username/source.password",
+			"check the credentials and that the user may connect from this host", true, err)
+	case errSpecificAccess, errDBAccessDenied, errTableAccess:
+		return connector.Fail(CodePrivilege, what+": missing privilege", err.Error(),
+			"GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* to the source user", true, err)
+	case errMasterFatalReader:
+		return connector.Fail(CodePositionPurged, what+": the binlog position is not readable", err.Error(),
+			"the binlog was purged or the position is invalid; rewind to a time within the retained binlog or restart the full import", true, err)
+	}
+	return connector.Fail(CodeQuery, what, err.Error(), "", false, err)
+}
+
+// sinkFailure classifies an error from the target server.
+func sinkFailure(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connector.Error
+	if errors.As(err, &ce) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	switch serverErrNo(err) {
+	case errAccessDenied:
+		return connector.Fail(CodeAuth, what+": access denied", "the server refused sink.username/sink.password",
+			"check the credentials", true, err)
+	case errSpecificAccess, errDBAccessDenied, errTableAccess:
+		return connector.Fail(CodePrivilege, what+": missing privilege", err.Error(),
+			"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE on the target databases to the sink user", true, err)
+	case errNoSuchTable, errBadField, errWrongValueCount, errBadDB:
+		return connector.Fail(CodeApplySchema, what+": target schema does not fit", err.Error(),
+			"make the target table match the source definition", true, err)
+	}
+	return connector.Fail(CodeApply, what, err.Error(), "", false, err)
+}
+
+// noPrimaryKey is the permanent refusal of tables without a primary key:
+// without one, a replayed change cannot be applied idempotently.
+func noPrimaryKey(side string, tables []string) error {
+	return connector.Fail(CodeNoPrimaryKey,
+		fmt.Sprintf("%s tables without a primary key: %v", side, tables),
+		"rows are applied idempotently by primary key; a table without one cannot be synced",
+		"add a primary key to the table or remove it from source.tables", true, nil)
+}
+
+func tableNotFound(side string, tables []string) error {
+	return connector.Fail(CodeTableNotFound,
+		fmt.Sprintf("%s tables not found: %v", side, tables),
+		"a table named in source.tables does not exist or the user cannot see it",
+		"create the table, grant SELECT on it, or fix source.tables", true, nil)
+}
+
+func connectFailure(side string, e Endpoint, err error) error {
+	return connector.Fail(CodeConnect, fmt.Sprintf("cannot reach %s %s", side, e.Addr()), err.Error(),
+		fmt.Sprintf("check %s.host and %s.port and that the server runs", side, side), false, err)
+}

@@ -1,0 +1,236 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"cm/taskmgr/connector"
+)
+
+// Sink applies row changes to a MySQL or MariaDB server. Every batch is one
+// target transaction; rows are written as upserts and deletes by primary
+// key, so applying a batch again (a replay after a crash or a rewind)
+// converges to the same rows.
+//
+// When the task's source is also mysql, the sink creates missing target
+// tables (and databases) from the source's current definition, with SHOW
+// CREATE TABLE: at Open for the tables source.tables selects now, and at
+// Write for tables that appear later (db.* selections).
+type Sink struct {
+	cfg SinkConfig
+	// src is the task's mysql source, where missing tables are copied from;
+	// nil when the source is of another type.
+	src *SourceConfig
+	log *zap.Logger
+
+	db    *sql.DB
+	srcDB *sql.DB
+	// tables holds target tables known to exist with a primary key, by
+	// source table.
+	tables   map[TableRef]*tableDef
+	maxBytes int
+}
+
+// NewSink validates cfg without I/O.
+func NewSink(cfg connector.Config) (*Sink, error) {
+	c, err := ParseSinkConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Sink{cfg: c, log: log.Named("mysql.sink")}
+	if cfg.Scopes.Get(scopeSource, "type") == "mysql" {
+		if sc, err := ParseSourceConfig(cfg); err == nil {
+			s.src = &sc
+		}
+	}
+	return s, nil
+}
+
+// Open connects, creates the missing target tables of the selected source
+// tables (when the source is mysql) and refuses target tables without a
+// primary key.
+func (s *Sink) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.tables = map[TableRef]*tableDef{}
+	if s.db, err = openDB(s.cfg.Endpoint, sinkSession, true, 2); err != nil {
+		return err
+	}
+	if err := ping(ctx, s.db, s.cfg.Endpoint, scopeSink); err != nil {
+		return err
+	}
+	var packet int
+	if err := s.db.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&packet); err != nil {
+		return sinkFailure("reading max_allowed_packet", err)
+	}
+	s.maxBytes = min(maxStatementBytes, packet/2)
+	if s.src == nil {
+		return nil
+	}
+
+	if s.srcDB, err = openDB(s.src.Endpoint, sourceSession, false, 1); err != nil {
+		return err
+	}
+	refs, err := listTables(ctx, s.srcDB, s.src.Tables)
+	if err != nil {
+		return sourceFailure("listing source tables", err)
+	}
+	var noPK []string
+	for _, r := range refs {
+		if _, err := s.table(ctx, r); err != nil {
+			var ce *connector.Error
+			if errors.As(err, &ce) && ce.Detail.Code == CodeNoPrimaryKey {
+				noPK = append(noPK, s.target(r).String())
+				continue
+			}
+			return err
+		}
+	}
+	if len(noPK) > 0 {
+		return noPrimaryKey("target", noPK)
+	}
+	return nil
+}
+
+// target maps a source table to its target table.
+func (s *Sink) target(src TableRef) TableRef {
+	return TableRef{DB: s.cfg.TargetDB(src.DB), Name: src.Name}
+}
+
+// table returns the target definition for a source table, creating the
+// target table from the source when it is missing.
+func (s *Sink) table(ctx context.Context, src TableRef) (*tableDef, error) {
+	if d := s.tables[src]; d != nil {
+		return d, nil
+	}
+	ref := s.target(src)
+	d, err := loadTableDef(ctx, s.db, ref)
+	if err != nil {
+		return nil, sinkFailure("reading the definition of "+ref.String(), err)
+	}
+	if d == nil {
+		if err := s.create(ctx, src, ref); err != nil {
+			return nil, err
+		}
+		if d, err = loadTableDef(ctx, s.db, ref); err != nil {
+			return nil, sinkFailure("reading the definition of "+ref.String(), err)
+		}
+		if d == nil {
+			return nil, tableNotFound("target", []string{ref.String()})
+		}
+	}
+	if len(d.PK) == 0 {
+		return nil, noPrimaryKey("target", []string{ref.String()})
+	}
+	s.tables[src] = d
+	return d, nil
+}
+
+// create copies the definition of src to ref. The statement runs with the
+// target database selected, so unqualified references in it (foreign keys)
+// resolve there, as they did on the source.
+func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
+	if s.srcDB == nil {
+		return tableNotFound("target", []string{ref.String()})
+	}
+	var name, stmt string
+	if err := s.srcDB.QueryRowContext(ctx, "SHOW CREATE TABLE "+src.quoted()).Scan(&name, &stmt); err != nil {
+		if serverErrNo(err) == errNoSuchTable {
+			return tableNotFound("source", []string{src.String()})
+		}
+		return sourceFailure("reading the definition of "+src.String(), err)
+	}
+	const prefix = "CREATE TABLE "
+	if !strings.HasPrefix(stmt, prefix) {
+		return connector.Fail(CodeApplySchema, "cannot copy the definition of "+src.String(),
+			"SHOW CREATE TABLE returned "+clip(stmt, 80), "create the target table by hand", true, nil)
+	}
+	stmt = prefix + "IF NOT EXISTS " + stmt[len(prefix):]
+
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return sinkFailure("connecting", err)
+	}
+	defer conn.Close()
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + quoteIdent(ref.DB),
+		"USE " + quoteIdent(ref.DB),
+		stmt,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return sinkFailure("creating "+ref.String(), err)
+		}
+	}
+	s.log.Info("created target table from the source definition", zap.String("table", ref.String()), zap.String("from", src.String()))
+	return nil
+}
+
+// Write applies b in one transaction and returns after it committed.
+func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
+	if len(b.Records) == 0 {
+		return nil
+	}
+	// Tables are resolved (maybe created) first: DDL would commit the
+	// transaction.
+	defs := map[TableRef]*tableDef{}
+	for i := range b.Records {
+		rc := b.Records[i].Change
+		if rc == nil {
+			return connector.Fail(CodeUnsupportedInput, "the mysql sink got a record without a row change",
+				"it applies database row changes only", "pair sink.type=mysql with a database source", true, nil)
+		}
+		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		if defs[ref] == nil {
+			d, err := s.table(ctx, ref)
+			if err != nil {
+				return err
+			}
+			defs[ref] = d
+		}
+	}
+	stmts, err := plan(b.Records, defs, s.maxBytes)
+	if err != nil {
+		return err
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return sinkFailure("beginning a transaction", err)
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			_ = tx.Rollback()
+			return sinkFailure(fmt.Sprintf("applying %d rows to %s", st.rows, st.table), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return sinkFailure("committing", err)
+	}
+	return nil
+}
+
+// Close closes the connections; safe on a sink that is not open.
+func (s *Sink) Close() error {
+	var errs []error
+	if s.srcDB != nil {
+		errs = append(errs, s.srcDB.Close())
+		s.srcDB = nil
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+		s.db = nil
+	}
+	return errors.Join(errs...)
+}

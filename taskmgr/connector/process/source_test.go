@@ -1,0 +1,415 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cm/checkpoint"
+	"cm/model"
+	"cm/taskmgr/connector"
+)
+
+var testTask = func() model.TaskName {
+	n, err := model.ParseTaskName("127.0.0.1-9000:connector_v2:p1-incr_trans-1-0:0000000001")
+	if err != nil {
+		panic(err)
+	}
+	return n
+}()
+
+func testConfig(t *testing.T, argv []string, kv ...string) connector.Config {
+	t.Helper()
+	cmd, err := json.Marshal(argv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := model.Config{}
+	c.Set("source", "type", Type)
+	c.Set("source", "command", string(cmd))
+	c.Set("source", "password", "s3cret")
+	for i := 0; i+1 < len(kv); i += 2 {
+		c.Set("source", kv[i], kv[i+1])
+	}
+	return connector.Config{Task: testTask, Type: model.TypeIncr, Scopes: c, Dir: t.TempDir()}
+}
+
+func fakeConfig(t *testing.T, mode string, kv ...string) connector.Config {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testConfig(t, []string{exe, fakeArg, mode}, kv...)
+}
+
+func open(t *testing.T, c connector.Config, from map[string]checkpoint.Position) *Source {
+	t.Helper()
+	s, err := NewSource(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(timeout(t, 10*time.Second), from); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func timeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func wantCode(t *testing.T, err error, code string, permanent bool) *connector.Error {
+	t.Helper()
+	var ce *connector.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v is not a *connector.Error", err)
+	}
+	if ce.Detail.Code != code || ce.Permanent != permanent || ce.Detail.Level != model.LevelError {
+		t.Fatalf("got %s permanent=%v level %s (%v), want %s permanent=%v", ce.Detail.Code, ce.Permanent, ce.Detail.Level, err, code, permanent)
+	}
+	return ce
+}
+
+// readPositions reads until a batch with positions arrives.
+func readPositions(t *testing.T, s *Source) []checkpoint.Position {
+	t.Helper()
+	ctx := timeout(t, 10*time.Second)
+	for {
+		b, err := s.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Records) > 0 {
+			t.Fatalf("a process source returned records: %+v", b)
+		}
+		if len(b.Positions) > 0 {
+			return b.Positions
+		}
+	}
+}
+
+// gone reports whether pid no longer exists (it was reaped).
+func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+func TestCheckpointsAndMetrics(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	s := open(t, fakeConfig(t, "echo"), map[string]checkpoint.Position{
+		"orders": {Subtopic: "orders", TS: 100, Token: "abc"},
+		"users":  {Subtopic: "users", TS: 7},
+	})
+	ctx := timeout(t, 10*time.Second)
+	got := map[string]checkpoint.Position{}
+	var metrics map[string]float64
+	for len(got) < 2 || metrics == nil {
+		b, err := s.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range b.Positions {
+			got[p.Subtopic] = p
+		}
+		if b.Metrics != nil {
+			metrics = b.Metrics
+		}
+	}
+	want := map[string]checkpoint.Position{
+		"orders": {Subtopic: "orders", TS: 101, Token: "abc+1"},
+		"users":  {Subtopic: "users", TS: 8, Token: "+1"},
+	}
+	if !reflect.DeepEqual(got, want) || metrics["rows"] != 10 {
+		t.Fatalf("got %v and metrics %v, want %v and rows=10", got, metrics, want)
+	}
+
+	pid := s.pid
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close of a cooperative process took %s", d)
+	}
+	if !gone(pid) {
+		t.Fatal("the process still exists after Close")
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Close, %d before Open:\n%s", n, goroutines, buf[:runtime.Stack(buf, true)])
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+}
+
+func TestKilledProcessFailsRead(t *testing.T) {
+	c := fakeConfig(t, "crash")
+	s := open(t, c, nil)
+	readPositions(t, s)
+
+	if err := syscall.Kill(s.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := s.Read(timeout(t, 10*time.Second))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the death was noticed after %s", d)
+	}
+	ce := wantCode(t, err, CodeExited, false)
+	if !strings.Contains(ce.Detail.Message, "signal 9") {
+		t.Fatalf("message %q does not name the signal", ce.Detail.Message)
+	}
+	var want []string
+	for i := 6; i <= 25; i++ {
+		want = append(want, fmt.Sprintf("stderr line %d", i))
+	}
+	if !reflect.DeepEqual(ce.Detail.Stderr, want) {
+		t.Fatalf("stderr tail %q, want %q", ce.Detail.Stderr, want)
+	}
+	if _, again := s.Read(timeout(t, time.Second)); again != err {
+		t.Fatalf("second Read returned %v, want the same error", again)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile(filepath.Join(c.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "stderr line 1\n") || !strings.Contains(string(log), "stderr line 25\n") {
+		t.Fatalf("stderr.log lacks lines:\n%s", log)
+	}
+}
+
+func TestExitStatusFailsRead(t *testing.T) {
+	s := open(t, fakeConfig(t, "exit3"), nil)
+	_, err := s.Read(timeout(t, 10*time.Second))
+	ce := wantCode(t, err, CodeExited, false)
+	if !strings.Contains(ce.Detail.Message, "status 3") || len(ce.Detail.Stderr) != tailLines || ce.Detail.Stderr[tailLines-1] != "stderr line 25" {
+		t.Fatalf("got %q with stderr %q", ce.Detail.Message, ce.Detail.Stderr)
+	}
+}
+
+func TestExitZeroEndsRead(t *testing.T) {
+	s := open(t, fakeConfig(t, "done"), nil)
+	ctx := timeout(t, 10*time.Second)
+	got := map[string]checkpoint.Position{}
+	for {
+		b, err := s.Read(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range b.Positions {
+			got[p.Subtopic] = p
+		}
+	}
+	want := map[string]checkpoint.Position{"a": {Subtopic: "a", TS: 6, Token: "t6"}, "b": {Subtopic: "b", TS: 7, Token: "t7"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("positions before io.EOF: %v, want %v", got, want)
+	}
+	if _, err := s.Read(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("Read after the end: %v, want io.EOF", err)
+	}
+	for range 2 {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestErrorMessageFailsRead(t *testing.T) {
+	s := open(t, fakeConfig(t, "error"), nil)
+	_, err := s.Read(timeout(t, 10*time.Second))
+	ce := wantCode(t, err, "SRC_DENIED", true)
+	d := ce.Detail
+	if d.Message != "access denied" || d.Reason != "no SELECT privilege" || d.Proposal != "grant it" {
+		t.Fatalf("detail %+v", d)
+	}
+}
+
+func TestCloseKillsProcessIgnoringSIGTERM(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	s := open(t, fakeConfig(t, "ignoreterm", "grace", grace.String()), nil)
+	readPositions(t, s) // SIGTERM is ignored from here on
+
+	pid := s.pid
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < grace || d > grace+5*time.Second {
+		t.Fatalf("Close took %s with a grace of %s", d, grace)
+	}
+	if !gone(pid) {
+		t.Fatal("the process still exists after Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+}
+
+func TestHeartbeatTimeout(t *testing.T) {
+	s := open(t, fakeConfig(t, "silent", "heartbeatTimeout", "300ms"), nil)
+	_, err := s.Read(timeout(t, 10*time.Second))
+	wantCode(t, err, CodeHeartbeatTimeout, false)
+}
+
+func TestMalformedLines(t *testing.T) {
+	s := open(t, fakeConfig(t, "garbage"), nil)
+	// Fewer than maxGarbage in a row are ignored.
+	if got := readPositions(t, s); len(got) != 1 || got[0].Token != "b" {
+		t.Fatalf("positions %v", got)
+	}
+	_, err := s.Read(timeout(t, 10*time.Second))
+	wantCode(t, err, CodeProtocol, true)
+}
+
+func TestReadHonoursContext(t *testing.T) {
+	s := open(t, fakeConfig(t, "silent"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read = %v, want deadline exceeded", err)
+	}
+}
+
+func TestStartFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		argv []string
+		kv   []string
+	}{
+		{"missing program", []string{filepath.Join(t.TempDir(), "nope")}, nil},
+		{"not on PATH", []string{"cm-no-such-connector"}, nil},
+		{"missing workdir", []string{"/bin/sh", "-c", "exit 0"}, []string{"workdir", filepath.Join(t.TempDir(), "nope")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSource(testConfig(t, tc.argv, tc.kv...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCode(t, s.Open(timeout(t, 10*time.Second), nil), CodeStartFailed, true)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestTemporaryLogDir(t *testing.T) {
+	c := testConfig(t, []string{"/bin/sh", "-c", "echo oops >&2; exit 1"})
+	c.Dir = ""
+	s := open(t, c, nil)
+	_, err := s.Read(timeout(t, 10*time.Second))
+	if ce := wantCode(t, err, CodeExited, false); !reflect.DeepEqual(ce.Detail.Stderr, []string{"oops"}) {
+		t.Fatalf("stderr %q", ce.Detail.Stderr)
+	}
+	dir := s.tmpDir
+	if _, err := os.Stat(filepath.Join(dir, "stderr.log")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s was not removed: %v", dir, err)
+	}
+}
+
+func TestCounterExample(t *testing.T) {
+	script, err := filepath.Abs("../../../testdata/connectors/counter.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, testConfig(t, []string{"/bin/sh", script}), map[string]checkpoint.Position{
+		"counter": {Subtopic: "counter", TS: 100, Token: "100"},
+	})
+	want := []checkpoint.Position{{Subtopic: "counter", TS: 101, Token: "101"}}
+	if got := readPositions(t, s); !reflect.DeepEqual(got, want) {
+		t.Fatalf("first checkpoint %v, want %v", got, want)
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("counter.sh took %s to stop on SIGTERM", d)
+	}
+	log, err := os.ReadFile(s.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "counter: stopped at ts") {
+		t.Fatalf("counter.sh did not log its stop:\n%s", log)
+	}
+}
+
+func TestNewSource(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		command string
+		kv      []string
+		ok      bool
+	}{
+		{"argv", `["/bin/true"]`, nil, true},
+		{"options", `["/bin/true","-x"]`, []string{"grace", "300ms", "heartbeatTimeout", "1m", "workdir", "/tmp"}, true},
+		{"no command", ``, nil, false},
+		{"not json", `/bin/true`, nil, false},
+		{"not strings", `["/bin/true",1]`, nil, false},
+		{"empty argv", `[]`, nil, false},
+		{"empty program", `[""]`, nil, false},
+		{"nul", `["/bin/true","a\u0000b"]`, nil, false},
+		{"bad grace", `["/bin/true"]`, []string{"grace", "10"}, false},
+		{"zero heartbeat", `["/bin/true"]`, []string{"heartbeatTimeout", "0s"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := model.Config{"source": {"type": Type, "command": tc.command}}
+			for i := 0; i+1 < len(tc.kv); i += 2 {
+				c.Set("source", tc.kv[i], tc.kv[i+1])
+			}
+			_, err := NewSource(connector.Config{Scopes: c})
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestTail(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   []string
+	}{
+		{"empty", nil, []string{}},
+		{"split writes", []string{"a", "b\nc", "\r\n", "d"}, []string{"ab", "c", "d"}},
+		{"keeps the last", []string{"1\n2\n3\n4\n"}, []string{"2", "3", "4"}},
+		{"partial counts", []string{"1\n2\n3\n4"}, []string{"2", "3", "4"}},
+		{"long line", []string{strings.Repeat("x", maxTailLine+10) + "\n"}, []string{strings.Repeat("x", maxTailLine)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := newTail(3)
+			for _, w := range tc.writes {
+				tl.Write([]byte(w))
+			}
+			if got := tl.Lines(); !reflect.DeepEqual(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+				t.Fatalf("lines %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
