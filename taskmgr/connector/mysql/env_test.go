@@ -23,11 +23,11 @@ import (
 
 // env is a source and a target database on the test MariaDB server.
 type env struct {
-	admin              *sql.DB // no database selected; multiStatements
-	host, port         string
-	user, password     string
-	srcName, dstName   string
-	component          model.Component
+	admin            *sql.DB // no database selected; multiStatements
+	host, port       string
+	user, password   string
+	srcName, dstName string
+	component        model.Component
 }
 
 func newEnv(t *testing.T) *env {
@@ -191,7 +191,7 @@ func (e *env) checksum(t *testing.T, table string) string {
 	t.Helper()
 	var name string
 	var sum sql.NullInt64
-	if err := e.admin.QueryRow("CHECKSUM TABLE " + table).Scan(&name, &sum); err != nil {
+	if err := e.admin.QueryRow("CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("checksum %d, %d rows", sum.Int64, e.count(t, table))
@@ -213,6 +213,11 @@ func errCode(err error) string {
 		return ce.Detail.Code
 	}
 	return ""
+}
+
+// seq is MariaDB's sequence table of the integers from..to.
+func (e *env) seq(from, to int) string {
+	return fmt.Sprintf("`%s`.`seq_%d_to_%d`", e.srcName, from, to)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -138,7 +138,7 @@ func (s *BinlogSource) fileStartTime(ctx context.Context, file string) (int64, e
 }
 
 // startForTime finds where to read from to deliver every transaction whose
-// time is at or after t: the start of the last binlog file that began at or
+// time is at or after t: the start of the last binlog file that began
 // before t. The caller then skips transactions older than t. It refuses a
 // time before the oldest file still on the server.
 func (s *BinlogSource) startForTime(ctx context.Context, t int64) (gomysql.Position, error) {
@@ -152,7 +152,11 @@ func (s *BinlogSource) startForTime(ctx context.Context, t int64) (gomysql.Posit
 		if err != nil {
 			return gomysql.Position{}, sourceFailure("reading the start time of "+files[i], err)
 		}
-		if ts <= t {
+		// Times have a resolution of one second: a file that began during
+		// second t may follow transactions of second t in the file before
+		// it, so only a file that began before t is sure to hold them all.
+		// The oldest file is the exception: nothing precedes it.
+		if ts < t || (ts == t && i == 0) {
 			return gomysql.Position{Name: files[i], Pos: 4}, nil
 		}
 		oldest = ts
