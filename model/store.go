@@ -231,6 +231,19 @@ func (s *Store) ResetProgress(ctx context.Context, component string) error {
 	return translate(s.with(ctx).Where("component = ?", component).Delete(&Heartbeat{}).Error)
 }
 
+// ResetSubtopics starts a new incarnation at version: the progress of the
+// named subtopics is dropped (they restart from the configured checkpoint),
+// the others carry over to the new version, and the old heartbeat goes.
+// Called in the transaction that bumps the version.
+func (s *Store) ResetSubtopics(ctx context.Context, component string, subtopics []string, version int64) error {
+	if len(subtopics) > 0 {
+		if err := s.with(ctx).Where("component = ? AND subtopic IN ?", component, subtopics).Delete(&Checkpoint{}).Error; err != nil {
+			return translate(err)
+		}
+	}
+	return s.RebindProgress(ctx, component, version)
+}
+
 // RebindProgress hands a component's progress to a new version (migrate):
 // the new incarnation continues from it, and the old one is fenced off.
 func (s *Store) RebindProgress(ctx context.Context, component string, version int64) error {

@@ -48,6 +48,7 @@ var catalogue = []rule{
 	{is(taskmgr.ErrTaskFailed), Problem{http.StatusConflict, "TASK_EXCEPTION", false}},
 	{is(taskmgr.ErrStopTimeout), Problem{http.StatusGatewayTimeout, "STOP_TIMEOUT", true}},
 	{is(taskmgr.ErrStartTimeout), Problem{http.StatusGatewayTimeout, "START_TIMEOUT", true}},
+	{is(taskmgr.ErrOperationTimeout), Problem{http.StatusGatewayTimeout, "OPERATION_TIMEOUT", true}},
 	{is(taskmgr.ErrNodeNotFound), Problem{http.StatusNotFound, "NODE_NOT_FOUND", false}},
 	{is(taskmgr.ErrTaskNotFound), Problem{http.StatusNotFound, "TASK_NOT_FOUND", false}},
 	{is(taskmgr.ErrTaskExists), Problem{http.StatusConflict, "TASK_EXISTS", false}},

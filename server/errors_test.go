@@ -28,6 +28,7 @@ func TestClassify(t *testing.T) {
 		{&taskmgr.FailedError{Task: "t"}, 409, "TASK_EXCEPTION", false},
 		{taskmgr.ErrStopTimeout, 504, "STOP_TIMEOUT", true},
 		{taskmgr.ErrStartTimeout, 504, "START_TIMEOUT", true},
+		{taskmgr.ErrOperationTimeout, 504, "OPERATION_TIMEOUT", true},
 		{taskmgr.ErrNodeNotFound, 404, "NODE_NOT_FOUND", false},
 		{taskmgr.ErrTaskNotFound, 404, "TASK_NOT_FOUND", false},
 		{taskmgr.ErrTaskExists, 409, "TASK_EXISTS", false},

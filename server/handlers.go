@@ -24,6 +24,7 @@ type TaskService interface {
 	Update(ctx context.Context, call taskmgr.Call, ref string, deletes []string, patch model.Config) (string, error)
 	Migrate(ctx context.Context, call taskmgr.Call, ref string, target taskmgr.MigrateTarget, timeout time.Duration) (string, error)
 	Delete(ctx context.Context, call taskmgr.Call, ref string, timeout time.Duration) (string, error)
+	Pullback(ctx context.Context, call taskmgr.Call, req taskmgr.PullbackRequest) (string, error)
 	Detail(ctx context.Context, ref string) (*taskmgr.TaskView, error)
 	List(ctx context.Context, q taskmgr.ListQuery) ([]taskmgr.TaskView, int64, error)
 	Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error)
@@ -156,10 +157,13 @@ func (h *handlers) resume(c echo.Context) error {
 	if opt.Restart, err = boolParam(c, "restartFlag"); err != nil {
 		return err
 	}
+	if opt.Force, err = boolParam(c, "force"); err != nil {
+		return err
+	}
 	if opt.Timeout, err = timeoutParam(c); err != nil {
 		return err
 	}
-	res, err := h.svc.Resume(c.Request().Context(), call(c, "taskName", "pullBackFlag", "restartFlag"), name, opt)
+	res, err := h.svc.Resume(c.Request().Context(), call(c, "taskName", "pullBackFlag", "restartFlag", "force"), name, opt)
 	if err != nil {
 		return err
 	}
@@ -237,6 +241,25 @@ func (h *handlers) delete(c echo.Context) error {
 		return err
 	}
 	res, err := h.svc.Delete(c.Request().Context(), call(c, "taskName"), name, timeout)
+	if err != nil {
+		return err
+	}
+	return ok(c, res)
+}
+
+func (h *handlers) pullback(c echo.Context) error {
+	name, err := taskName(c)
+	if err != nil {
+		return err
+	}
+	req := taskmgr.PullbackRequest{Task: name, Timestamp: param(c, "timestamp"), Subtopic: param(c, "subtopic"), TZ: param(c, "tz")}
+	if req.Force, err = boolParam(c, "force"); err != nil {
+		return err
+	}
+	if req.Timeout, err = timeoutParam(c); err != nil {
+		return err
+	}
+	res, err := h.svc.Pullback(c.Request().Context(), call(c, "taskName", "timestamp", "subtopic", "tz", "force"), req)
 	if err != nil {
 		return err
 	}

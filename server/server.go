@@ -79,6 +79,7 @@ func New(cfg Config, svc TaskService, log *zap.Logger) *Server {
 	g.POST("/update", h.update)
 	g.POST("/migrate", h.migrate)
 	g.POST("/delete", h.delete)
+	g.POST("/pullback", h.pullback)
 	g.GET("/detail", h.detail)
 	g.GET("/batchDetail", h.batchDetail)
 	g.GET("/operations", h.operations)

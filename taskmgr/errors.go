@@ -20,6 +20,9 @@ var (
 	ErrStopTimeout = errors.New("stop timed out")
 	// ErrStartTimeout: the task did not reach RUNNING within the wait.
 	ErrStartTimeout = errors.New("start timed out")
+	// ErrOperationTimeout: a journaled operation (pullback) did not complete
+	// within the wait; it goes on, and detail shows its step.
+	ErrOperationTimeout = errors.New("operation still in progress")
 	// ErrTaskFailed: the task went to EXCEPTION while the call waited.
 	ErrTaskFailed = errors.New("task failed")
 	// ErrInvalidConfig: the task config does not build a connector.

@@ -187,7 +187,9 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 type ResumeOptions struct {
 	PullBack bool
 	Restart  bool
-	Timeout  time.Duration
+	// Force lets a pullback move a subtopic forward past its progress.
+	Force   bool
+	Timeout time.Duration
 }
 
 // Resume starts a task again. A plain resume keeps the version and continues
@@ -198,6 +200,7 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 	op := "resume"
 	var newVersion bool
 	var detail map[string]any
+	var reset []string
 	t, audit, err := m.mutate(ctx, call, op, ref, func(t *model.Task) error {
 		if opt.PullBack && opt.Restart {
 			return fmt.Errorf("%w: pullBackFlag and restartFlag cannot both be true", model.ErrInvalidArgument)
@@ -216,11 +219,11 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 			return err
 		}
 		if ev == model.EventRestart {
-			d, err := m.prepareRestart(ctx, t, opt.PullBack)
+			d, subs, err := m.prepareRestart(ctx, t, opt.PullBack, opt.Force)
 			if err != nil {
 				return err
 			}
-			detail, newVersion = d, true
+			detail, reset, newVersion = d, subs, true
 		}
 		return nil
 	}, func(tx *model.Store, t *model.Task, a *model.Audit) error {
@@ -228,7 +231,11 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 			return nil
 		}
 		a.Detail = jsonString(detail)
-		if err := tx.ResetProgress(ctx, t.Component); err != nil {
+		if opt.PullBack {
+			if err := tx.ResetSubtopics(ctx, t.Component, reset, t.Version); err != nil {
+				return err
+			}
+		} else if err := tx.ResetProgress(ctx, t.Component); err != nil {
 			return err
 		}
 		reason := "restart"
@@ -245,64 +252,37 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 	return t.Name().String(), werr
 }
 
-// prepareRestart bumps the version of t and, for a pullback, checks the
-// configured checkpoint it will start from.
-func (m *Manager) prepareRestart(ctx context.Context, t *model.Task, pullBack bool) (map[string]any, error) {
-	cfg, err := t.ParsedConfig()
-	if err != nil {
-		return nil, err
-	}
+// prepareRestart checks a pullback's configured checkpoint against the
+// guard rails and bumps the version of t. It returns the audit detail and
+// the subtopics whose progress the new incarnation drops (nil: all).
+func (m *Manager) prepareRestart(ctx context.Context, t *model.Task, pullBack, force bool) (map[string]any, []string, error) {
 	detail := map[string]any{"versionBefore": t.Version}
-	before, err := m.store.Checkpoints(ctx, t.Component)
-	if err != nil {
-		return nil, err
-	}
-	detail["progressBefore"] = checkpointMap(before)
+	var reset []string
 	if pullBack {
+		cfg, err := t.ParsedConfig()
+		if err != nil {
+			return nil, nil, err
+		}
 		raw := cfg.Get("source", "checkpoint")
 		if raw == "" {
-			return nil, fmt.Errorf("%w: pullBackFlag=true needs source.checkpoint in the config; set it with update first", checkpoint.ErrInvalid)
+			return nil, nil, fmt.Errorf("%w: pullBackFlag=true needs source.checkpoint in the config; set it with update first", checkpoint.ErrInvalid)
 		}
-		target, err := checkpoint.Parse(raw)
+		plan, err := m.planRewind(ctx, t, func([]string) (map[string]int64, error) { return checkpoint.Parse(raw) }, force)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		known, err := m.subtopics(ctx, t, cfg, before)
-		if err != nil {
-			return nil, err
+		for s := range plan.target {
+			reset = append(reset, s)
 		}
-		for sub, ts := range target {
-			if err := checkpoint.CheckNotFuture(ts, m.now()); err != nil {
-				return nil, fmt.Errorf("subtopic %s: %w", sub, err)
-			}
-		}
-		if err := checkpoint.CheckPullback(nil, target, known, nil, true, m.now()); err != nil {
-			return nil, err
-		}
+		detail["progressBefore"] = plan.progressBefore
 		detail["checkpointAfter"] = raw
 	}
 	if t.Version >= model.MaxVersion {
-		return nil, fmt.Errorf("%w: %s has reached the last version", model.ErrInvalidArgument, t.Component)
+		return nil, nil, fmt.Errorf("%w: %s has reached the last version", model.ErrInvalidArgument, t.Component)
 	}
 	t.Version++
 	detail["versionAfter"] = t.Version
-	return detail, nil
-}
-
-// subtopics lists the subtopics a task is known to have: from its source,
-// else from its progress.
-func (m *Manager) subtopics(ctx context.Context, t *model.Task, cfg model.Config, progress []model.Checkpoint) ([]string, error) {
-	src, _, err := m.registry.Build(m.connectorConfig(t, cfg))
-	if err == nil {
-		if s, ok := src.(connector.Subtopicer); ok {
-			return s.Subtopics(), nil
-		}
-	}
-	var out []string
-	for _, p := range progress {
-		out = append(out, p.Subtopic)
-	}
-	return out, nil
+	return detail, reset, nil
 }
 
 // Stop stops a task and returns once its runner has exited and its last

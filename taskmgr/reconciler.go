@@ -168,6 +168,9 @@ func (r *Reconciler) pass(ctx context.Context) {
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
+	if t.Journal != "" && r.advanceJournal(ctx, t) {
+		return // the row changed; the nudge brings the next pass
+	}
 	rn := r.runners[t.Component]
 	if rn != nil {
 		switch {
@@ -192,8 +195,9 @@ func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
 	}
 }
 
-// start launches a runner for t from its durable progress, else from the
-// configured checkpoint, else from the beginning of the source.
+// start launches a runner for t. Each subtopic resumes from its durable
+// progress, else from the configured checkpoint, else from the beginning of
+// the source.
 func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 	log := r.log.With(zap.String(logTask, t.Name().String()))
 	cfg, err := t.ParsedConfig()
@@ -247,9 +251,8 @@ func (r *Reconciler) resumeFrom(ctx context.Context, t *model.Task, cfg model.Co
 			from[row.Subtopic] = checkpoint.Position{Subtopic: row.Subtopic, TS: row.TS, Token: row.Token}
 		}
 	}
-	if len(from) > 0 {
-		return from, nil
-	}
+	// A subtopic without durable progress starts from the configured
+	// checkpoint (after a pullback, or before its first flush).
 	if raw := cfg.Get("source", "checkpoint"); raw != "" {
 		target, err := checkpoint.Parse(raw)
 		if err != nil {
@@ -257,7 +260,9 @@ func (r *Reconciler) resumeFrom(ctx context.Context, t *model.Task, cfg model.Co
 				"correct source.checkpoint with update, then resume", true, err)
 		}
 		for sub, ts := range target {
-			from[sub] = checkpoint.Position{Subtopic: sub, TS: ts}
+			if _, ok := from[sub]; !ok {
+				from[sub] = checkpoint.Position{Subtopic: sub, TS: ts}
+			}
 		}
 	}
 	return from, nil

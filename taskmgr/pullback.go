@@ -1,0 +1,407 @@
+package taskmgr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cm/checkpoint"
+	"cm/model"
+	"cm/taskmgr/connector"
+)
+
+// A pullback is journaled on the task row: the operator's call writes the
+// journal with step "stopping" (and desired STOPPED); the owning node's
+// reconciler advances it. Each step is one transaction, so a crash between
+// steps leaves the journal naming where to continue:
+//
+//	stopping --(runner gone)--> rewrite source.checkpoint, version+1,
+//	                            reset progress of the rewound subtopics,
+//	                            desired RUNNING      --> resuming
+//	resuming --(RUNNING)------> journal cleared, audit row success
+//	resuming --(EXCEPTION)----> journal cleared, audit row failure
+//
+// While a journal is set, other operator calls answer TASK_BUSY.
+const (
+	stepStopping = "stopping"
+	stepResuming = "resuming"
+)
+
+// journal is the in-flight multi-step operation stored in model.Task.Journal.
+type journal struct {
+	Op   string `json:"op"`
+	Step string `json:"step"`
+	// Target is the time each rewound subtopic restarts from.
+	Target map[string]int64 `json:"target"`
+	// CheckpointBefore is source.checkpoint before the pullback; with
+	// ProgressBefore it is what an operator needs to undo it.
+	CheckpointBefore string           `json:"checkpointBefore"`
+	ProgressBefore   map[string]int64 `json:"progressBefore"`
+	VersionBefore    int64            `json:"versionBefore"`
+	// DesiredBefore is restored if the operation has to be rolled back.
+	DesiredBefore model.Desired `json:"desiredBefore"`
+	AuditID          int64            `json:"auditId"`
+	Started          time.Time        `json:"started"`
+}
+
+func (j *journal) encode() string { return jsonString(j) }
+
+func decodeJournal(s string) (*journal, error) {
+	var j journal
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return nil, fmt.Errorf("decoding journal: %w", err)
+	}
+	return &j, nil
+}
+
+// PullbackRequest is the single-call pullback.
+type PullbackRequest struct {
+	Task string
+	// Timestamp is unix seconds or YYYY-MM-DD HH:MM:SS in TZ.
+	Timestamp string
+	TZ        string
+	// Subtopic limits the rewind to one subtopic; empty rewinds all.
+	Subtopic string
+	// Force allows moving a subtopic forward past its progress (skips data).
+	Force   bool
+	Timeout time.Duration
+}
+
+// Pullback stops the task if needed, rewrites source.checkpoint, and resumes
+// it as a new incarnation from that time, as one journaled operation. It
+// answers the new task name once the task runs again.
+func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) (string, error) {
+	started := m.now()
+	if req.Timestamp == "" {
+		err := fmt.Errorf("%w: timestamp is required (unix seconds, or YYYY-MM-DD HH:MM:SS with tz)", checkpoint.ErrInvalid)
+		m.auditFailure(ctx, call, "pullback", componentOf(req.Task), nil, err, started)
+		return "", err
+	}
+	ts, err := checkpoint.ParseTime(req.Timestamp, req.TZ)
+	if err != nil {
+		m.auditFailure(ctx, call, "pullback", componentOf(req.Task), nil, err, started)
+		return "", err
+	}
+	var j *journal
+	t, audit, err := m.mutate(ctx, call, "pullback", req.Task, func(t *model.Task) error {
+		if t.Type != model.TypeIncr {
+			return fmt.Errorf("%w: pullback applies to incr_trans tasks; %s is %s (use resume with restartFlag=true)", model.ErrInvalidArgument, t.Component, t.Type)
+		}
+		if t.State == model.StateDeleted {
+			return &model.IllegalTransitionError{From: t.State, Op: "pullback"}
+		}
+		plan, err := m.planRewind(ctx, t, func(known []string) (map[string]int64, error) {
+			if req.Subtopic != "" {
+				return map[string]int64{req.Subtopic: ts}, nil
+			}
+			if len(known) == 0 {
+				return nil, fmt.Errorf("%w: the task has no known subtopic yet; name one with subtopic=", checkpoint.ErrUnknownSubtopic)
+			}
+			target := map[string]int64{}
+			for _, s := range known {
+				target[s] = ts
+			}
+			return target, nil
+		}, req.Force)
+		if err != nil {
+			return err
+		}
+		j = &journal{Op: "pullback", Step: stepStopping, Target: plan.target, CheckpointBefore: plan.configBefore,
+			ProgressBefore: plan.progressBefore, VersionBefore: t.Version, DesiredBefore: t.Desired, Started: m.now().UTC()}
+		t.Journal = j.encode()
+		if t.State.Active() || t.State == model.StateException {
+			return transition(t, model.EventStop)
+		}
+		t.Desired = model.DesiredStopped
+		return nil
+	}, func(tx *model.Store, t *model.Task, a *model.Audit) error {
+		a.Detail = jsonString(map[string]any{
+			"target": j.Target, "checkpointBefore": j.CheckpointBefore, "progressBefore": j.ProgressBefore,
+			"checkpointAfter": checkpoint.Format(j.Target), "versionBefore": j.VersionBefore,
+		})
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	// The audit row id is known only after insert; record it so whoever
+	// completes the journal can close the row.
+	if err := m.journalAuditID(ctx, t, audit.ID); err != nil {
+		m.log.Warn("recording pullback audit id", zap.String(logTask, t.Name().String()), zap.Error(err))
+	}
+	m.waker.Wake(ctx, t.Node)
+	return m.waitJournal(ctx, t.Component, pick(req.Timeout, m.cfg.StopTimeout+m.cfg.StartTimeout))
+}
+
+// journalAuditID stores the audit row id in the journal, if the journal is
+// still the one this call wrote.
+func (m *Manager) journalAuditID(ctx context.Context, t *model.Task, id int64) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		cur, err := m.store.GetTask(ctx, t.Component)
+		if err != nil {
+			return err
+		}
+		if cur.Journal == "" || cur.Version != t.Version {
+			return nil
+		}
+		j, err := decodeJournal(cur.Journal)
+		if err != nil {
+			return err
+		}
+		if j.AuditID != 0 {
+			return nil
+		}
+		j.AuditID = id
+		cur.Journal = j.encode()
+		err = m.store.UpdateTask(ctx, cur)
+		if !errors.Is(err, model.ErrConflict) {
+			return err
+		}
+	}
+	return ErrBusy
+}
+
+// waitJournal waits until the task's journal is done and answers like resume.
+func (m *Manager) waitJournal(ctx context.Context, component string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		ch := m.changes.changed()
+		cur, err := m.store.GetTask(ctx, component)
+		if err != nil && ctx.Err() == nil {
+			return "", err
+		}
+		if err == nil && cur.Journal == "" {
+			if cur.State == model.StateException {
+				return cur.Name().String(), &FailedError{Task: cur.Name().String(), Details: cur.Errors()}
+			}
+			return cur.Name().String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				name, state := component, model.State("")
+				if cur != nil {
+					name, state = cur.Name().String(), cur.State
+				}
+				return name, &timeoutError{base: ErrOperationTimeout, task: name, state: state, after: timeout}
+			}
+			return "", ctx.Err()
+		case <-ch:
+		case <-tick.C:
+		}
+	}
+}
+
+// rewindPlan is a checked pullback target.
+type rewindPlan struct {
+	target         map[string]int64
+	configBefore   string
+	progressBefore map[string]int64
+}
+
+// planRewind works out and checks the guard rails of a rewind: known
+// subtopics, not in the future, not older than the source still holds, and
+// not forward past current progress unless forced.
+func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(known []string) (map[string]int64, error), force bool) (*rewindPlan, error) {
+	cfg, err := t.ParsedConfig()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := m.store.Checkpoints(ctx, t.Component)
+	if err != nil {
+		return nil, err
+	}
+	current := map[string]checkpoint.Position{}
+	progress := map[string]int64{}
+	for _, r := range rows {
+		if r.Version == t.Version {
+			current[r.Subtopic] = checkpoint.Position{Subtopic: r.Subtopic, TS: r.TS, Token: r.Token}
+			progress[r.Subtopic] = r.TS
+		}
+	}
+	src, _, err := m.registry.Build(m.connectorConfig(t, cfg))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	known := knownSubtopics(src, progress, cfg)
+	target, err := targetOf(known)
+	if err != nil {
+		return nil, err
+	}
+	var oldest map[string]int64
+	if r, ok := src.(connector.Ranger); ok {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		oldest, err = r.Oldest(octx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("asking the source how far back it can go: %w", err)
+		}
+	}
+	if err := checkpoint.CheckPullback(current, target, known, oldest, force, m.now()); err != nil {
+		return nil, err
+	}
+	return &rewindPlan{target: target, configBefore: cfg.Get("source", "checkpoint"), progressBefore: progress}, nil
+}
+
+// knownSubtopics: what the source declares, else what it has progress for,
+// else what the configured checkpoint names.
+func knownSubtopics(src connector.Source, progress map[string]int64, cfg model.Config) []string {
+	if s, ok := src.(connector.Subtopicer); ok {
+		if subs := s.Subtopics(); len(subs) > 0 {
+			return subs
+		}
+	}
+	var out []string
+	for s := range progress {
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		if m, err := checkpoint.Parse(cfg.Get("source", "checkpoint")); err == nil {
+			for s := range m {
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// advanceJournal moves a journaled operation one step, if it can. It is
+// called by the owning node's reconciler; every step is a compare-and-swap,
+// so a concurrent or repeated call is harmless. It reports whether it wrote.
+func (r *Reconciler) advanceJournal(ctx context.Context, t *model.Task) bool {
+	j, err := decodeJournal(t.Journal)
+	if err != nil {
+		r.log.Error("dropping unreadable journal", zap.String(logTask, t.Name().String()), zap.Error(err))
+		next := *t
+		next.Journal = ""
+		return r.writeIntent(ctx, t, &next, "journal:dropped", nil)
+	}
+	switch j.Step {
+	case stepStopping:
+		if t.State.Active() {
+			return false
+		}
+		return r.rewrite(ctx, t, j)
+	case stepResuming:
+		switch t.State {
+		case model.StateRunning, model.StateException, model.StateFinished:
+			return r.closeJournal(ctx, t, j)
+		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateDeleted:
+			return false
+		}
+	}
+	return false
+}
+
+// rewrite is the middle step: new checkpoint, new incarnation, resume.
+func (r *Reconciler) rewrite(ctx context.Context, t *model.Task, j *journal) bool {
+	cfg, err := t.ParsedConfig()
+	if err != nil {
+		return r.rollback(ctx, t, j, err)
+	}
+	merged := map[string]int64{}
+	if prev, err := checkpoint.Parse(cfg.Get("source", "checkpoint")); err == nil {
+		for s, ts := range prev {
+			merged[s] = ts
+		}
+	}
+	for s, ts := range j.Target {
+		merged[s] = ts
+	}
+	if t.Version >= model.MaxVersion {
+		return r.rollback(ctx, t, j, fmt.Errorf("%w: last version reached", model.ErrInvalidArgument))
+	}
+	next := *t
+	cfg.Set("source", "checkpoint", checkpoint.Format(merged))
+	next.SetConfig(cfg)
+	next.Version++
+	if err := transition(&next, model.EventRestart); err != nil {
+		return r.rollback(ctx, t, j, err)
+	}
+	j.Step = stepResuming
+	next.Journal = j.encode()
+	subs := make([]string, 0, len(j.Target))
+	for s := range j.Target {
+		subs = append(subs, s)
+	}
+	return r.writeIntent(ctx, t, &next, "pullback:rewrite", func(tx *model.Store) error {
+		if err := tx.ResetSubtopics(ctx, next.Component, subs, next.Version); err != nil {
+			return err
+		}
+		return tx.StartIncarnation(ctx, &next, "pullback")
+	})
+}
+
+// rollback abandons a pullback that cannot go on, restoring what the
+// operator had asked before, so the task is never left silently stopped,
+// and says so in the audit log.
+func (r *Reconciler) rollback(ctx context.Context, t *model.Task, j *journal, cause error) bool {
+	r.log.Warn("rolling back pullback", zap.String(logTask, t.Name().String()), zap.Error(cause))
+	next := *t
+	next.Journal = ""
+	if j.DesiredBefore == model.DesiredRunning && !next.State.Active() {
+		if err := transition(&next, model.EventResume); err != nil {
+			next.Desired = j.DesiredBefore
+		}
+	}
+	wrote := r.writeIntent(ctx, t, &next, "pullback:rollback", nil)
+	if wrote && j.AuditID != 0 {
+		_ = r.store.FinishAudit(ctx, j.AuditID, model.ResultFailure, "PULLBACK_ROLLED_BACK", cause.Error(), time.Since(j.Started))
+	}
+	return wrote
+}
+
+// closeJournal ends a pullback once the new incarnation runs (or failed).
+func (r *Reconciler) closeJournal(ctx context.Context, t *model.Task, j *journal) bool {
+	next := *t
+	next.Journal = ""
+	if !r.writeIntent(ctx, t, &next, "pullback:done", nil) {
+		return false
+	}
+	if j.AuditID != 0 {
+		result, code, msg := model.ResultSuccess, "", ""
+		if t.State == model.StateException {
+			result, code, msg = model.ResultFailure, "TASK_EXCEPTION", "the new incarnation failed to start"
+		}
+		_ = r.store.FinishAudit(ctx, j.AuditID, result, code, msg, time.Since(j.Started))
+	}
+	return true
+}
+
+// writeIntent writes next (a changed copy of cur) with a compare-and-swap,
+// runs extra in the same transaction, and audits the step.
+func (r *Reconciler) writeIntent(ctx context.Context, cur, next *model.Task, op string, extra func(tx *model.Store) error) bool {
+	audit := &model.Audit{At: time.Now().UTC(), Actor: "node:" + string(r.cfg.Node), Operation: op, Component: cur.Component,
+		TaskBefore: cur.Name().String(), TaskAfter: next.Name().String(), StateBefore: cur.State, StateAfter: next.State,
+		Result: model.ResultSuccess}
+	err := r.store.Tx(ctx, func(tx *model.Store) error {
+		if err := tx.UpdateTask(ctx, next); err != nil {
+			return err
+		}
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
+		}
+		return tx.InsertAudit(ctx, audit)
+	})
+	if err != nil {
+		if !errors.Is(err, model.ErrConflict) {
+			r.log.Warn("advancing journal", zap.String(logTask, cur.Name().String()), zap.String("step", op), zap.Error(err))
+		}
+		return false
+	}
+	r.log.Info("journal step", zap.String(logTask, next.Name().String()), zap.String("step", op))
+	r.changes.broadcast()
+	r.Nudge()
+	return true
+}
