@@ -45,8 +45,8 @@ type journal struct {
 	VersionBefore    int64            `json:"versionBefore"`
 	// DesiredBefore is restored if the operation has to be rolled back.
 	DesiredBefore model.Desired `json:"desiredBefore"`
-	AuditID          int64            `json:"auditId"`
-	Started          time.Time        `json:"started"`
+	AuditID       int64         `json:"auditId"`
+	Started       time.Time     `json:"started"`
 }
 
 func (j *journal) encode() string { return jsonString(j) }

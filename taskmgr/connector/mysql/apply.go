@@ -136,7 +136,8 @@ func (p *planner) group(ref TableRef, def *tableDef, kind applyKind, columns []s
 	}
 	if g != nil {
 		p.flush(ref, g)
-	} else {
+	}
+	if !slices.Contains(p.order, ref) {
 		p.order = append(p.order, ref)
 	}
 	names, idx := pick()

@@ -215,6 +215,11 @@ func errCode(err error) string {
 	return ""
 }
 
+func (e *env) endpoint() Endpoint {
+	port, _ := strconv.Atoi(e.port)
+	return Endpoint{Host: e.host, Port: port, User: e.user, Password: e.password}
+}
+
 // seq is MariaDB's sequence table of the integers from..to.
 func (e *env) seq(from, to int) string {
 	return fmt.Sprintf("`%s`.`seq_%d_to_%d`", e.srcName, from, to)
