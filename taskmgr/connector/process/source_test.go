@@ -152,7 +152,7 @@ func TestCheckpointsAndMetrics(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("goroutines left after Close:\n%s", buf[:runtime.Stack(buf, true)])
 		}
-		runtime.Gosched()
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal("second Close:", err)
