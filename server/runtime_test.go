@@ -1,0 +1,113 @@
+package server_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cm/internal/cmtest"
+	"cm/internal/dbtest"
+	"cm/model"
+	"cm/taskmgr"
+)
+
+// processTask creates a task running script under /bin/sh.
+func processTask(t *testing.T, n *cmtest.Node, component, script string, extra map[string]string) string {
+	argv, _ := json.Marshal([]string{"/bin/sh", "-c", script})
+	src := map[string]string{"type": "process", "command": string(argv)}
+	for k, v := range extra {
+		src[k] = v
+	}
+	return n.OK(t, "POST", base+"create", map[string]any{"component": component, "config": map[string]any{"source": src}}).String()
+}
+
+// TestProcessKilledFromOutside: a connector that dies puts the task in
+// EXCEPTION with its stderr tail, without waiting for a heartbeat timeout.
+func TestProcessKilledFromOutside(t *testing.T) {
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *taskmgr.Config) { c.Committer.Heartbeat = time.Second }})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	script := `read -r hello; echo $$ > ` + pidFile + `; echo "loading the widget" >&2; echo "widget broke: disk on fire" >&2
+	while :; do echo '{"type":"checkpoint","subtopic":"s","ts":100,"token":"t"}'; echo '{"type":"heartbeat"}'; sleep 0.1; done`
+	name := processTask(t, n, "p_9-incr_trans-1-0", script, nil)
+	var pid int
+	cmtest.Eventually(t, 5*time.Second, "child wrote its pid", func() bool {
+		b, err := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	cmtest.Eventually(t, 5*time.Second, "checkpoint recorded", func() bool { return n.Detail(t, name).Checkpoint["s"].TS == 100 })
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmtest.Eventually(t, time.Second, "EXCEPTION within one heartbeat interval", func() bool {
+		return n.Detail(t, name).State == model.StateException
+	})
+	t.Logf("EXCEPTION %s after the kill", time.Since(killed))
+	d := n.Detail(t, name)
+	if len(d.ErrorDetails) == 0 {
+		t.Fatal("no errorDetails")
+	}
+	e := d.ErrorDetails[len(d.ErrorDetails)-1]
+	if e.Code != "PROCESS_EXITED" || e.Level == "" || !strings.Contains(strings.Join(e.Stderr, "\n"), "disk on fire") {
+		t.Fatalf("errorDetails = %+v", e)
+	}
+	// Resume from EXCEPTION starts it again from the durable checkpoint.
+	n.OK(t, "POST", base+"resume?taskName="+q(name), nil)
+	if d := n.Detail(t, name); d.State != model.StateRunning || len(d.ErrorDetails) != 0 {
+		t.Fatalf("after resume: %s %+v", d.State, d.ErrorDetails)
+	}
+}
+
+// TestProcessIgnoringSIGTERM: stop escalates to SIGKILL after the grace
+// period and the stop call still returns, with the task STOPPED.
+func TestProcessIgnoringSIGTERM(t *testing.T) {
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	script := `trap '' TERM; read -r hello; echo $$ > ` + pidFile + `
+	i=100; while :; do i=$((i+1)); echo "{\"type\":\"checkpoint\",\"subtopic\":\"s\",\"ts\":$i,\"token\":\"$i\"}"; sleep 0.05; done`
+	name := processTask(t, n, "p_10-incr_trans-1-0", script, map[string]string{"grace": "500ms"})
+	cmtest.Eventually(t, 5*time.Second, "progress", func() bool { return n.Detail(t, name).Checkpoint["s"].TS > 105 })
+	start := time.Now()
+	n.OK(t, "POST", base+"stop?taskName="+q(name), nil)
+	took := time.Since(start)
+	if took < 400*time.Millisecond || took > 10*time.Second {
+		t.Fatalf("stop took %s; want the grace period then a kill", took)
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("child %d still alive after stop", pid)
+	}
+	d := n.Detail(t, name)
+	if d.State != model.StateStopped {
+		t.Fatalf("state %s", d.State)
+	}
+	// The last checkpoint is durable: it does not move after stop returned.
+	stopped := d.Checkpoint["s"].TS
+	time.Sleep(300 * time.Millisecond)
+	if again := n.Detail(t, name).Checkpoint["s"].TS; again != stopped {
+		t.Fatalf("checkpoint moved after STOPPED: %d -> %d", stopped, again)
+	}
+}
+
+// TestStopTimeout: a stop that cannot finish within its wait answers
+// STOP_TIMEOUT, retryable, and leaves the task STOPPING until it does.
+func TestStopTimeout(t *testing.T) {
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
+	script := `trap '' TERM; read -r hello; while :; do echo '{"type":"heartbeat"}'; sleep 0.1; done`
+	name := processTask(t, n, "p_11-incr_trans-1-0", script, map[string]string{"grace": "3s"})
+	env := n.Do(t, "POST", base+"stop?taskName="+q(name)+"&timeout=1", nil)
+	if env.Status != 504 || env.Code() != "STOP_TIMEOUT" || env.Retryable == nil || !*env.Retryable {
+		t.Fatalf("stop = %d %s", env.Status, env.Raw)
+	}
+	if d := n.Detail(t, name); d.State != model.StateStopping {
+		t.Fatalf("state after timeout = %s", d.State)
+	}
+	cmtest.Eventually(t, 10*time.Second, "node finishes the stop", func() bool { return n.Detail(t, name).State == model.StateStopped })
+}
