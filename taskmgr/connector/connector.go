@@ -86,7 +86,9 @@ type Source interface {
 	// Read blocks until a batch is ready or ctx is done. It returns io.EOF
 	// when the source is complete (a finished full import).
 	Read(ctx context.Context) (Batch, error)
-	// Close releases everything Open acquired; it must not block for long.
+	// Close releases everything Open acquired. It may take up to the
+	// connector's stop grace period (a child process given SIGTERM), and
+	// returns only when nothing the source started is still running.
 	Close() error
 }
 
