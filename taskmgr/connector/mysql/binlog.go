@@ -139,8 +139,8 @@ func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 		return sourceFailure("starting the binlog dump at "+formatToken(start), err)
 	}
 	s.file = start.Name
-	s.log.Info("binlog dump started", zap.String("position", formatToken(start)),
-		zap.Int64("skip_before", s.skipBefore), zap.Uint32("server_id", s.cfg.ServerID), zap.Int("tables", len(defs)))
+	s.log.Info("binlog dump started", zap.String(logPosition, formatToken(start)),
+		zap.Int64("skip_before", s.skipBefore), zap.Uint32("server_id", s.cfg.ServerID), zap.Int(logTables, len(defs)))
 	return nil
 }
 
@@ -148,7 +148,7 @@ func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Position) (gomysql.Position, error) {
 	for sub := range from {
 		if sub != s.cfg.Subtopic {
-			s.log.Warn("ignoring a position of another subtopic", zap.String("subtopic", sub), zap.String("want", s.cfg.Subtopic))
+			s.log.Warn("ignoring a position of another subtopic", zap.String(logSubtopic, sub), zap.String("want", s.cfg.Subtopic))
 		}
 	}
 	p, ok := from[s.cfg.Subtopic]
@@ -216,16 +216,9 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 	var (
 		b    connector.Batch
 		txns int
+		// wait gains a deadline, linger, after the first whole transaction.
 		wait = ctx
-		// lingerTimer ends the wait for more events; set after the first
-		// whole transaction.
-		lingerTimer *time.Timer
 	)
-	defer func() {
-		if lingerTimer != nil {
-			lingerTimer.Stop()
-		}
-	}()
 	for {
 		ev, err := s.stream.GetEvent(wait)
 		if err != nil {
@@ -239,11 +232,10 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 		}
 		done, err := s.handle(ctx, ev, ev.Header.LogPos)
 		if err != nil {
-			if len(b.Positions) > 0 {
-				s.failed = err // deliver what came before it first
-				return s.finish(ctx, b)
-			}
 			s.failed = err
+			if len(b.Positions) > 0 {
+				return s.finish(ctx, b) // deliver what came before it first
+			}
 			return connector.Batch{}, err
 		}
 		if !done || s.txn.skip {
@@ -256,11 +248,10 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 		if len(b.Records) >= s.cfg.MaxBatchRows || txns >= maxBatchTxns {
 			return s.finish(ctx, b)
 		}
-		if lingerTimer == nil {
-			lctx, cancel := context.WithCancelCause(ctx)
-			lingerTimer = time.AfterFunc(linger, func() { cancel(errLinger) })
-			defer cancel(nil)
-			wait = lctx
+		if wait == ctx {
+			var cancel context.CancelFunc
+			wait, cancel = context.WithTimeoutCause(ctx, linger, errLinger)
+			defer cancel()
 		}
 	}
 }
@@ -318,7 +309,7 @@ func (s *BinlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, 
 func (s *BinlogSource) begin(ts int64, explicit bool) {
 	if s.txn.open && len(s.txn.records) > 0 {
 		s.log.Warn("a transaction began before the previous one ended; dropping its rows",
-			zap.Int("rows", len(s.txn.records)), zap.String("file", s.file))
+			zap.Int(logRows, len(s.txn.records)), zap.String("file", s.file))
 	}
 	if s.skipBefore != 0 && ts >= s.skipBefore {
 		s.skipBefore = 0 // from here on everything is delivered
@@ -397,7 +388,7 @@ func (s *BinlogSource) ddl(_ context.Context, schema, q string) error {
 	}
 	switch d.Kind {
 	case ddlCreate, ddlIndex:
-		s.log.Info("DDL on selected tables", zap.String("kind", d.Kind.String()), zap.Strings("tables", touched))
+		s.log.Info("DDL on selected tables", zap.String("kind", d.Kind.String()), zap.Strings(logTables, touched))
 		return nil
 	}
 	if s.txn.skip {

@@ -193,7 +193,9 @@ func TestBinlogOldest(t *testing.T) {
 		t.Fatalf("Oldest = %v; want the start of the first binlog, before now", oldest)
 	}
 
-	// A rewind to before the oldest binlog is refused, permanently.
+	// A rewind to before the oldest binlog is refused, permanently, and one
+	// to the oldest time opens: together they pin Oldest to the exact start
+	// of the oldest binlog.
 	err = src.Open(ctx, map[string]checkpoint.Position{sub: {Subtopic: sub, TS: ts - 1}})
 	if errCode(err) != CodePositionPurged {
 		t.Fatalf("Open before the oldest binlog: %v; want %s", err, CodePositionPurged)
@@ -202,7 +204,6 @@ func TestBinlogOldest(t *testing.T) {
 	if !errors.As(err, &ce) || !ce.Permanent {
 		t.Errorf("error %v is not permanent", err)
 	}
-	// At the oldest time itself it opens.
 	src2, _ := build(t, cfg)
 	if err := src2.Open(ctx, map[string]checkpoint.Position{sub: {Subtopic: sub, TS: ts}}); err != nil {
 		t.Fatalf("Open at the oldest time: %v", err)

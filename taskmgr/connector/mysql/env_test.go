@@ -30,7 +30,7 @@ type env struct {
 	component        model.Component
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dsn := dbtest.ServerDSN(t)
 	cfg, err := driver.ParseDSN(dsn)
@@ -52,7 +52,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func dbName(t *testing.T) string {
+func dbName(t testing.TB) string {
 	_, goDSN := dbtest.NewMySQLDatabase(t)
 	c, err := driver.ParseDSN(goDSN)
 	if err != nil {
@@ -62,7 +62,7 @@ func dbName(t *testing.T) string {
 }
 
 // exec runs statements on the server (several per call are fine).
-func (e *env) exec(t *testing.T, q string, args ...any) {
+func (e *env) exec(t testing.TB, q string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -77,7 +77,7 @@ func (e *env) dst(table string) string { return "`" + e.dstName + "`.`" + table 
 
 // config is a task config: mysql source on srcName.*, mysql sink mapping
 // srcName to dstName.
-func (e *env) config(t *testing.T, typ model.TaskType, extra map[string]map[string]string) connector.Config {
+func (e *env) config(t testing.TB, typ model.TaskType, extra map[string]map[string]string) connector.Config {
 	comp := e.component
 	comp.Type = typ
 	scopes := model.Config{
@@ -100,7 +100,7 @@ func (e *env) config(t *testing.T, typ model.TaskType, extra map[string]map[stri
 }
 
 // build builds source and sink through the registry, as the runtime does.
-func build(t *testing.T, cfg connector.Config) (connector.Source, connector.Sink) {
+func build(t testing.TB, cfg connector.Config) (connector.Source, connector.Sink) {
 	t.Helper()
 	r := connector.NewRegistry()
 	Register(r)
@@ -112,7 +112,7 @@ func build(t *testing.T, cfg connector.Config) (connector.Source, connector.Sink
 }
 
 // binlogEndNow is the server's current binlog end.
-func (e *env) binlogEndNow(t *testing.T) gomysql.Position {
+func (e *env) binlogEndNow(t testing.TB) gomysql.Position {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -133,7 +133,7 @@ type pipe struct {
 }
 
 // step reads one batch and writes it; it returns the batch.
-func (p *pipe) step(t *testing.T, ctx context.Context) (connector.Batch, error) {
+func (p *pipe) step(t testing.TB, ctx context.Context) (connector.Batch, error) {
 	t.Helper()
 	b, err := p.src.Read(ctx)
 	if err != nil {
@@ -150,7 +150,7 @@ func (p *pipe) step(t *testing.T, ctx context.Context) (connector.Batch, error) 
 }
 
 // syncTo runs the loop until the binlog position reaches target.
-func (p *pipe) syncTo(t *testing.T, sub string, target gomysql.Position) {
+func (p *pipe) syncTo(t testing.TB, sub string, target gomysql.Position) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -177,7 +177,7 @@ func (p *pipe) records() int {
 
 // sameTables fails unless each table has the same checksum and row count in
 // the source and target databases.
-func (e *env) sameTables(t *testing.T, tables ...string) {
+func (e *env) sameTables(t testing.TB, tables ...string) {
 	t.Helper()
 	for _, tb := range tables {
 		s, d := e.checksum(t, e.src(tb)), e.checksum(t, e.dst(tb))
@@ -187,7 +187,7 @@ func (e *env) sameTables(t *testing.T, tables ...string) {
 	}
 }
 
-func (e *env) checksum(t *testing.T, table string) string {
+func (e *env) checksum(t testing.TB, table string) string {
 	t.Helper()
 	var name string
 	var sum sql.NullInt64
@@ -197,7 +197,7 @@ func (e *env) checksum(t *testing.T, table string) string {
 	return fmt.Sprintf("checksum %d, %d rows", sum.Int64, e.count(t, table))
 }
 
-func (e *env) count(t *testing.T, table string) int {
+func (e *env) count(t testing.TB, table string) int {
 	t.Helper()
 	var n int
 	if err := e.admin.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil {

@@ -8,6 +8,15 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
+// Log field keys.
+const (
+	logTable    = "table"
+	logTables   = "tables"
+	logPosition = "position"
+	logRows     = "rows"
+	logSubtopic = "subtopic"
+)
+
 // slogToZap hands go-mysql's slog output to the task's zap logger. The
 // library logs routine steps (connects, rotations) at Info: Debug here. It
 // also logs the errors it then returns to us, and we return them to the

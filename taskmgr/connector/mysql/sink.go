@@ -173,7 +173,7 @@ func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
 			return sinkFailure("creating "+ref.String(), err)
 		}
 	}
-	s.log.Info("created target table from the source definition", zap.String("table", ref.String()), zap.String("from", src.String()))
+	s.log.Info("created target table from the source definition", zap.String(logTable, ref.String()), zap.String("from", src.String()))
 	return nil
 }
 

@@ -158,7 +158,7 @@ func (s *SnapshotSource) Open(ctx context.Context, from map[string]checkpoint.Po
 		readers.Wait()
 		close(s.results)
 	}()
-	s.log.Info("full import started", zap.Int("tables", len(defs)), zap.Int("remaining", len(todo)),
+	s.log.Info("full import started", zap.Int(logTables, len(defs)), zap.Int("remaining", len(todo)),
 		zap.Int("chunk_rows", s.cfg.BatchSize), zap.Int("readers", s.cfg.Parallelism))
 	return nil
 }
@@ -272,7 +272,7 @@ func (s *SnapshotSource) deliver(r chunkResult) connector.Batch {
 		"crc32." + t.subtopic: float64(t.prog.CRC),
 	}
 	if t.prog.Done {
-		s.log.Info("table copied", zap.String("table", t.subtopic), zap.Int64("rows", t.prog.Rows), zap.Uint32("crc32", t.prog.CRC))
+		s.log.Info("table copied", zap.String(logTable, t.subtopic), zap.Int64(logRows, t.prog.Rows), zap.Uint32("crc32", t.prog.CRC))
 	}
 	return b
 }

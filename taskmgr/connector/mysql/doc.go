@@ -1,0 +1,46 @@
+// Package mysql is the MySQL/MariaDB connector: a binlog source for
+// incr_trans, a chunked snapshot source for full_trans (both
+// source.type=mysql), and an idempotent sink (sink.type=mysql). Every config
+// key, the server requirements and the token formats are in
+// docs/connectors.md; this comment says what must stay true.
+//
+// Incremental source (BinlogSource). It registers as a replica
+// (go-mysql's BinlogSyncer, file/position dump) and assembles row events of
+// the selected tables into transactions: a transaction starts at a GTID
+// event or BEGIN and ends at XID, COMMIT, or, for a standalone statement
+// (DDL), the statement itself. A batch holds whole transactions only, so its
+// one Position (Token "FILE:POS" just after the last transaction's end
+// event, TS that transaction's first event time) is always a transaction
+// boundary. Transactions on other tables still move the position.
+//
+// Where it starts:
+//   - Token set: exactly there (refused if the file was purged);
+//   - Token empty, TS t: from the start of the last binlog file that began
+//     before t, skipping transactions that began before t (refused if t is
+//     before the oldest file, which Oldest reports);
+//   - no position: at the current binlog end, which the first Read returns
+//     as a positions-only batch so it is recorded at once. Existing rows are
+//     a full import's job.
+//
+// DDL: CREATE TABLE and CREATE/DROP INDEX refresh the cached definition.
+// ALTER, DROP, RENAME, TRUNCATE, CREATE OR REPLACE TABLE of a selected table
+// and DROP DATABASE of a selected database stop the source with the
+// permanent MYSQL_DDL_UNSUPPORTED, after delivering everything before the
+// statement. The contract has no DDL record, and applying later rows to an
+// unchanged target would silently diverge.
+//
+// Full import (SnapshotSource). Each table (subtopic db.table) is split by
+// primary key: a planner finds the key of every BatchSize-th row, readers
+// read chunks (lo, hi] in parallel, and Read delivers chunks in planning
+// order, one per batch. The token is JSON {"hw": upper key of the last
+// delivered chunk, "rows", "crc32", "done"}; since delivery is in order,
+// everything up to hw is applied. After a crash the chunks read ahead are
+// read again but were never written; only a chunk written and not yet
+// checkpointed is written twice.
+//
+// Sink. One target transaction per batch; inserts and updates are upserts
+// (INSERT ... ON DUPLICATE KEY UPDATE), an update that moves the primary key
+// deletes the old key first, deletes are by key. So delivery is
+// at-least-once and replays converge. Missing target tables are created
+// from the source's SHOW CREATE TABLE when the source is mysql.
+package mysql
