@@ -282,9 +282,9 @@ func (s *BinlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, 
 	case *replication.MariadbGTIDEvent:
 		// A standalone group (DDL) has no COMMIT: its statement ends it.
 		s.begin(ts, !e.IsStandalone())
-	case *replication.GTIDEvent:
-		// MySQL: a BEGIN query follows for a transaction, a DDL for a
-		// statement.
+	case *replication.GTIDEvent, *replication.GtidTaggedLogEvent:
+		// MySQL (anonymous GTIDs too): a BEGIN query follows for a
+		// transaction, a DDL for a statement.
 		s.begin(ts, false)
 	case *replication.QueryEvent:
 		return s.query(ctx, ts, e, endPos)
