@@ -4,6 +4,7 @@ package builtin
 import (
 	"cm/taskmgr/connector"
 	"cm/taskmgr/connector/file"
+	"cm/taskmgr/connector/mysql"
 	"cm/taskmgr/connector/process"
 )
 
@@ -12,6 +13,6 @@ func Registry() *connector.Registry {
 	r := connector.NewRegistry()
 	file.Register(r)
 	process.Register(r)
-	// Database connectors register here, one line each.
+	mysql.Register(r)
 	return r
 }
