@@ -182,8 +182,11 @@ func (s *Source) start() (err error) {
 	cmd.Env = append(os.Environ(), "CM_TASK="+s.task.String())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pipes[0][0], pipes[1][1], pipes[2][1]
 	// Its own group: a stop reaches its children, and a terminal's signals
-	// do not reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// do not reach it. Pdeathsig kills it if cm itself dies (kill -9), so a
+	// restarted cm never finds an unsupervised copy still running. (The
+	// signal follows the OS thread that forked; Go only retires such a
+	// thread when a goroutine locked to it exits, which cm does not do.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	for _, f := range []*os.File{pipes[0][0], pipes[1][1], pipes[2][1]} {
 		f.Close()
