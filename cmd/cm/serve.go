@@ -20,14 +20,16 @@ import (
 	"cm/taskmgr/connector/builtin"
 )
 
-func serveCmd() *cobra.Command {
-	var c serveConfig
+func serveCmd() *cobra.Command { return serveCommand(&serveConfig{}) }
+
+// serveCommand builds cm serve around c, which its flags are bound to.
+func serveCommand(c *serveConfig) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a cm node: the API, the reconciler and the runners of its tasks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := resolve(cmd, &c, os.Getenv); err != nil {
+			if err := resolve(cmd, c, os.Getenv); err != nil {
 				return err
 			}
 			dsn, node, err := c.validate()
@@ -41,10 +43,10 @@ func serveCmd() *cobra.Command {
 			defer func() { _ = log.Sync() }()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, c, dsn, node, log)
+			return serve(ctx, *c, dsn, node, log)
 		},
 	}
-	addServeFlags(cmd.Flags(), &c)
+	addServeFlags(cmd.Flags(), c)
 	return cmd
 }
 
