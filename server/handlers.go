@@ -98,6 +98,24 @@ func timeoutParam(c echo.Context) (time.Duration, error) {
 	return d, nil
 }
 
+// nameAndTimeout reads the two parameters every waiting write takes.
+func nameAndTimeout(c echo.Context) (string, time.Duration, error) {
+	name, err := taskName(c)
+	if err != nil {
+		return "", 0, err
+	}
+	timeout, err := timeoutParam(c)
+	return name, timeout, err
+}
+
+// answer turns a use case's result into the envelope.
+func answer(c echo.Context, result any, err error) error {
+	if err != nil {
+		return err
+	}
+	return ok(c, result)
+}
+
 // call describes the caller for the audit log.
 func call(c echo.Context, params ...string) taskmgr.Call {
 	p := map[string]string{}
@@ -164,26 +182,16 @@ func (h *handlers) resume(c echo.Context) error {
 		return err
 	}
 	res, err := h.svc.Resume(c.Request().Context(), call(c, "taskName", "pullBackFlag", "restartFlag", "force"), name, opt)
-	if err != nil {
-		return err
-	}
-	return ok(c, res)
+	return answer(c, res, err)
 }
 
 func (h *handlers) stop(c echo.Context) error {
-	name, err := taskName(c)
-	if err != nil {
-		return err
-	}
-	timeout, err := timeoutParam(c)
+	name, timeout, err := nameAndTimeout(c)
 	if err != nil {
 		return err
 	}
 	res, err := h.svc.Stop(c.Request().Context(), call(c, "taskName", "timeout"), name, timeout)
-	if err != nil {
-		return err
-	}
-	return ok(c, res)
+	return answer(c, res, err)
 }
 
 func (h *handlers) update(c echo.Context) error {
@@ -208,43 +216,26 @@ func (h *handlers) update(c echo.Context) error {
 		return err
 	}
 	res, err := h.svc.Update(c.Request().Context(), call(c, "taskName", "deleteParams"), name, deletes, patch)
-	if err != nil {
-		return err
-	}
-	return ok(c, res)
+	return answer(c, res, err)
 }
 
 func (h *handlers) migrate(c echo.Context) error {
-	name, err := taskName(c)
-	if err != nil {
-		return err
-	}
-	timeout, err := timeoutParam(c)
+	name, timeout, err := nameAndTimeout(c)
 	if err != nil {
 		return err
 	}
 	target := taskmgr.MigrateTarget{IP: param(c, "ip"), Node: param(c, "node")}
 	res, err := h.svc.Migrate(c.Request().Context(), call(c, "taskName", "ip", "node"), name, target, timeout)
-	if err != nil {
-		return err
-	}
-	return ok(c, res)
+	return answer(c, res, err)
 }
 
 func (h *handlers) delete(c echo.Context) error {
-	name, err := taskName(c)
-	if err != nil {
-		return err
-	}
-	timeout, err := timeoutParam(c)
+	name, timeout, err := nameAndTimeout(c)
 	if err != nil {
 		return err
 	}
 	res, err := h.svc.Delete(c.Request().Context(), call(c, "taskName"), name, timeout)
-	if err != nil {
-		return err
-	}
-	return ok(c, res)
+	return answer(c, res, err)
 }
 
 func (h *handlers) pullback(c echo.Context) error {
@@ -260,10 +251,7 @@ func (h *handlers) pullback(c echo.Context) error {
 		return err
 	}
 	res, err := h.svc.Pullback(c.Request().Context(), call(c, "taskName", "timestamp", "subtopic", "tz", "force"), req)
-	if err != nil {
-		return err
-	}
-	return ok(c, res)
+	return answer(c, res, err)
 }
 
 func (h *handlers) detail(c echo.Context) error {
