@@ -334,4 +334,3 @@ func (e *env) count(t testing.TB, query string) int64 {
 	}
 	return n
 }
-
