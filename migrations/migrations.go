@@ -13,5 +13,6 @@ const TableName = "schema_migrations"
 func All() []*gormigrate.Migration {
 	return []*gormigrate.Migration{
 		m0001Init(),
+		m0002Cluster(),
 	}
 }

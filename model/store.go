@@ -145,6 +145,10 @@ func (s *Store) FinishAudit(ctx context.Context, id int64, result, errCode, errM
 // AuditFilter selects audit rows.
 type AuditFilter struct {
 	Component string
+	// Components, when set, selects rows of any of these components.
+	Components []string
+	// Operation, when set, selects rows of that operation only.
+	Operation string
 	Since     time.Time
 	Limit     int
 }
@@ -154,6 +158,12 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]Audit, error) {
 	q := s.with(ctx).Model(&Audit{})
 	if f.Component != "" {
 		q = q.Where("component = ?", f.Component)
+	}
+	if len(f.Components) > 0 {
+		q = q.Where("component IN ?", f.Components)
+	}
+	if f.Operation != "" {
+		q = q.Where("operation = ?", f.Operation)
 	}
 	if !f.Since.IsZero() {
 		q = q.Where("at >= ?", f.Since.UTC())
@@ -421,4 +431,95 @@ func (s *Store) GetNode(ctx context.Context, id NodeID) (*Node, error) {
 		return nil, fmt.Errorf("node %s: %w", id, translate(err))
 	}
 	return &n, nil
+}
+
+// GetAudit loads one audit row.
+func (s *Store) GetAudit(ctx context.Context, id int64) (*Audit, error) {
+	var a Audit
+	if err := s.with(ctx).Where("id = ?", id).Take(&a).Error; err != nil {
+		return nil, fmt.Errorf("audit row %d: %w", id, translate(err))
+	}
+	return &a, nil
+}
+
+// DeleteParam removes a system parameter, so its default applies again.
+func (s *Store) DeleteParam(ctx context.Context, key string) error {
+	return translate(s.with(ctx).Where("`key` = ?", key).Delete(&Param{}).Error)
+}
+
+// TaskCount is how many tasks a node has in one state.
+type TaskCount struct {
+	Node  NodeID
+	State State
+	N     int64
+}
+
+// CountTasks counts the tasks of every node by state, DELETED left out.
+func (s *Store) CountTasks(ctx context.Context) ([]TaskCount, error) {
+	var out []TaskCount
+	err := s.with(ctx).Model(&Task{}).Select("node, state, COUNT(*) AS n").
+		Where("state <> ?", StateDeleted).Group("node, state").Order("node, state").Scan(&out).Error
+	return out, translate(err)
+}
+
+// AcquireLease takes the lease name for holder until now+ttl, or renews it,
+// with one compare-and-swap: it succeeds when the row still holds what the
+// caller last wrote (holder and expiry prev, 0 for a first try) or when the
+// lease has expired. It reports whether holder now has the lease and until
+// when. Clocks of the nodes must agree to well within ttl.
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, prev int64, now time.Time, ttl time.Duration) (bool, int64, error) {
+	exp := now.Add(ttl).UnixMilli()
+	res := s.with(ctx).Model(&Lease{}).
+		Where("name = ? AND ((holder = ? AND expires_at = ?) OR expires_at < ?)", name, holder, prev, now.UnixMilli()).
+		Updates(map[string]any{"holder": holder, "expires_at": exp, "updated_at": now.UTC()})
+	if res.Error != nil {
+		return false, 0, translate(res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return true, exp, nil
+	}
+	// No row yet, or someone else holds it: only an insert can still win.
+	err := s.with(ctx).Create(&Lease{Name: name, Holder: holder, ExpiresAt: exp, UpdatedAt: now.UTC()}).Error
+	switch err = translate(err); {
+	case err == nil:
+		return true, exp, nil
+	case errors.Is(err, ErrAlreadyExists):
+		return false, 0, nil
+	default:
+		return false, 0, err
+	}
+}
+
+// ReleaseLease gives the lease up, if holder still has it at expiry prev.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string, prev int64) error {
+	return translate(s.with(ctx).Model(&Lease{}).Where("name = ? AND holder = ? AND expires_at = ?", name, holder, prev).
+		Updates(map[string]any{"expires_at": 0, "updated_at": time.Now().UTC()}).Error)
+}
+
+// GetLease loads a lease; ErrNotFound if it was never taken.
+func (s *Store) GetLease(ctx context.Context, name string) (*Lease, error) {
+	var l Lease
+	if err := s.with(ctx).Where("name = ?", name).Take(&l).Error; err != nil {
+		return nil, fmt.Errorf("lease %s: %w", name, translate(err))
+	}
+	return &l, nil
+}
+
+// SaveJobRun records the last run of a job.
+func (s *Store) SaveJobRun(ctx context.Context, r *JobRun) error {
+	err := s.with(ctx).Clauses(clause.OnConflict{
+		Columns: []clause.Column{{Name: "name"}},
+		DoUpdates: clause.Assignments(map[string]any{
+			"node": r.Node, "started_at": r.StartedAt.UTC(), "duration_ms": r.DurationMS, "result": r.Result,
+			"summary": r.Summary, "error": r.Error, "runs": gorm.Expr("runs + 1"),
+		}),
+	}).Create(r).Error
+	return translate(err)
+}
+
+// JobRuns lists the last run of every job that ran.
+func (s *Store) JobRuns(ctx context.Context) ([]JobRun, error) {
+	var out []JobRun
+	err := s.with(ctx).Order("name").Find(&out).Error
+	return out, translate(err)
 }

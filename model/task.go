@@ -130,6 +130,9 @@ type ErrorDetail struct {
 	Proposal string    `json:"proposal,omitempty"`
 	Stderr   []string  `json:"stderr,omitempty"`
 	Time     time.Time `json:"time"`
+	// Permanent says retrying will not help (bad config, missing
+	// privileges): auto-restart leaves the task alone.
+	Permanent bool `json:"permanent,omitempty"`
 }
 
 // Error levels.
@@ -308,3 +311,36 @@ type Node struct {
 
 // TableName fixes the table name.
 func (Node) TableName() string { return "nodes" }
+
+// Lease is a named lease in the shared store, held by one node until
+// ExpiresAt. Holders take and renew it with a compare-and-swap on
+// (Holder, ExpiresAt); see Store.AcquireLease.
+type Lease struct {
+	Name   string `gorm:"primaryKey;size:64"`
+	Holder string `gorm:"size:128;not null"`
+	// ExpiresAt is unix milliseconds, so the compare-and-swap is exact on
+	// every backend.
+	ExpiresAt int64     `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+}
+
+// TableName fixes the table name.
+func (Lease) TableName() string { return "leases" }
+
+// Expires is ExpiresAt as a time.
+func (l *Lease) Expires() time.Time { return time.UnixMilli(l.ExpiresAt) }
+
+// JobRun is the last run of a scheduled job, written by whichever node ran it.
+type JobRun struct {
+	Name       string    `gorm:"primaryKey;size:64"`
+	Node       NodeID    `gorm:"size:128;not null"`
+	StartedAt  time.Time `gorm:"not null"`
+	DurationMS int64     `gorm:"not null"`
+	Result     string    `gorm:"size:16;not null"` // success or failure
+	Summary    string    `gorm:"type:text"`
+	Error      string    `gorm:"type:text"`
+	Runs       int64     `gorm:"not null"`
+}
+
+// TableName fixes the table name.
+func (JobRun) TableName() string { return "job_runs" }

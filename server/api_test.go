@@ -151,7 +151,8 @@ func TestMalformedInput(t *testing.T) {
 			{"POST", "update?taskName=" + q(name), `{"source":{"checkpoint":"not json"}}`, 400, "INVALID_CHECKPOINT"},
 			{"POST", "update?taskName=" + q(name), `{"source":{"checkpoint":"{\"s\":\"9999999999\"}"}}`, 400, "CHECKPOINT_IN_FUTURE"},
 			{"POST", "update?taskName=" + q(name), big, 413, "REQUEST_TOO_LARGE"},
-			{"POST", "migrate?taskName=" + q(name), nil, 400, "INVALID_ARGUMENT"},
+			{"POST", "migrate?taskName=" + q(name), nil, 404, "NODE_NOT_FOUND"}, // no other live node
+			{"POST", "migrate?taskName=" + q(name) + "&node=" + string(n.ID), nil, 400, "INVALID_ARGUMENT"},
 			{"POST", "migrate?taskName=" + q(name) + "&ip=10.9.9.9", nil, 404, "NODE_NOT_FOUND"},
 			{"POST", "migrate?taskName=" + q(name) + "&node=10.9.9.9-1", nil, 404, "NODE_NOT_FOUND"},
 			{"POST", "delete?taskName=" + q(unknown), nil, 404, "TASK_NOT_FOUND"},

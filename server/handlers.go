@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +31,18 @@ type TaskService interface {
 	Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error)
 }
 
+// ClusterService is what the cluster and parameter routes need.
+type ClusterService interface {
+	Nodes(ctx context.Context) (*taskmgr.ClusterView, error)
+	Health(ctx context.Context, q taskmgr.HealthQuery) (*taskmgr.HealthReport, error)
+	JobRuns(ctx context.Context) (*taskmgr.JobsView, error)
+	ListParams(ctx context.Context) ([]taskmgr.ParamView, error)
+	UpdateParam(ctx context.Context, call taskmgr.Call, key, value string) error
+}
+
 type handlers struct {
-	svc TaskService
+	svc     TaskService
+	cluster ClusterService
 }
 
 // param reads a parameter from the query string or a form body.
@@ -354,3 +365,71 @@ func (h *handlers) operations(c echo.Context) error {
 	}
 	return ok(c, out)
 }
+
+func (h *handlers) params(c echo.Context) error {
+	out, err := h.cluster.ListParams(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return ok(c, out)
+}
+
+func (h *handlers) updateParam(c echo.Context) error {
+	key := strings.TrimSpace(param(c, "key"))
+	if key == "" {
+		return fmt.Errorf("%w: key is required", model.ErrInvalidArgument)
+	}
+	value := param(c, "value")
+	cl := taskmgr.Call{Actor: c.RealIP(), RequestID: requestID(c)}
+	if err := h.cluster.UpdateParam(c.Request().Context(), cl, key, value); err != nil {
+		return err
+	}
+	return ok(c, key)
+}
+
+func (h *handlers) jobs(c echo.Context) error {
+	out, err := h.cluster.JobRuns(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return ok(c, out)
+}
+
+func (h *handlers) nodes(c echo.Context) error {
+	out, err := h.cluster.Nodes(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return ok(c, out)
+}
+
+// health answers 200 when every selected task is healthy and 503 with the
+// problems otherwise: the one route where 503 means "unhealthy" rather than
+// "cm could not answer". The report is the result either way.
+func (h *handlers) health(c echo.Context) error {
+	q := taskmgr.HealthQuery{Project: param(c, "project"), Node: param(c, "node")}
+	if v := param(c, "maxDelay"); v != "" {
+		d, err := taskmgr.ParseDuration(v)
+		if err != nil {
+			n, nerr := strconv.ParseInt(v, 10, 64)
+			if nerr != nil || n < 0 {
+				return fmt.Errorf("%w: maxDelay=%q is not seconds or a duration like 5m", model.ErrInvalidArgument, v)
+			}
+			d = time.Duration(n) * time.Second
+		}
+		q.MaxDelay = d
+	}
+	r, err := h.cluster.Health(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	if r.Healthy {
+		return ok(c, r)
+	}
+	code, msg, retry := errUnhealthy, fmt.Sprintf("%s: %d problem(s)", r.Status, len(r.Problems)), true
+	c.Set(ctxErrCode, code)
+	return c.JSON(http.StatusServiceUnavailable, Envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: ErrorDetail{RequestID: requestID(c)}, Result: r, Retryable: &retry})
+}
+
+// errUnhealthy is the errCode of a health answer with problems.
+const errUnhealthy = "UNHEALTHY"

@@ -14,6 +14,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
+
+	"cm/taskmgr"
 )
 
 // Config of the HTTP server.
@@ -54,8 +56,17 @@ type Server struct {
 	log  *zap.Logger
 }
 
-// New wires routes and middleware around svc.
-func New(cfg Config, svc TaskService, log *zap.Logger) *Server {
+// Services are what the routes call.
+type Services struct {
+	Tasks   TaskService
+	Cluster ClusterService
+	// Nudge asks this node's reconciler for a pass; other nodes call it
+	// through the internal wake route after writing a task this node owns.
+	Nudge func()
+}
+
+// New wires routes and middleware around the services.
+func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	log = log.Named("http")
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -70,8 +81,14 @@ func New(cfg Config, svc TaskService, log *zap.Logger) *Server {
 	}))
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 
-	h := &handlers{svc: svc}
+	h := &handlers{svc: svc.Tasks, cluster: svc.Cluster}
 	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
+	e.POST(taskmgr.WakePath, func(c echo.Context) error {
+		if svc.Nudge != nil {
+			svc.Nudge()
+		}
+		return ok(c, "ok")
+	})
 	g := e.Group("/connector/task/v2")
 	g.POST("/create", h.create)
 	g.POST("/resume", h.resume)
@@ -83,6 +100,11 @@ func New(cfg Config, svc TaskService, log *zap.Logger) *Server {
 	g.GET("/detail", h.detail)
 	g.GET("/batchDetail", h.batchDetail)
 	g.GET("/operations", h.operations)
+	g.GET("/params", h.params)
+	g.POST("/params/update", h.updateParam)
+	g.GET("/jobs", h.jobs)
+	g.GET("/nodes", h.nodes)
+	g.GET("/health", h.health)
 	return &Server{cfg: cfg, echo: e, log: log}
 }
 

@@ -23,6 +23,9 @@ var (
 	// ErrOperationTimeout: a journaled operation (pullback) did not complete
 	// within the wait; it goes on, and detail shows its step.
 	ErrOperationTimeout = errors.New("operation still in progress")
+	// ErrRolledBack: a journaled operation (migrate, pullback) could not
+	// complete and was undone; the audit log says why.
+	ErrRolledBack = errors.New("operation rolled back")
 	// ErrTaskFailed: the task went to EXCEPTION while the call waited.
 	ErrTaskFailed = errors.New("task failed")
 	// ErrInvalidConfig: the task config does not build a connector.
@@ -72,3 +75,16 @@ func (e *timeoutError) Error() string {
 }
 
 func (e *timeoutError) Unwrap() error { return e.base }
+
+// RolledBackError says a journaled operation was undone, and why.
+type RolledBackError struct {
+	Task   string
+	Code   string
+	Reason string
+}
+
+func (e *RolledBackError) Error() string {
+	return fmt.Sprintf("operation on %s rolled back (%s): %s", e.Task, e.Code, e.Reason)
+}
+
+func (e *RolledBackError) Unwrap() error { return ErrRolledBack }

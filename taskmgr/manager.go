@@ -29,6 +29,13 @@ type Config struct {
 	DataDir string
 	// Committer tunes checkpoint and heartbeat flushing.
 	Committer checkpoint.CommitterConfig
+	// NodeHeartbeat is how often this node records that it is alive; keep
+	// it well below node.suspectAfter.
+	NodeHeartbeat time.Duration
+	// Lease tunes the leader lease of the cluster-wide jobs.
+	Lease LeaseConfig
+	// ScheduleResync is how often the leader re-reads job schedules.
+	ScheduleResync time.Duration
 }
 
 // DefaultConfig returns the defaults for node.
@@ -40,6 +47,9 @@ func DefaultConfig(node model.NodeID) Config {
 		ReconcileInterval: time.Second,
 		DataDir:           "./data",
 		Committer:         checkpoint.DefaultCommitterConfig(),
+		NodeHeartbeat:     3 * time.Second,
+		Lease:             DefaultLeaseConfig(),
+		ScheduleResync:    time.Second,
 	}
 }
 
@@ -48,8 +58,11 @@ func (c Config) Validate() error {
 	if _, err := model.ParseNodeID(string(c.Node)); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.ReconcileInterval <= 0 {
+	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.ReconcileInterval <= 0 || c.NodeHeartbeat <= 0 || c.ScheduleResync <= 0 {
 		return fmt.Errorf("%w: timeouts and intervals must be positive", model.ErrInvalidArgument)
+	}
+	if c.Lease.TTL <= 0 || c.Lease.Renew <= 0 || c.Lease.Renew*2 > c.Lease.TTL {
+		return fmt.Errorf("%w: the lease must be renewed at least twice per TTL (renew %s, ttl %s)", model.ErrInvalidArgument, c.Lease.Renew, c.Lease.TTL)
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: data dir is empty", model.ErrInvalidArgument)
@@ -82,6 +95,7 @@ type Manager struct {
 	store    *model.Store
 	registry *connector.Registry
 	waker    Waker
+	params   *Params
 	changes  *notifier
 	log      *zap.Logger
 	now      func() time.Time
@@ -91,9 +105,12 @@ type Manager struct {
 // NewManager builds a manager. changes may be shared with the local
 // reconciler so waits wake on local state writes.
 func NewManager(cfg Config, store *model.Store, registry *connector.Registry, waker Waker, changes *notifier, log *zap.Logger) *Manager {
-	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, changes: changes, log: log.Named("taskmgr"), now: time.Now,
+	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: NewParams(store), changes: changes, log: log.Named("taskmgr"), now: time.Now,
 		errCode: func(error) string { return "ERROR" }}
 }
+
+// Params is the system parameter service the manager reads.
+func (m *Manager) Params() *Params { return m.params }
 
 // SetErrorCoder sets how refused calls are coded in the audit log, so the
 // audit shows the same errCode the API answers with.
@@ -379,71 +396,6 @@ func SplitParam(s string) (scope, key string, err error) {
 	return scope, key, nil
 }
 
-// MigrateTarget picks where a task moves: the live node on IP, or the exact node.
-type MigrateTarget struct {
-	IP   string
-	Node string
-}
-
-// Migrate moves a task to another live node as a new incarnation (version + 1)
-// that continues from the durable checkpoint.
-func (m *Manager) Migrate(ctx context.Context, call Call, ref string, target MigrateTarget, timeout time.Duration) (string, error) {
-	started := m.now()
-	to, err := m.pickNode(ctx, target)
-	if err != nil {
-		m.auditFailure(ctx, call, "migrate", componentOf(ref), nil, err, started)
-		return "", err
-	}
-	// First stop it where it runs, keeping what the operator wanted.
-	cur, err := m.load(ctx, ref, true)
-	if err != nil {
-		m.auditFailure(ctx, call, "migrate", componentOf(ref), nil, err, started)
-		return "", err
-	}
-	wasDesired := cur.Desired
-	if cur.State == model.StateDeleted {
-		err := &model.IllegalTransitionError{From: cur.State, Op: "migrate"}
-		m.auditFailure(ctx, call, "migrate", cur.Component, cur, err, started)
-		return "", err
-	}
-	if cur.State.Active() {
-		if _, err := m.Stop(ctx, Call{Actor: call.Actor, RequestID: call.RequestID, Params: map[string]string{"reason": "migrate"}}, cur.Name().String(), timeout); err != nil {
-			m.auditFailure(ctx, call, "migrate", cur.Component, cur, err, started)
-			return "", err
-		}
-	}
-	t, audit, err := m.mutate(ctx, call, "migrate", cur.Name().String(), func(t *model.Task) error {
-		if t.State.Active() {
-			return fmt.Errorf("%w: %s became %s while migrating", ErrBusy, t.Component, t.State)
-		}
-		if t.Version >= model.MaxVersion {
-			return fmt.Errorf("%w: %s has reached the last version", model.ErrInvalidArgument, t.Component)
-		}
-		t.Version++
-		t.Node = to
-		if wasDesired == model.DesiredRunning && t.State != model.StateFinished {
-			t.Desired = model.DesiredRunning
-			t.State = model.StateStarting
-			t.SetErrors(nil)
-		}
-		return nil
-	}, func(tx *model.Store, t *model.Task, _ *model.Audit) error {
-		if err := tx.RebindProgress(ctx, t.Component, t.Version); err != nil {
-			return err
-		}
-		return tx.StartIncarnation(ctx, t, "migrate")
-	})
-	if err != nil {
-		return "", err
-	}
-	var werr error
-	if t.Desired == model.DesiredRunning {
-		werr = m.waitRunning(ctx, t, pick(timeout, m.cfg.StartTimeout))
-	}
-	m.finish(ctx, audit, werr, started)
-	return t.Name().String(), werr
-}
-
 // mutate is the one path of an operator write: load, check the name, apply
 // change to a copy, and in one transaction compare-and-swap the row and
 // write the audit row (plus whatever extra adds). Conflicts with runtime
@@ -489,7 +441,10 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 					return err
 				}
 			}
-			return tx.InsertAudit(ctx, audit)
+			if err := tx.InsertAudit(ctx, audit); err != nil {
+				return err
+			}
+			return recordAuditID(ctx, tx, &t, audit.ID)
 		})
 		if errors.Is(err, model.ErrConflict) && attempt < 5 {
 			continue
@@ -597,51 +552,6 @@ func (m *Manager) validateConfig(comp model.Component, node model.NodeID, cfg mo
 
 func (m *Manager) connectorConfig(t *model.Task, cfg model.Config) connector.Config {
 	return connector.Config{Task: t.Name(), Type: t.Type, Scopes: cfg, Logger: m.log}
-}
-
-// checkNodeLive refuses nodes that are not registered or have stopped
-// heartbeating.
-func (m *Manager) checkNodeLive(ctx context.Context, id model.NodeID) error {
-	if id == m.cfg.Node {
-		return nil
-	}
-	n, err := m.store.GetNode(ctx, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return fmt.Errorf("%w: %s is not a registered node", ErrNodeNotFound, id)
-	}
-	if err != nil {
-		return err
-	}
-	if m.now().Sub(n.SeenAt) > nodeDeadAfter {
-		return fmt.Errorf("%w: %s was last seen %s ago", ErrNodeNotFound, id, m.now().Sub(n.SeenAt).Round(time.Second))
-	}
-	return nil
-}
-
-// nodeDeadAfter is how stale a node's heartbeat may be for it to take work.
-const nodeDeadAfter = 15 * time.Second
-
-func (m *Manager) pickNode(ctx context.Context, target MigrateTarget) (model.NodeID, error) {
-	if target.Node != "" {
-		id, err := model.ParseNodeID(target.Node)
-		if err != nil {
-			return "", err
-		}
-		return id, m.checkNodeLive(ctx, id)
-	}
-	if target.IP == "" {
-		return "", fmt.Errorf("%w: migrate needs ip or node", model.ErrInvalidArgument)
-	}
-	nodes, err := m.store.Nodes(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, n := range nodes {
-		if n.ID.Host() == target.IP && m.now().Sub(n.SeenAt) <= nodeDeadAfter {
-			return n.ID, nil
-		}
-	}
-	return "", fmt.Errorf("%w: no live node on %s", ErrNodeNotFound, target.IP)
 }
 
 func (m *Manager) newAudit(call Call, op string, t *model.Task) *model.Audit {

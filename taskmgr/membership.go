@@ -22,7 +22,7 @@ type Membership struct {
 
 // NewMembership builds the membership of this node; addr is its API base URL.
 func NewMembership(cfg Config, store *model.Store, addr, version string, log *zap.Logger) *Membership {
-	return &Membership{node: cfg.Node, addr: addr, version: version, store: store, interval: 3 * time.Second, log: log.Named("membership")}
+	return &Membership{node: cfg.Node, addr: addr, version: version, store: store, interval: cfg.NodeHeartbeat, log: log.Named("membership")}
 }
 
 // Register records this node as alive now.

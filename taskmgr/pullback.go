@@ -45,8 +45,11 @@ type journal struct {
 	VersionBefore    int64            `json:"versionBefore"`
 	// DesiredBefore is restored if the operation has to be rolled back.
 	DesiredBefore model.Desired `json:"desiredBefore"`
-	AuditID       int64         `json:"auditId"`
-	Started       time.Time     `json:"started"`
+	// From and To are the nodes a migrate moves the task between.
+	From    model.NodeID `json:"from,omitempty"`
+	To      model.NodeID `json:"to,omitempty"`
+	AuditID int64        `json:"auditId"`
+	Started time.Time    `json:"started"`
 }
 
 func (j *journal) encode() string { return jsonString(j) }
@@ -129,45 +132,14 @@ func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) 
 	if err != nil {
 		return "", err
 	}
-	// The audit row id is known only after insert; record it so whoever
-	// completes the journal can close the row.
-	if err := m.journalAuditID(ctx, t, audit.ID); err != nil {
-		m.log.Warn("recording pullback audit id", zap.String(logTask, t.Name().String()), zap.Error(err))
-	}
 	m.waker.Wake(ctx, t.Node)
-	return m.waitJournal(ctx, t.Component, pick(req.Timeout, m.cfg.StopTimeout+m.cfg.StartTimeout))
+	return m.waitJournal(ctx, t.Component, audit.ID, pick(req.Timeout, m.cfg.StopTimeout+m.cfg.StartTimeout))
 }
 
-// journalAuditID stores the audit row id in the journal, if the journal is
-// still the one this call wrote.
-func (m *Manager) journalAuditID(ctx context.Context, t *model.Task, id int64) error {
-	for attempt := 0; attempt < 5; attempt++ {
-		cur, err := m.store.GetTask(ctx, t.Component)
-		if err != nil {
-			return err
-		}
-		if cur.Journal == "" || cur.Version != t.Version {
-			return nil
-		}
-		j, err := decodeJournal(cur.Journal)
-		if err != nil {
-			return err
-		}
-		if j.AuditID != 0 {
-			return nil
-		}
-		j.AuditID = id
-		cur.Journal = j.encode()
-		err = m.store.UpdateTask(ctx, cur)
-		if !errors.Is(err, model.ErrConflict) {
-			return err
-		}
-	}
-	return ErrBusy
-}
-
-// waitJournal waits until the task's journal is done and answers like resume.
-func (m *Manager) waitJournal(ctx context.Context, component string, timeout time.Duration) (string, error) {
+// waitJournal waits until the task's journal is done and answers like
+// resume; an operation that was rolled back answers ErrRolledBack with the
+// reason its audit row gives.
+func (m *Manager) waitJournal(ctx context.Context, component string, auditID int64, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(pollEvery)
@@ -179,6 +151,9 @@ func (m *Manager) waitJournal(ctx context.Context, component string, timeout tim
 			return "", err
 		}
 		if err == nil && cur.Journal == "" {
+			if a, aerr := m.store.GetAudit(ctx, auditID); aerr == nil && a.Result == model.ResultFailure {
+				return cur.Name().String(), &RolledBackError{Task: cur.Name().String(), Code: a.ErrCode, Reason: a.ErrMsg}
+			}
 			if cur.State == model.StateException {
 				return cur.Name().String(), &FailedError{Task: cur.Name().String(), Details: cur.Errors()}
 			}
@@ -285,6 +260,9 @@ func (r *Reconciler) advanceJournal(ctx context.Context, t *model.Task) bool {
 		next.Journal = ""
 		return r.writeIntent(ctx, t, &next, "journal:dropped", nil)
 	}
+	if j.Op == opMigrate {
+		return r.advanceMigrate(ctx, t, j)
+	}
 	switch j.Step {
 	case stepStopping:
 		if t.State.Active() {
@@ -353,28 +331,30 @@ func (r *Reconciler) rollback(ctx context.Context, t *model.Task, j *journal, ca
 			next.Desired = j.DesiredBefore
 		}
 	}
-	wrote := r.writeIntent(ctx, t, &next, "pullback:rollback", nil)
-	if wrote && j.AuditID != 0 {
-		_ = r.store.FinishAudit(ctx, j.AuditID, model.ResultFailure, "PULLBACK_ROLLED_BACK", cause.Error(), time.Since(j.Started))
-	}
-	return wrote
+	return r.writeIntent(ctx, t, &next, "pullback:rollback", finishAudit(ctx, j, model.ResultFailure, "PULLBACK_ROLLED_BACK", cause.Error()))
 }
 
 // closeJournal ends a pullback once the new incarnation runs (or failed).
 func (r *Reconciler) closeJournal(ctx context.Context, t *model.Task, j *journal) bool {
 	next := *t
 	next.Journal = ""
-	if !r.writeIntent(ctx, t, &next, "pullback:done", nil) {
-		return false
+	result, code, msg := model.ResultSuccess, "", ""
+	if t.State == model.StateException {
+		result, code, msg = model.ResultFailure, "TASK_EXCEPTION", "the new incarnation failed to start"
 	}
-	if j.AuditID != 0 {
-		result, code, msg := model.ResultSuccess, "", ""
-		if t.State == model.StateException {
-			result, code, msg = model.ResultFailure, "TASK_EXCEPTION", "the new incarnation failed to start"
+	return r.writeIntent(ctx, t, &next, "pullback:done", finishAudit(ctx, j, result, code, msg))
+}
+
+// finishAudit closes the operator's audit row of a journaled operation in
+// the transaction that clears the journal, so a waiter that sees the
+// journal gone also sees how it ended.
+func finishAudit(ctx context.Context, j *journal, result, code, msg string) func(tx *model.Store) error {
+	return func(tx *model.Store) error {
+		if j.AuditID == 0 {
+			return nil
 		}
-		_ = r.store.FinishAudit(ctx, j.AuditID, result, code, msg, time.Since(j.Started))
+		return tx.FinishAudit(ctx, j.AuditID, result, code, msg, time.Since(j.Started))
 	}
-	return true
 }
 
 // writeIntent writes next (a changed copy of cur) with a compare-and-swap,

@@ -30,6 +30,8 @@ type Reconciler struct {
 	registry  *connector.Registry
 	committer *checkpoint.Committer
 	changes   *notifier
+	params    *Params
+	waker     Waker
 	log       *zap.Logger
 
 	nudge   chan struct{}
@@ -45,7 +47,7 @@ type Reconciler struct {
 // NewReconciler builds the reconciler of this node, with its committer.
 func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *notifier, log *zap.Logger) *Reconciler {
 	r := &Reconciler{
-		cfg: cfg, store: store, registry: registry, changes: changes,
+		cfg: cfg, store: store, registry: registry, changes: changes, params: NewParams(store),
 		log:     log.Named("reconciler"),
 		nudge:   make(chan struct{}, 1),
 		runners: map[string]*runner{},
@@ -61,6 +63,20 @@ func (r *Reconciler) Nudge() {
 	select {
 	case r.nudge <- struct{}{}:
 	default:
+	}
+}
+
+// SetWaker sets how the reconciler wakes other nodes when a journaled
+// operation hands a task over to them. Call it before Run.
+func (r *Reconciler) SetWaker(w Waker) { r.waker = w }
+
+func (r *Reconciler) wakeNode(ctx context.Context, node model.NodeID) {
+	if node == r.cfg.Node {
+		r.Nudge()
+		return
+	}
+	if r.waker != nil {
+		r.waker.Wake(ctx, node)
 	}
 }
 
@@ -181,6 +197,11 @@ func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
 			rn.cancel()
 		case t.Desired != model.DesiredRunning || t.State == model.StateStopping:
 			rn.stopping = stopForOperator
+			rn.cancel()
+		case t.State == model.StateException:
+			// A job declared it failed (stale heartbeat): the row already
+			// says why; the runner just goes.
+			rn.stopping = stopForFailure
 			rn.cancel()
 		}
 		return
@@ -304,6 +325,8 @@ func (r *Reconciler) exited(ctx context.Context, rn *runner, ev runnerEvent) {
 		log.Info("superseded runner exited")
 	case rn.stopping == stopForShutdown:
 		log.Info("runner stopped for shutdown")
+	case rn.stopping == stopForFailure:
+		log.Info("runner of a failed task stopped")
 	case rn.stopping == stopForOperator:
 		if ev.flushErr != nil {
 			// Not durable yet: leave STOPPING; the next pass, finding no

@@ -44,6 +44,7 @@ const (
 	stopForOperator
 	stopForShutdown
 	stopSuperseded
+	stopForFailure
 )
 
 type eventKind int
@@ -140,6 +141,7 @@ func exitDetail(typ model.TaskType, err error, now time.Time) (model.Event, []mo
 	var ce *connector.Error
 	if errors.As(err, &ce) {
 		d := ce.Detail
+		d.Permanent = d.Permanent || ce.Permanent
 		if d.Time.IsZero() {
 			d.Time = now
 		}
@@ -154,7 +156,7 @@ func exitDetail(typ model.TaskType, err error, now time.Time) (model.Event, []mo
 	d := model.ErrorDetail{Code: "CONNECTOR_ERROR", Level: model.LevelError, Message: err.Error(), Time: now,
 		Proposal: "fix the cause and resume the task"}
 	if errors.Is(err, connector.ErrConfig) {
-		d.Code, d.Level = "INVALID_CONFIG", model.LevelFatal
+		d.Code, d.Level, d.Permanent = "INVALID_CONFIG", model.LevelFatal, true
 		d.Proposal = "correct the task config with update, then resume"
 	}
 	return model.EventFailed, []model.ErrorDetail{d}

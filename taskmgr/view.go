@@ -26,8 +26,10 @@ type TaskView struct {
 	Metrics      map[string]float64  `json:"metrics,omitempty"`
 	ErrorDetails []model.ErrorDetail `json:"errorDetails"`
 	Operation    *JournalView        `json:"operation,omitempty"`
-	CreatedAt    time.Time           `json:"createdAt"`
-	UpdatedAt    time.Time           `json:"updatedAt"`
+	// Restarts are the automatic restarts of the task, newest first.
+	Restarts  []Restart `json:"restarts"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // Progress is the durable checkpoint of one subtopic.
@@ -38,6 +40,18 @@ type Progress struct {
 	Delay     int64     `json:"delay"` // seconds between now and TS
 	UpdatedAt time.Time `json:"updatedAt"`
 }
+
+// Restart is one automatic restart, from the audit log.
+type Restart struct {
+	At        time.Time `json:"at"`
+	Task      string    `json:"task"`
+	Attempt   int       `json:"attempt"`
+	Wait      string    `json:"wait"`
+	LastError string    `json:"lastError,omitempty"`
+}
+
+// maxRestartsShown bounds the restart history in a view.
+const maxRestartsShown = 20
 
 // JournalView shows an operation in flight.
 type JournalView struct {
@@ -127,6 +141,23 @@ func (m *Manager) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 	if err != nil {
 		return nil, err
 	}
+	rows, err := m.store.ListAudit(ctx, model.AuditFilter{Components: comps, Operation: opAutoRestart, Limit: maxRestartsShown * len(comps)})
+	if err != nil {
+		return nil, err
+	}
+	restarts := map[string][]Restart{}
+	for _, a := range rows {
+		if a.Result == model.ResultFailure || len(restarts[a.Component]) >= maxRestartsShown {
+			continue
+		}
+		var d struct {
+			Attempt   int    `json:"attempt"`
+			Wait      string `json:"wait"`
+			LastError string `json:"lastError"`
+		}
+		_ = json.Unmarshal([]byte(a.Detail), &d)
+		restarts[a.Component] = append(restarts[a.Component], Restart{At: a.At, Task: a.TaskAfter, Attempt: d.Attempt, Wait: d.Wait, LastError: d.LastError})
+	}
 	now := m.now()
 	out := make([]TaskView, 0, len(tasks))
 	for i := range tasks {
@@ -139,7 +170,10 @@ func (m *Manager) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 			TaskName: t.Name().String(), Component: t.Component, Project: t.Project, Type: t.Type,
 			Node: t.Node, Version: t.Version, State: t.State, DesiredState: t.Desired,
 			Config: cfg.Masked(), Checkpoint: map[string]Progress{}, ErrorDetails: t.Errors(),
-			CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+			CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Restarts: restarts[t.Component],
+		}
+		if v.Restarts == nil {
+			v.Restarts = []Restart{}
 		}
 		if v.ErrorDetails == nil {
 			v.ErrorDetails = []model.ErrorDetail{}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -25,6 +26,11 @@ type fileConfig struct {
 	LogLevel  string `yaml:"log-level"`
 	LogFormat string `yaml:"log-format"`
 	DataDir   string `yaml:"data-dir"`
+
+	ReconcileInterval string `yaml:"reconcile-interval"`
+	NodeHeartbeat     string `yaml:"node-heartbeat"`
+	LeaseTTL          string `yaml:"lease-ttl"`
+	LeaseRenew        string `yaml:"lease-renew"`
 }
 
 // serveConfig is the resolved configuration of cm serve.
@@ -35,6 +41,11 @@ type serveConfig struct {
 	LogLevel  string
 	LogFormat string
 	DataDir   string
+
+	ReconcileInterval time.Duration
+	NodeHeartbeat     time.Duration
+	LeaseTTL          time.Duration
+	LeaseRenew        time.Duration
 }
 
 // envOf maps flags to their environment variables.
@@ -46,6 +57,11 @@ var envOf = map[string]string{
 	"log-format": "CM_LOG_FORMAT",
 	"data-dir":   "CM_DATA_DIR",
 	"config":     "CM_CONFIG",
+
+	"reconcile-interval": "CM_RECONCILE_INTERVAL",
+	"node-heartbeat":     "CM_NODE_HEARTBEAT",
+	"lease-ttl":          "CM_LEASE_TTL",
+	"lease-renew":        "CM_LEASE_RENEW",
 }
 
 func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
@@ -55,6 +71,10 @@ func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (env CM_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console (env CM_LOG_FORMAT)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for per-task files (env CM_DATA_DIR)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Second, "period of the reconciler's pass besides wake-ups (env CM_RECONCILE_INTERVAL)")
+	fs.DurationVar(&c.NodeHeartbeat, "node-heartbeat", 3*time.Second, "how often this node records it is alive; keep below node.suspectAfter (env CM_NODE_HEARTBEAT)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "leader lease duration (env CM_LEASE_TTL)")
+	fs.DurationVar(&c.LeaseRenew, "lease-renew", 3*time.Second, "leader lease renewal period; at most half the TTL (env CM_LEASE_RENEW)")
 	fs.String("config", "", "optional YAML file with the same keys as the flags (env CM_CONFIG)")
 }
 
@@ -88,6 +108,16 @@ func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) err
 		setIf("log-level", &c.LogLevel, fc.LogLevel)
 		setIf("log-format", &c.LogFormat, fc.LogFormat)
 		setIf("data-dir", &c.DataDir, fc.DataDir)
+		for name, v := range map[string]string{"reconcile-interval": fc.ReconcileInterval, "node-heartbeat": fc.NodeHeartbeat,
+			"lease-ttl": fc.LeaseTTL, "lease-renew": fc.LeaseRenew} {
+			if v != "" && !fs.Changed(name) {
+				// Value.Set, not fs.Set: the file must not count as given on
+				// the command line, or the environment could not override it.
+				if err := fs.Lookup(name).Value.Set(v); err != nil {
+					return fmt.Errorf("%s: %s: %w", path, name, err)
+				}
+			}
+		}
 	}
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {

@@ -14,7 +14,9 @@ var version = "dev"
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "cm:", err)
+		if e, ok := err.(*exitError); !ok || !e.quiet {
+			fmt.Fprintln(os.Stderr, "cm:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -23,6 +25,8 @@ func main() {
 type exitError struct {
 	code int
 	err  error
+	// quiet: the command already said everything on stdout.
+	quiet bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -42,6 +46,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), healthCmd())
 	return root
 }

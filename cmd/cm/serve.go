@@ -82,8 +82,9 @@ func migrateCmd() *cobra.Command {
 }
 
 // serve runs a node until ctx is done. Shutdown order: stop taking HTTP
-// requests, then stop runners (flushing their checkpoints, leaving task
-// states so the next start resumes them), then close the store.
+// requests, then stop the cluster-wide jobs (giving up the leader lease),
+// then stop runners (flushing their checkpoints, leaving task states so the
+// next start resumes them) and the node heartbeat, then close the store.
 func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger) error {
 	log = log.With(zap.String("node", string(node)))
 	store, err := model.Open(ctx, dsn, true)
@@ -94,6 +95,9 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 
 	tcfg := taskmgr.DefaultConfig(node)
 	tcfg.DataDir = c.DataDir
+	tcfg.ReconcileInterval = c.ReconcileInterval
+	tcfg.NodeHeartbeat = c.NodeHeartbeat
+	tcfg.Lease = taskmgr.LeaseConfig{TTL: c.LeaseTTL, Renew: c.LeaseRenew}
 	if err := tcfg.Validate(); err != nil {
 		return err
 	}
@@ -110,24 +114,36 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	registry := builtin.Registry()
 	changes := taskmgr.NewNotifier()
 	rec := taskmgr.NewReconciler(tcfg, store, registry, changes, log)
-	mgr := taskmgr.NewManager(tcfg, store, registry, rec, changes, log)
+	waker := taskmgr.NewClusterWaker(node, rec, store, log)
+	defer waker.Close()
+	rec.SetWaker(waker)
+	mgr := taskmgr.NewManager(tcfg, store, registry, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
 	members := taskmgr.NewMembership(tcfg, store, "http://"+ln.Addr().String(), version, log)
 	if err := members.Register(ctx); err != nil {
 		_ = ln.Close()
 		return err
 	}
-	srv := server.New(scfg, mgr, log)
+	lease := taskmgr.NewLease(tcfg.Lease, taskmgr.LeaderLease, node, store, log)
+	sched := taskmgr.NewScheduler(tcfg, store, mgr.Jobs(rec), log)
+	srv := server.New(scfg, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
 
 	runtimeCtx, stopRuntime := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuntime()
 	var runtime errgroup.Group
 	runtime.Go(func() error { rec.Run(runtimeCtx); return nil })
 	runtime.Go(func() error { members.Run(runtimeCtx); return nil })
+	clusterCtx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCluster()
+	var cluster errgroup.Group
+	cluster.Go(func() error { lease.Run(clusterCtx, sched.Lead); return nil })
 
 	log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("db", dsn.Redacted), zap.String("version", version))
 	serveErr := srv.Serve(ctx, ln)
 	log.Info("shutting down")
+	stopCluster()
+	_ = cluster.Wait()
+	log.Info("jobs stopped")
 	stopRuntime()
 	start := time.Now()
 	_ = runtime.Wait()

@@ -31,6 +31,7 @@ type Node struct {
 	Store    *model.Store
 	Manager  *taskmgr.Manager
 	Rec      *taskmgr.Reconciler
+	Lease    *taskmgr.Lease
 	Logs     *observer.ObservedLogs
 	stop     func()
 	stopOnce sync.Once
@@ -40,6 +41,9 @@ type Node struct {
 type Options struct {
 	// Tune adjusts the task manager config before start.
 	Tune func(*taskmgr.Config)
+	// NoJobs keeps the node out of the leader election, so it never runs
+	// the cluster-wide jobs.
+	NoJobs bool
 }
 
 // Start opens the store at url and serves a node until the test ends.
@@ -69,6 +73,9 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	cfg.ReconcileInterval = 200 * time.Millisecond
 	cfg.Committer.Interval = 100 * time.Millisecond
 	cfg.Committer.Heartbeat = 300 * time.Millisecond
+	cfg.NodeHeartbeat = 300 * time.Millisecond
+	cfg.Lease = taskmgr.LeaseConfig{TTL: 2 * time.Second, Renew: 500 * time.Millisecond}
+	cfg.ScheduleResync = 200 * time.Millisecond
 	if opt.Tune != nil {
 		opt.Tune(&cfg)
 	}
@@ -78,26 +85,40 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	registry := builtin.Registry()
 	changes := taskmgr.NewNotifier()
 	rec := taskmgr.NewReconciler(cfg, store, registry, changes, log)
-	mgr := taskmgr.NewManager(cfg, store, registry, rec, changes, log)
+	waker := taskmgr.NewClusterWaker(id, rec, store, log)
+	rec.SetWaker(waker)
+	mgr := taskmgr.NewManager(cfg, store, registry, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
 	members := taskmgr.NewMembership(cfg, store, "http://"+ln.Addr().String(), "test", log)
 	if err := members.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.DefaultConfig(), mgr, log)
+	lease := taskmgr.NewLease(cfg.Lease, taskmgr.LeaderLease, id, store, log)
+	sched := taskmgr.NewScheduler(cfg, store, mgr.Jobs(rec), log)
+	srv := server.New(server.DefaultConfig(), server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
 
 	httpCtx, stopHTTP := context.WithCancel(ctx)
+	jobsCtx, stopJobs := context.WithCancel(ctx)
 	runCtx, stopRun := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = srv.Serve(httpCtx, ln) }()
-	go func() { defer wg.Done(); rec.Run(runCtx) }()
-	go func() { defer wg.Done(); members.Run(runCtx) }()
-	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: mgr, Rec: rec, Logs: logs}
+	var httpWG, jobsWG, runWG sync.WaitGroup
+	httpWG.Add(1)
+	go func() { defer httpWG.Done(); _ = srv.Serve(httpCtx, ln) }()
+	if !opt.NoJobs {
+		jobsWG.Add(1)
+		go func() { defer jobsWG.Done(); lease.Run(jobsCtx, sched.Lead) }()
+	}
+	runWG.Add(2)
+	go func() { defer runWG.Done(); rec.Run(runCtx) }()
+	go func() { defer runWG.Done(); members.Run(runCtx) }()
+	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: mgr, Rec: rec, Lease: lease, Logs: logs}
 	n.stop = func() {
 		stopHTTP()
+		httpWG.Wait()
+		stopJobs()
+		jobsWG.Wait()
 		stopRun()
-		wg.Wait()
+		runWG.Wait()
+		waker.Close()
 		_ = store.Close()
 	}
 	t.Cleanup(n.Stop)

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of cm health, for cron and monitoring scripts (Nagios style).
+const (
+	healthOK       = 0
+	healthWarning  = 1
+	healthCritical = 2
+)
+
+// healthReport is the part of the health answer the CLI reads.
+type healthReport struct {
+	Status   string `json:"status"`
+	Tasks    int    `json:"tasks"`
+	Problems []struct {
+		Severity string `json:"severity"`
+		Code     string `json:"code"`
+		Task     string `json:"task"`
+		Node     string `json:"node"`
+		Message  string `json:"message"`
+	} `json:"problems"`
+}
+
+func healthCmd() *cobra.Command {
+	var server, project, node, maxDelay string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Check task health: exit 0 healthy, 1 warning, 2 critical or cm unreachable",
+		Long: "health asks a cm node for the health of the selected tasks and exits 0 when all are healthy,\n" +
+			"1 on warnings (checkpoint delay over threshold, suspect node) and 2 on critical problems\n" +
+			"(EXCEPTION, stale heartbeat, dead node) or when cm cannot be reached.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"project": project, "node": node, "maxDelay": maxDelay} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			u := strings.TrimRight(server, "/") + "/connector/task/v2/health"
+			if len(q) > 0 {
+				u += "?" + q.Encode()
+			}
+			rep, err := fetchHealth(cmd.Context(), u, timeout)
+			out := cmd.OutOrStdout()
+			if err != nil {
+				fmt.Fprintf(out, "CRITICAL: %v\n", err)
+				return &exitError{code: healthCritical, err: err}
+			}
+			fmt.Fprintf(out, "%s: %d task(s), %d problem(s)\n", strings.ToUpper(rep.Status), rep.Tasks, len(rep.Problems))
+			for _, p := range rep.Problems {
+				who := p.Task
+				if who == "" {
+					who = "node " + p.Node
+				}
+				fmt.Fprintf(out, "  %-8s %-22s %s: %s\n", p.Severity, p.Code, who, p.Message)
+			}
+			switch rep.Status {
+			case "healthy":
+				return nil
+			case "warning":
+				return &exitError{code: healthWarning, err: errors.New("tasks have warnings"), quiet: true}
+			default:
+				return &exitError{code: healthCritical, err: errors.New("tasks are critical"), quiet: true}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "http://127.0.0.1:8088", "base URL of any cm node")
+	f.StringVar(&project, "project", "", "only tasks of this project")
+	f.StringVar(&node, "node", "", "only tasks of this node (IP-PORT)")
+	f.StringVar(&maxDelay, "max-delay", "", "delay over which a task warns, e.g. 5m (default: task.delay.threshold)")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	return cmd
+}
+
+// fetchHealth reads the health report; 200 and 503 both carry one.
+func fetchHealth(ctx context.Context, u string, timeout time.Duration) (*healthReport, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cm unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	var env struct {
+		ErrCode *string       `json:"errCode"`
+		ErrMsg  *string       `json:"errMsg"`
+		Result  *healthReport `json:"result"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, fmt.Errorf("answer %d is not a cm envelope", resp.StatusCode)
+	}
+	if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) || env.Result == nil {
+		msg := ""
+		if env.ErrMsg != nil {
+			msg = *env.ErrMsg
+		}
+		return nil, fmt.Errorf("cm answered %d: %s", resp.StatusCode, msg)
+	}
+	return env.Result, nil
+}

@@ -1,0 +1,78 @@
+package taskmgr
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cm/model"
+)
+
+// WakePath is the internal route a node serves so that other nodes can ask
+// its reconciler for a pass now.
+const WakePath = "/internal/v1/wake"
+
+// Nudger is a reconciler that can be asked for a pass.
+type Nudger interface{ Nudge() }
+
+// ClusterWaker wakes the reconciler of a task's owner: in process when the
+// owner is this node, else with a POST to the owner's address. A wake that
+// cannot be delivered is dropped: the owner's periodic pass converges
+// anyway, only later.
+type ClusterWaker struct {
+	self    model.NodeID
+	local   Nudger
+	store   *model.Store
+	params  *Params
+	client  *http.Client
+	timeout time.Duration
+	log     *zap.Logger
+}
+
+// NewClusterWaker builds the waker of node self.
+func NewClusterWaker(self model.NodeID, local Nudger, store *model.Store, log *zap.Logger) *ClusterWaker {
+	return &ClusterWaker{
+		self: self, local: local, store: store, params: NewParams(store),
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
+		timeout: 500 * time.Millisecond, log: log.Named("waker"),
+	}
+}
+
+// Wake asks node's reconciler for a pass. It returns within the waker's
+// short timeout, whatever happens to the owner.
+func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID) {
+	if node == w.self {
+		w.local.Nudge()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
+	defer cancel()
+	n, err := w.store.GetNode(ctx, node)
+	if err != nil {
+		w.log.Debug("no address to wake", zap.String(logNode, string(node)), zap.Error(err))
+		return
+	}
+	if set, err := w.params.Snapshot(ctx); err == nil && set.Liveness().State(n.SeenAt, time.Now()) == NodeDead {
+		return // nobody there to wake
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.Addr+WakePath+"?node="+url.QueryEscape(string(node)), nil)
+	if err != nil {
+		w.log.Debug("waking", zap.String(logNode, string(node)), zap.Error(err))
+		return
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		w.log.Debug("waking", zap.String(logNode, string(node)), zap.Error(err))
+		return
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		w.log.Debug("waking", zap.String(logNode, string(node)), zap.Int("status", resp.StatusCode))
+	}
+}
+
+// Close drops idle connections.
+func (w *ClusterWaker) Close() { w.client.CloseIdleConnections() }
