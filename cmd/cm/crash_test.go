@@ -47,12 +47,13 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startCM runs `cm serve` from the test binary and waits for /healthz.
-func startCM(t *testing.T, addr, db, dataDir string) *cmProcess {
+// startCM runs `cm serve` from the test binary and waits for /healthz;
+// extra are more flags.
+func startCM(t *testing.T, addr, db, dataDir string, extra ...string) *cmProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CM_TEST_RUN_AS_CM=1",
-		"CM_TEST_ARGS=serve --listen "+addr+" --data-dir "+dataDir+" --log-level debug",
+		"CM_TEST_ARGS=serve --listen "+addr+" --data-dir "+dataDir+" --log-level debug "+strings.Join(extra, " "),
 		"CM_DB="+db)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
