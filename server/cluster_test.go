@@ -317,3 +317,74 @@ func TestHealthAndNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaderLease: exactly one of two nodes leads; a leader whose lease is
+// taken (here by an intruder that saw it expire) stops its jobs, and when
+// the leader shuts down the other node takes over.
+func TestLeaderLease(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		a := cmtest.Start(t, url, cmtest.Options{})
+		cmtest.Eventually(t, 5*time.Second, "A leads", func() bool { return a.Lease.Leading() })
+		b := cmtest.Start(t, url, cmtest.Options{})
+		for i := 0; i < 20; i++ {
+			if a.Lease.Leading() == b.Lease.Leading() {
+				t.Fatalf("leading: A %v, B %v", a.Lease.Leading(), b.Lease.Leading())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// An intruder takes the lease (as if A's had expired): A must stop.
+		ctx := context.Background()
+		if ok, _, err := a.Store.AcquireLease(ctx, taskmgr.LeaderLease, "intruder", 0, time.Now().Add(time.Hour), time.Hour); !ok || err != nil {
+			t.Fatalf("intruder: %v %v", ok, err)
+		}
+		cmtest.Eventually(t, 3*time.Second, "A gives up", func() bool { return !a.Lease.Leading() })
+		if b.Lease.Leading() {
+			t.Fatal("B leads while the intruder holds the lease")
+		}
+		var jobs taskmgr.JobsView
+		if err := json.Unmarshal(a.OK(t, "GET", base+"jobs", nil).Result, &jobs); err != nil {
+			t.Fatal(err)
+		}
+		if jobs.Leader != "intruder" {
+			t.Fatalf("jobs leader %q", jobs.Leader)
+		}
+		// Hand it back by expiring it, then shut the leader down: the other takes over.
+		l, err := a.Store.GetLease(ctx, taskmgr.LeaderLease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Store.ReleaseLease(ctx, taskmgr.LeaderLease, "intruder", l.ExpiresAt); err != nil {
+			t.Fatal(err)
+		}
+		cmtest.Eventually(t, 3*time.Second, "someone leads again", func() bool { return a.Lease.Leading() || b.Lease.Leading() })
+		leader, other := a, b
+		if b.Lease.Leading() {
+			leader, other = b, a
+		}
+		start := time.Now()
+		leader.Stop()
+		cmtest.Eventually(t, 3*time.Second, "the other node takes over", func() bool { return other.Lease.Leading() })
+		t.Logf("takeover after a clean shutdown: %s", time.Since(start))
+	})
+}
+
+// TestDelayWatch: the delay-watch job flags a task behind the threshold in
+// its errorDetails (WARNING) and clears the flag once it is within.
+func TestDelayWatch(t *testing.T) {
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
+	setParam(t, n, taskmgr.JobScheduleParam(taskmgr.JobDelayWatch), "@every 1s")
+	body, _, _ := fileTask(t, "p_dw-incr_trans-1-0", 5) // ts from 1970
+	name := n.OK(t, "POST", base+"create", body).String()
+	flagged := func() bool {
+		d := n.Detail(t, name)
+		for _, e := range d.ErrorDetails {
+			if e.Code == taskmgr.CodeDelay && e.Level == model.LevelWarning {
+				return d.State == model.StateRunning
+			}
+		}
+		return false
+	}
+	cmtest.Eventually(t, 10*time.Second, "delay flagged", flagged)
+	setParam(t, n, taskmgr.ParamDelayThreshold, "36500d")
+	cmtest.Eventually(t, 10*time.Second, "flag cleared", func() bool { return !flagged() })
+}

@@ -140,7 +140,15 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 			continue
 		}
 		if t.Journal != "" {
-			if j, err := decodeJournal(t.Journal); err == nil && j.Op == opMigrate && j.Step == stepStopping && rec != nil {
+			j, err := decodeJournal(t.Journal)
+			if err == nil && j.Op == opMigrate && j.Step == stepStarting && rec != nil {
+				// The target died before the new incarnation was up.
+				if rec.migrateRollback(ctx, t, j, fmt.Errorf("target node %s died while starting the task", t.Node)) {
+					moved++
+				}
+				continue
+			}
+			if err == nil && j.Op == opMigrate && j.Step == stepStopping && rec != nil {
 				cp := *t
 				if t.State.Active() {
 					// Record the runner's end first, so the rebind's
@@ -160,7 +168,7 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 			}
 			continue
 		}
-		wantRun := t.Desired == model.DesiredRunning && (t.State.Active() || t.State == model.StateException)
+		wantRun := t.Desired == model.DesiredRunning && (t.State.Active() || (t.State == model.StateException && !permanentFailure(t)))
 		if ha && wantRun {
 			to, err := m.pickNode(ctx, t.Node, MigrateTarget{})
 			if err == nil {
@@ -448,4 +456,15 @@ func components(tasks []model.Task) []string {
 		out[i] = t.Component
 	}
 	return out
+}
+
+// permanentFailure reports whether a task's last error says retrying (or
+// moving it) will not help.
+func permanentFailure(t *model.Task) bool {
+	errs := t.Errors()
+	if len(errs) == 0 {
+		return false
+	}
+	last := errs[len(errs)-1]
+	return last.Permanent || last.Code == "INVALID_CONFIG"
 }

@@ -50,10 +50,12 @@ func (s *Scheduler) Lead(ctx context.Context) {
 	}
 	entries := map[string]entry{}
 	// The chain is built once per job, so skip-if-still-running holds
-	// across schedule changes.
+	// across schedule changes. Recover goes inside SkipIfStillRunning: in
+	// cron v3.0.1 a panic through SkipIfStillRunning would keep its token
+	// and the job would never run again.
 	wrapped := map[string]cron.Job{}
 	for _, j := range s.jobs {
-		wrapped[j.Name] = cron.NewChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)).Then(s.runner(ctx, j))
+		wrapped[j.Name] = cron.NewChain(cron.SkipIfStillRunning(clog), cron.Recover(clog)).Then(s.runner(ctx, j))
 	}
 	sync := func() {
 		set, err := s.params.Snapshot(ctx)
