@@ -71,6 +71,11 @@ var catalogue = []rule{
 	{is(context.Canceled), Problem{http.StatusServiceUnavailable, "CANCELED", true}},
 }
 
+// errUnhealthy is the errCode of a health answer that lists problems (503,
+// retryable). It is not an error of a call, so no rule maps to it; the
+// health handler sets it, and no rule may reuse it.
+const errUnhealthy = "UNHEALTHY"
+
 // echoProblems maps the framework's own HTTP errors (routing, body limit).
 var echoProblems = map[int]Problem{
 	http.StatusNotFound:              {http.StatusNotFound, "NOT_FOUND", false},

@@ -73,3 +73,12 @@ func TestEveryRuleIsNot500(t *testing.T) {
 		}
 	}
 }
+
+// TestUnhealthyIsNotACallError: the health endpoint's code is its own.
+func TestUnhealthyIsNotACallError(t *testing.T) {
+	for _, r := range catalogue {
+		if r.problem.Code == errUnhealthy {
+			t.Fatalf("catalogue rule answers %s", errUnhealthy)
+		}
+	}
+}

@@ -430,6 +430,3 @@ func (h *handlers) health(c echo.Context) error {
 	c.Set(ctxErrCode, code)
 	return c.JSON(http.StatusServiceUnavailable, Envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: ErrorDetail{RequestID: requestID(c)}, Result: r, Retryable: &retry})
 }
-
-// errUnhealthy is the errCode of a health answer with problems.
-const errUnhealthy = "UNHEALTHY"
