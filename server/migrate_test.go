@@ -176,3 +176,36 @@ func TestMigrateRollback(t *testing.T) {
 	}
 	t.Fatalf("no migrate audit row in %+v", ops)
 }
+
+// TestHAFailover: with ha.enable on, the tasks of a node that dies are
+// migrated by the node-liveness job and run again on a live node from
+// their durable checkpoint, as a new incarnation.
+func TestHAFailover(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		a := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
+		b := cmtest.Start(t, url, cmtest.Options{})
+		for k, v := range map[string]string{taskmgr.ParamNodeSuspectAfter: "1s", taskmgr.ParamNodeDeadAfter: "1s", taskmgr.ParamHAEnable: "true",
+			taskmgr.JobScheduleParam(taskmgr.JobNodeLiveness): "@every 1s"} {
+			setParam(t, b, k, v)
+		}
+		body, src, sink := fileTask(t, "p_ha-incr_trans-1-0", 50)
+		name := a.OK(t, "POST", base+"create", body).String()
+		cmtest.Eventually(t, 5*time.Second, "streamed on A", func() bool { return a.Detail(t, name).Checkpoint["src.jsonl"].TS == 149 })
+		a.Stop()
+		died := time.Now()
+		appendLines(t, src, 50, 80)
+		var d taskmgr.TaskView
+		cmtest.Eventually(t, 10*time.Second, "RUNNING on B", func() bool {
+			d = b.Detail(t, "p_ha-incr_trans-1-0")
+			return d.State == model.StateRunning && d.Node == b.ID && d.Operation == nil
+		})
+		t.Logf("RUNNING on B %s after A stopped (node.deadAfter 1s, job every 1s)", time.Since(died).Round(10*time.Millisecond))
+		if d.Version != 2 {
+			t.Fatalf("version %d, want 2", d.Version)
+		}
+		cmtest.Eventually(t, 5*time.Second, "caught up", func() bool { return b.Detail(t, d.TaskName).Checkpoint["src.jsonl"].TS == 179 })
+		if seen := sinkIndexes(t, sink); len(seen) != 80 {
+			t.Fatalf("sink has %d distinct records, want 80", len(seen))
+		}
+	})
+}
