@@ -3,7 +3,9 @@ package mysql
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"cm/taskmgr/connector"
@@ -64,6 +66,8 @@ type planner struct {
 
 func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int) ([]statement, error) {
 	p := &planner{maxBytes: maxBytes, pending: map[TableRef]*group{}}
+	compacted := map[TableRef]*compaction{}
+	var compactOrder []TableRef
 	for i := range records {
 		rc := records[i].Change
 		ref := TableRef{DB: rc.Database, Name: rc.Table}
@@ -71,22 +75,24 @@ func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int)
 		if len(rc.PK) == 0 {
 			return nil, noPrimaryKey("source", []string{ref.String()})
 		}
-		switch rc.Op {
-		case connector.OpInsert:
-			if err := p.upsert(ref, def, rc.Columns, rc.After); err != nil {
+		if c := compacted[ref]; c != nil || sameKey(def, rc) {
+			if c == nil {
+				c = &compaction{last: map[string]int{}}
+				compacted[ref] = c
+				compactOrder = append(compactOrder, ref)
+			}
+			if err := c.add(ref, rc); err != nil {
 				return nil, err
 			}
-		case connector.OpUpdate:
-			if keyChanged(rc) {
-				p.delete(ref, def, rc.Columns, rc.PK, rc.Before)
-			}
-			if err := p.upsert(ref, def, rc.Columns, rc.After); err != nil {
-				return nil, err
-			}
-		case connector.OpDelete:
-			p.delete(ref, def, rc.Columns, rc.PK, rc.Before)
-		default:
-			return nil, fmt.Errorf("row change of %s has unknown op %d", ref, rc.Op)
+			continue
+		}
+		if err := p.change(ref, def, rc); err != nil {
+			return nil, err
+		}
+	}
+	for _, ref := range compactOrder {
+		if err := p.compacted(ref, defs[ref], compacted[ref]); err != nil {
+			return nil, err
 		}
 	}
 	for _, ref := range p.order {
@@ -95,6 +101,185 @@ func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int)
 		}
 	}
 	return p.out, nil
+}
+
+// change plans one row change in source order.
+func (p *planner) change(ref TableRef, def *tableDef, rc *connector.RowChange) error {
+	switch rc.Op {
+	case connector.OpInsert:
+		return p.upsert(ref, def, rc.Columns, rc.After)
+	case connector.OpUpdate:
+		if keyChanged(rc) {
+			p.delete(ref, def, rc.Columns, rc.PK, rc.Before)
+		}
+		return p.upsert(ref, def, rc.Columns, rc.After)
+	case connector.OpDelete:
+		p.delete(ref, def, rc.Columns, rc.PK, rc.Before)
+		return nil
+	}
+	return fmt.Errorf("row change of %s has unknown op %d", ref, rc.Op)
+}
+
+// compaction reduces the changes of one table in a batch to the last state
+// of each primary key: the row (upsert) or its absence (delete). Within one
+// target transaction only the final state of each key is visible, so when
+// nothing but the primary key can make two rows conflict (see
+// tableDef.compactable), applying every delete and then every upsert gives
+// the same rows as applying the changes in order, in a few large
+// statements instead of one or two per source transaction.
+type compaction struct {
+	last    map[string]int // key -> index in entries of its last state
+	entries []compactEntry
+}
+
+type compactEntry struct {
+	rc     *connector.RowChange
+	values []any // the row for an upsert, the old row (for its key) for a delete
+	delete bool
+	dead   bool // superseded by a later change of the same key
+}
+
+func (c *compaction) set(key string, e compactEntry) {
+	if i, ok := c.last[key]; ok {
+		c.entries[i].dead = true
+	}
+	c.last[key] = len(c.entries)
+	c.entries = append(c.entries, e)
+}
+
+func (c *compaction) add(ref TableRef, rc *connector.RowChange) error {
+	switch rc.Op {
+	case connector.OpInsert:
+		c.set(keyString(rc.After, rc.PK), compactEntry{rc: rc, values: rc.After})
+	case connector.OpUpdate:
+		before, after := keyString(rc.Before, rc.PK), keyString(rc.After, rc.PK)
+		if before != after {
+			c.set(before, compactEntry{rc: rc, values: rc.Before, delete: true})
+		}
+		c.set(after, compactEntry{rc: rc, values: rc.After})
+	case connector.OpDelete:
+		c.set(keyString(rc.Before, rc.PK), compactEntry{rc: rc, values: rc.Before, delete: true})
+	default:
+		return fmt.Errorf("row change of %s has unknown op %d", ref, rc.Op)
+	}
+	return nil
+}
+
+// compacted plans a compacted table: its deletes, then its upserts.
+func (p *planner) compacted(ref TableRef, def *tableDef, c *compaction) error {
+	for _, e := range c.entries {
+		if e.delete && !e.dead {
+			p.delete(ref, def, e.rc.Columns, e.rc.PK, e.values)
+		}
+	}
+	for _, e := range c.entries {
+		if !e.delete && !e.dead {
+			if err := p.upsert(ref, def, e.rc.Columns, e.values); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sameKey reports whether changes of the table may be compacted: the
+// target table is compactable and its primary key is the change's.
+func sameKey(def *tableDef, rc *connector.RowChange) bool {
+	if def == nil || !def.compactable() || len(def.PK) != len(rc.PK) {
+		return false
+	}
+	for i, k := range rc.PK {
+		if k >= len(rc.Columns) || rc.Columns[k] != def.Columns[def.PK[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// parallelMinRows is the smallest batch split into parallel transactions:
+// below it the extra transactions cost more than they save.
+const parallelMinRows = 1000
+
+// partition splits a batch into at most n parts that can be applied as
+// independent transactions in parallel, or returns it whole. Changes of a
+// compactable table (see sameKey) go to a part by primary key: an update
+// that moves its key becomes a delete of the old key and an insert of the
+// new one, which compaction makes equivalent. Changes of any other table
+// all go, in order, to one part chosen by table. Within a part the source
+// order is kept.
+func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [][]connector.Record {
+	if n <= 1 || len(records) < parallelMinRows {
+		return [][]connector.Record{records}
+	}
+	parts := make([][]connector.Record, n)
+	put := func(ref TableRef, key string, r connector.Record) {
+		h := fnv.New32a()
+		h.Write([]byte(ref.DB))
+		h.Write([]byte{0})
+		h.Write([]byte(ref.Name))
+		h.Write([]byte{0})
+		h.Write([]byte(key))
+		i := h.Sum32() % uint32(n)
+		parts[i] = append(parts[i], r)
+	}
+	for _, r := range records {
+		rc := r.Change
+		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		if !sameKey(defs[ref], rc) {
+			put(ref, "", r)
+			continue
+		}
+		switch rc.Op {
+		case connector.OpInsert:
+			put(ref, keyString(rc.After, rc.PK), r)
+		case connector.OpDelete:
+			put(ref, keyString(rc.Before, rc.PK), r)
+		default:
+			before, after := keyString(rc.Before, rc.PK), keyString(rc.After, rc.PK)
+			if before == after {
+				put(ref, after, r)
+				continue
+			}
+			del, ins := *rc, *rc
+			del.Op, del.After = connector.OpDelete, nil
+			ins.Op, ins.Before = connector.OpInsert, nil
+			put(ref, before, connector.Record{Subtopic: r.Subtopic, TS: r.TS, Change: &del})
+			put(ref, after, connector.Record{Subtopic: r.Subtopic, TS: r.TS, Change: &ins})
+		}
+	}
+	out := parts[:0]
+	for _, p := range parts {
+		if len(p) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// keyString encodes the primary key values of a row as a map key. Values
+// of one column have one Go type, so the type-tagged text is exact.
+func keyString(values []any, pk []int) string {
+	var b []byte
+	for _, k := range pk {
+		switch v := values[k].(type) {
+		case int64:
+			b = strconv.AppendInt(append(b, 'i'), v, 10)
+		case int32:
+			b = strconv.AppendInt(append(b, 'i'), int64(v), 10)
+		case uint64:
+			b = strconv.AppendUint(append(b, 'u'), v, 10)
+		case uint32:
+			b = strconv.AppendUint(append(b, 'u'), uint64(v), 10)
+		case string:
+			b = append(append(b, 's'), v...)
+		case []byte:
+			b = append(append(b, 'b'), v...)
+		default:
+			b = fmt.Appendf(append(b, 'v'), "%T:%v", v, v)
+		}
+		b = append(b, 0)
+	}
+	return string(b)
 }
 
 func (p *planner) upsert(ref TableRef, def *tableDef, columns []string, values []any) error {

@@ -29,7 +29,7 @@ const (
 	heartbeatPeriod = 15 * time.Second
 	readTimeout     = 60 * time.Second
 	// eventBuffer is how many decoded events the dump goroutine may run ahead.
-	eventBuffer = 4096
+	eventBuffer = 16384
 )
 
 // errLinger ends Read's wait for more events.

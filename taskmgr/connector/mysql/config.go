@@ -27,6 +27,7 @@ const (
 	keyBatchSize    = "batchSize"
 	keyParallelism  = "parallelism"
 	keyThrottleRPS  = "throttleRps"
+	keyParallel     = "parallelism" // sink.parallelism
 
 	scopeSource      = "source"
 	scopeSink        = "sink"
@@ -40,6 +41,9 @@ const (
 	DefaultMaxBatchRows = 5000
 	DefaultBatchSize    = 10000
 	DefaultParallelism  = 4
+	// DefaultSinkParallelism is how many transactions one large batch is
+	// applied in at once.
+	DefaultSinkParallelism = 4
 
 	FlavorMariaDB = "mariadb"
 	FlavorMySQL   = "mysql"
@@ -89,6 +93,9 @@ type SinkConfig struct {
 	// DatabaseMap renames source databases on the target; unmapped
 	// databases keep their name.
 	DatabaseMap map[string]string
+	// Parallelism is how many target transactions a large batch is split
+	// into and applied in at once (1: one transaction per batch).
+	Parallelism int
 }
 
 // ParseSourceConfig reads the source, and coordinator scopes of cfg, applies
@@ -161,6 +168,10 @@ func ParseSinkConfig(cfg connector.Config) (SinkConfig, error) {
 	var c SinkConfig
 	var errs []error
 	c.Endpoint, errs = parseEndpoint(scopeSink, kv)
+	var err error
+	if c.Parallelism, err = positiveInt(kv, scopeSink, keyParallel, DefaultSinkParallelism); err != nil {
+		errs = append(errs, err)
+	}
 	c.DatabaseMap = map[string]string{}
 	if v := strings.TrimSpace(kv[keyDatabaseMap]); v != "" {
 		for _, pair := range strings.Split(v, ",") {

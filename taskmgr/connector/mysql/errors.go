@@ -43,6 +43,8 @@ const (
 	errBadDB             = 1049 // ER_BAD_DB_ERROR
 	errNoBinaryLogging   = 1381 // ER_NO_BINARY_LOGGING
 	errMasterFatalReader = 1236 // ER_MASTER_FATAL_ERROR_READING_BINLOG
+	errDeadlock          = 1213 // ER_LOCK_DEADLOCK
+	errLockWaitTimeout   = 1205 // ER_LOCK_WAIT_TIMEOUT
 )
 
 // serverErrNo returns the MySQL error number inside err, or 0. Both drivers'

@@ -6,16 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"cm/taskmgr/connector"
 )
 
-// Sink applies row changes to a MySQL or MariaDB server. Every batch is one
-// target transaction; rows are written as upserts and deletes by primary
-// key, so applying a batch again (a replay after a crash or a rewind)
-// converges to the same rows.
+// Sink applies row changes to a MySQL or MariaDB server. A batch is one
+// target transaction, or, when it is large, up to Parallelism transactions
+// applied at once, split by primary key (see partition); rows are written
+// as upserts and deletes by primary key, so applying a batch again (a
+// replay after a crash or a rewind) converges to the same rows.
 //
 // When the task's source is also mysql, the sink creates missing target
 // tables (and databases) from the source's current definition, with SHOW
@@ -65,7 +68,7 @@ func (s *Sink) Open(ctx context.Context) (err error) {
 		}
 	}()
 	s.tables = map[TableRef]*tableDef{}
-	if s.db, err = openDB(s.cfg.Endpoint, sinkSession, true, 2); err != nil {
+	if s.db, err = openDB(s.cfg.Endpoint, sinkSession, true, s.cfg.Parallelism+1); err != nil {
 		return err
 	}
 	if err := ping(ctx, s.db, s.cfg.Endpoint, scopeSink); err != nil {
@@ -200,12 +203,53 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 			defs[ref] = d
 		}
 	}
-	stmts, err := plan(b.Records, defs, s.maxBytes)
+	parts := partition(b.Records, defs, s.cfg.Parallelism)
+	if len(parts) == 1 {
+		return s.apply(ctx, parts[0], defs)
+	}
+	// Each part is its own transaction; every change of a key (and every
+	// change of a table that cannot be split by key) is in one part, in
+	// order. A failure or crash between the commits leaves some parts
+	// applied; the batch is not checkpointed, so it is replayed and the
+	// idempotent apply completes it.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, part := range parts {
+		g.Go(func() error { return s.apply(gctx, part, defs) })
+	}
+	return g.Wait()
+}
+
+// deadlockRetries bounds how often a transaction the server rolled back
+// as a deadlock victim (or after a lock wait timeout) is applied again.
+const deadlockRetries = 5
+
+// apply plans records and applies them in one transaction, again when the
+// server chose it as a deadlock victim: parallel parts of one batch touch
+// different keys of a table but may still meet on index pages and gaps.
+func (s *Sink) apply(ctx context.Context, records []connector.Record, defs map[TableRef]*tableDef) error {
+	stmts, err := plan(records, defs, s.maxBytes)
 	if err != nil {
 		return err
 	}
+	for attempt := 0; ; attempt++ {
+		err := s.applyOnce(ctx, stmts)
+		if err == nil || attempt >= deadlockRetries || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		s.log.Debug("applying again after a deadlock", zap.Int("attempt", attempt+1), zap.Error(err))
+		select {
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
-	tx, err := s.db.BeginTx(ctx, nil)
+// applyOnce runs stmts in one READ COMMITTED transaction: the sink writes
+// by primary key only, and without gap locks parallel parts rarely block
+// each other.
+func (s *Sink) applyOnce(ctx context.Context, stmts []statement) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return sinkFailure("beginning a transaction", err)
 	}
@@ -219,6 +263,16 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		return sinkFailure("committing", err)
 	}
 	return nil
+}
+
+// retryable: the server rolled the transaction back and it may be run
+// again as it is.
+func retryable(err error) bool {
+	switch serverErrNo(err) {
+	case errDeadlock, errLockWaitTimeout:
+		return true
+	}
+	return false
 }
 
 // Close closes the connections; safe on a sink that is not open.

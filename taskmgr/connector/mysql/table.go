@@ -104,6 +104,10 @@ type tableDef struct {
 	Unsigned  []bool
 	Generated []bool // generated columns take no value on insert
 	PK        []int  // indexes into Columns, in key order
+	// UniqueSecondary: the table has a unique key besides the primary key,
+	// so two different rows can conflict; the sink then applies changes in
+	// source order instead of compacting them by primary key.
+	UniqueSecondary bool
 }
 
 func (d *tableDef) index(col string) int {
@@ -113,6 +117,28 @@ func (d *tableDef) index(col string) int {
 		}
 	}
 	return -1
+}
+
+// compactable reports whether changes to the table may be reduced to the
+// last change per primary key and applied deletes first: only the primary
+// key is unique, and every key column compares exactly as the value that
+// the binlog carries (integers, dates and times; not strings, whose
+// collation may equate values Go tells apart, nor floats).
+func (d *tableDef) compactable() bool {
+	if d.UniqueSecondary || len(d.PK) == 0 {
+		return false
+	}
+	for _, i := range d.PK {
+		if i >= len(d.DataTypes) {
+			return false
+		}
+		switch d.DataTypes[i] {
+		case "tinyint", "smallint", "mediumint", "int", "bigint", "date", "datetime", "timestamp", "year":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // pkNames lists the primary key columns.
@@ -156,16 +182,20 @@ func loadTableDef(ctx context.Context, q querier, ref TableRef) (*tableDef, erro
 		return nil, nil
 	}
 
-	rows, err = q.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`, ref.DB, ref.Name)
+	rows, err = q.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`, ref.DB, ref.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading primary key of %s: %w", ref, err)
 	}
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var index, name string
+		if err := rows.Scan(&index, &name); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading primary key of %s: %w", ref, err)
+		}
+		if index != "PRIMARY" {
+			d.UniqueSecondary = true
+			continue
 		}
 		if i := d.index(name); i >= 0 {
 			d.PK = append(d.PK, i)
