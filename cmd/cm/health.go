@@ -59,7 +59,7 @@ func healthCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			if err != nil {
 				fmt.Fprintf(out, "CRITICAL: %v\n", err)
-				return &exitError{code: healthCritical, err: err}
+				return &exitError{code: healthCritical, err: err, quiet: true}
 			}
 			fmt.Fprintf(out, "%s: %d task(s), %d problem(s)\n", strings.ToUpper(rep.Status), rep.Tasks, len(rep.Problems))
 			for _, p := range rep.Problems {
