@@ -14,6 +14,9 @@ import (
 const (
 	// maxStatementRows bounds the rows of one multi-row statement.
 	maxStatementRows = 1000
+	// maxPlaceholders is the most parameters one prepared statement may
+	// have (the protocol counts them in 16 bits).
+	maxPlaceholders = 65535
 	// maxStatementBytes bounds one statement's size (also kept under half
 	// the server's max_allowed_packet).
 	maxStatementBytes = 4 << 20
@@ -25,6 +28,9 @@ type statement struct {
 	args  []any
 	table string
 	rows  int
+	// full: the statement has the most rows a group takes, so its text
+	// recurs batch after batch and is worth keeping prepared.
+	full bool
 }
 
 type applyKind uint8
@@ -59,13 +65,14 @@ type group struct {
 // key first. Deletes are by primary key.
 type planner struct {
 	maxBytes int
+	records  int                 // in the batch: sizes the argument slices
 	pending  map[TableRef]*group // by source table
 	order    []TableRef          // tables with a pending group, first change first
 	out      []statement
 }
 
 func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int) ([]statement, error) {
-	p := &planner{maxBytes: maxBytes, pending: map[TableRef]*group{}}
+	p := &planner{maxBytes: maxBytes, pending: map[TableRef]*group{}, records: len(records)}
 	compacted := map[TableRef]*compaction{}
 	var compactOrder []TableRef
 	for i := range records {
@@ -327,6 +334,7 @@ func (p *planner) group(ref TableRef, def *tableDef, kind applyKind, columns []s
 	}
 	names, idx := pick()
 	g = &group{def: def, kind: kind, src: columns, columns: names, pick: idx}
+	g.args = make([]any, 0, min(g.maxRows(), p.records)*len(names))
 	p.pending[ref] = g
 	return g
 }
@@ -347,19 +355,50 @@ func (p *planner) add(ref TableRef, g *group, values []any) {
 		g.bytes += valueSize(v)
 	}
 	g.rows++
-	if g.rows >= maxStatementRows || g.bytes >= p.maxBytes {
+	if g.rows >= g.maxRows() || g.bytes >= p.maxBytes {
 		p.flush(ref, g)
 	}
 }
 
+// maxRows is the most rows a statement of g takes: maxStatementRows, fewer
+// for wide tables so the placeholders fit in one prepared statement.
+func (g *group) maxRows() int {
+	return max(1, min(maxStatementRows, maxPlaceholders/max(1, len(g.columns))))
+}
+
+// preparedSizes are the statement sizes (in rows, below a group's
+// maxRows) that a group's remainder is cut into, so that statement texts
+// recur and stay prepared; the last fewer than 10 rows go unprepared.
+var preparedSizes = []int{200, 50, 10}
+
 func (p *planner) flush(ref TableRef, g *group) {
 	delete(p.pending, ref)
-	if g.rows == 0 {
+	per := len(g.columns) // arguments per row
+	rows, args := g.rows, g.args
+	emit := func(n int, full bool) {
+		p.out = append(p.out, statement{query: g.query(n), args: args[: n*per : n*per], table: g.def.Ref.String(),
+			rows: n, full: full})
+		rows, args = rows-n, args[n*per:]
+	}
+	if rows == g.maxRows() {
+		emit(rows, true)
 		return
 	}
+	for _, size := range preparedSizes {
+		for size < g.maxRows() && rows >= size {
+			emit(size, true)
+		}
+	}
+	if rows > 0 {
+		emit(rows, false)
+	}
+}
+
+// query is the statement text of g for n rows.
+func (g *group) query(n int) string {
 	var q strings.Builder
 	table := g.def.Ref.quoted()
-	n := len(g.columns)
+	cols := len(g.columns)
 	switch g.kind {
 	case kindUpsert:
 		q.WriteString("INSERT INTO " + table + " (")
@@ -370,8 +409,8 @@ func (p *planner) flush(ref TableRef, g *group) {
 			q.WriteString(quoteIdent(c))
 		}
 		q.WriteString(") VALUES ")
-		row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
-		for i := 0; i < g.rows; i++ {
+		row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+		for i := 0; i < n; i++ {
 			if i > 0 {
 				q.WriteByte(',')
 			}
@@ -386,8 +425,8 @@ func (p *planner) flush(ref TableRef, g *group) {
 		}
 	case kindDelete:
 		q.WriteString("DELETE FROM " + table + " WHERE ")
-		if n == 1 {
-			q.WriteString(quoteIdent(g.columns[0]) + " IN (" + strings.TrimSuffix(strings.Repeat("?,", g.rows), ",") + ")")
+		if cols == 1 {
+			q.WriteString(quoteIdent(g.columns[0]) + " IN (" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")")
 			break
 		}
 		// OR of ANDs rather than a row IN list: both servers turn it into
@@ -401,14 +440,14 @@ func (p *planner) flush(ref TableRef, g *group) {
 			cond.WriteString(quoteIdent(c) + "=?")
 		}
 		cond.WriteByte(')')
-		for i := 0; i < g.rows; i++ {
+		for i := 0; i < n; i++ {
 			if i > 0 {
 				q.WriteString(" OR ")
 			}
 			q.WriteString(cond.String())
 		}
 	}
-	p.out = append(p.out, statement{query: q.String(), args: g.args, table: g.def.Ref.String(), rows: g.rows})
+	return q.String()
 }
 
 // keyChanged reports whether an update moved the row to another key.

@@ -195,8 +195,21 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 		DisableRetrySync: true,
 		FillZeroLogPos:   s.cfg.Flavor == FlavorMariaDB,
 		EventCacheCount:  eventBuffer,
-		Logger:           newSlog(s.log),
-		Dialer:           dialer.DialContext,
+		// Rows of tables that are not selected are never looked at: skip
+		// decoding them (a shared server's binlog is mostly other tables,
+		// and a rewind scans it from the start of a file).
+		RowsEventDecodeFunc: func(e *replication.RowsEvent, data []byte) error {
+			pos, err := e.DecodeHeader(data)
+			if err != nil {
+				return err
+			}
+			if e.Table != nil && !s.cfg.Tables.Match(string(e.Table.Schema), string(e.Table.Table)) {
+				return nil
+			}
+			return e.DecodeData(pos, data)
+		},
+		Logger: newSlog(s.log),
+		Dialer: dialer.DialContext,
 	}
 }
 
@@ -506,8 +519,10 @@ func (s *BinlogSource) shape(ctx context.Context, ref TableRef, tm *replication.
 	return sh, nil
 }
 
+// values converts a decoded row in place: the decoder made the slice for
+// this event alone, and reusing it saves an allocation per row.
 func (sh *shape) values(row []any) []any {
-	out := make([]any, len(row))
+	out := row
 	for i, v := range row {
 		var dt string
 		var unsigned bool

@@ -55,31 +55,35 @@ func (k key) args() ([]any, error) {
 
 // encodeValue writes a scanned value as tagged text: i:int, u:uint,
 // f:float, b:hex bytes, t:time, n: for NULL.
-func encodeValue(v any) string {
+func encodeValue(v any) string { return string(appendValue(nil, v)) }
+
+// appendValue appends encodeValue(v) to buf without allocating for the
+// common types: the full import checksums every row with it.
+func appendValue(buf []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
-		return "n:"
+		return append(buf, "n:"...)
 	case int64:
-		return "i:" + strconv.FormatInt(x, 10)
+		return strconv.AppendInt(append(buf, "i:"...), x, 10)
 	case uint64:
-		return "u:" + strconv.FormatUint(x, 10)
+		return strconv.AppendUint(append(buf, "u:"...), x, 10)
 	case float64:
-		return "f:" + strconv.FormatFloat(x, 'g', -1, 64)
+		return strconv.AppendFloat(append(buf, "f:"...), x, 'g', -1, 64)
 	case float32:
-		return "f:" + strconv.FormatFloat(float64(x), 'g', -1, 32)
+		return strconv.AppendFloat(append(buf, "f:"...), float64(x), 'g', -1, 32)
 	case []byte:
-		return "b:" + hex.EncodeToString(x)
+		return hex.AppendEncode(append(buf, "b:"...), x)
 	case string:
-		return "b:" + hex.EncodeToString([]byte(x))
+		return hex.AppendEncode(append(buf, "b:"...), []byte(x))
 	case time.Time:
-		return "t:" + x.UTC().Format(time.RFC3339Nano)
+		return x.UTC().AppendFormat(append(buf, "t:"...), time.RFC3339Nano)
 	case bool:
 		if x {
-			return "i:1"
+			return append(buf, "i:1"...)
 		}
-		return "i:0"
+		return append(buf, "i:0"...)
 	}
-	return "b:" + hex.EncodeToString(fmt.Append(nil, v))
+	return hex.AppendEncode(append(buf, "b:"...), fmt.Append(nil, v))
 }
 
 func decodeValue(s string) (any, error) {
@@ -233,10 +237,10 @@ func readChunk(ctx context.Context, db *sql.DB, def *tableDef, lo, hi key) (rows
 // rowCRC is the CRC-32 of one row's values. A table's checksum is the sum
 // of its rows' CRCs (mod 2^32), so it does not depend on read order.
 func rowCRC(vals []any) uint32 {
-	h := crc32.NewIEEE()
+	var stack [256]byte
+	buf := stack[:0]
 	for _, v := range vals {
-		h.Write([]byte(encodeValue(v)))
-		h.Write([]byte{0})
+		buf = append(appendValue(buf, v), 0)
 	}
-	return h.Sum32()
+	return crc32.ChecksumIEEE(buf)
 }
