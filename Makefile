@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 GO ?= go
 GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 WITH_DB := ./scripts/with-mariadb.sh
@@ -11,11 +12,13 @@ run: build ## Build and run `cm serve` (127.0.0.1:8088, sqlite:./data/cm.db)
 	mkdir -p data
 	./bin/cm serve
 
-test: lint deps ## Lint, then run all tests with -race against a throwaway MariaDB
-	$(WITH_DB) $(GO) test -race -shuffle=on -count=1 -timeout 25m ./...
+test: lint deps ## Lint, then run all tests with -race against a throwaway MariaDB (full log: bin/test.log)
+	@mkdir -p bin
+	@set -o pipefail; $(WITH_DB) $(GO) test -v -race -shuffle=on -count=1 -timeout 25m ./... 2>&1 \
+		| tee bin/test.log | ./scripts/test-summary.sh
 
-bench: deps ## Run each benchmark once against a throwaway MariaDB
-	$(WITH_DB) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
+bench: deps ## Run each benchmark once against a throwaway MariaDB, one package at a time (figures: docs/benchmarks.md)
+	$(WITH_DB) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -p 1 -timeout 30m ./...
 
 lint: ## Check formatting (gofmt -l prints nothing) and go vet
 	@out=$$($(GOFMT) -l .); \
