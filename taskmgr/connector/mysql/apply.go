@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,20 @@ type planner struct {
 
 func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int) ([]statement, error) {
 	p := &planner{maxBytes: maxBytes, pending: map[TableRef]*group{}, records: len(records)}
+	if increasingInserts(records, defs) {
+		// No key repeats: nothing to compact (a full import chunk).
+		rc := records[0].Change
+		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		for i := range records {
+			if err := p.upsert(ref, defs[ref], records[i].Change.Columns, records[i].Change.After); err != nil {
+				return nil, err
+			}
+		}
+		if g := p.pending[ref]; g != nil {
+			p.flush(ref, g)
+		}
+		return p.out, nil
+	}
 	compacted := map[TableRef]*compaction{}
 	var compactOrder []TableRef
 	for i := range records {
@@ -218,6 +233,16 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 	if n <= 1 || len(records) < parallelMinRows {
 		return [][]connector.Record{records}
 	}
+	if increasingInserts(records, defs) {
+		// Distinct keys: any split keeps each key in one part; contiguous
+		// blocks keep each part's inserts in key order.
+		out := make([][]connector.Record, 0, n)
+		size := (len(records) + n - 1) / n
+		for lo := 0; lo < len(records); lo += size {
+			out = append(out, records[lo:min(lo+size, len(records))])
+		}
+		return out
+	}
 	parts := make([][]connector.Record, n)
 	put := func(ref TableRef, key string, r connector.Record) {
 		h := fnv.New32a()
@@ -261,6 +286,49 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 		}
 	}
 	return out
+}
+
+// increasingInserts reports whether records are all inserts into one
+// compactable table (see sameKey) with a one-column integer primary key,
+// in strictly increasing key order, so that no key repeats: what a full
+// import chunk is. One pass, no allocation; it gives up at the first
+// record that does not fit.
+func increasingInserts(records []connector.Record, defs map[TableRef]*tableDef) bool {
+	if len(records) == 0 {
+		return false
+	}
+	first := records[0].Change
+	if first == nil || !sameKey(defs[TableRef{DB: first.Database, Name: first.Table}], first) {
+		return false
+	}
+	var last int64
+	for i := range records {
+		rc := records[i].Change
+		if rc == nil || rc.Op != connector.OpInsert || len(rc.PK) != 1 || rc.Table != first.Table || rc.Database != first.Database {
+			return false
+		}
+		var k int64
+		switch v := rc.After[rc.PK[0]].(type) {
+		case int64:
+			k = v
+		case int32:
+			k = int64(v)
+		case uint32:
+			k = int64(v)
+		case uint64:
+			if v > math.MaxInt64 {
+				return false
+			}
+			k = int64(v)
+		default:
+			return false
+		}
+		if i > 0 && k <= last {
+			return false
+		}
+		last = k
+	}
+	return true
 }
 
 // keyString encodes the primary key values of a row as a map key. Values

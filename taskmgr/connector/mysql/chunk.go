@@ -219,9 +219,16 @@ func readChunk(ctx context.Context, db *sql.DB, def *tableDef, lo, hi key) (rows
 	}
 	defer r.Close()
 	n := len(def.Columns)
+	// Rows are scanned into one backing array per chunk and the pointers
+	// are reused: two allocations per chunk instead of two per row.
+	backing := make([]any, 0, 1024*n)
+	ptrs := make([]any, n)
 	for r.Next() {
-		vals := make([]any, n)
-		ptrs := make([]any, n)
+		if len(backing)+n > cap(backing) {
+			backing = make([]any, 0, cap(backing))
+		}
+		vals := backing[len(backing) : len(backing)+n : len(backing)+n]
+		backing = backing[:len(backing)+n]
 		for i := range vals {
 			ptrs[i] = &vals[i]
 		}

@@ -162,3 +162,34 @@ func run(rows map[int64]string, stmts []statement) {
 		}
 	}
 }
+
+// TestIncreasingInserts: a run of inserts with increasing integer keys (a
+// full import chunk) is applied without compaction and split into
+// contiguous blocks; anything else takes the general path.
+func TestIncreasingInserts(t *testing.T) {
+	_, defs := compactDef()
+	var recs []connector.Record
+	for i := 0; i < 2500; i++ {
+		recs = append(recs, change(connector.OpInsert, nil, []any{int64(i * 2), "v"}))
+	}
+	if !increasingInserts(recs, defs) {
+		t.Fatal("increasing inserts not recognised")
+	}
+	parts := partition(recs, defs, 4)
+	if len(parts) != 4 || len(parts[0]) != 625 || parts[1][0].Change.After[0] != int64(1250) {
+		t.Fatalf("parts: %d, first %d", len(parts), len(parts[0]))
+	}
+	stmts, err := plan(recs, defs, 1<<30)
+	if err != nil || len(stmts) != 6 || stmts[0].rows != 1000 || stmts[2].rows != 200 {
+		t.Fatalf("%d statements, %v", len(stmts), err)
+	}
+	for _, bad := range [][]connector.Record{
+		append(recs[:10:10], change(connector.OpInsert, nil, []any{int64(4), "again"})),
+		append(recs[:10:10], change(connector.OpDelete, []any{int64(100), "v"}, nil)),
+		{change(connector.OpInsert, nil, []any{"s", "v"})},
+	} {
+		if increasingInserts(bad, defs) {
+			t.Errorf("%d records taken for increasing inserts", len(bad))
+		}
+	}
+}
