@@ -99,7 +99,7 @@ func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int)
 		}
 		if c := compacted[ref]; c != nil || sameKey(def, rc) {
 			if c == nil {
-				c = &compaction{last: map[string]int{}}
+				c = &compaction{last: map[rowKey]int{}}
 				compacted[ref] = c
 				compactOrder = append(compactOrder, ref)
 			}
@@ -150,7 +150,7 @@ func (p *planner) change(ref TableRef, def *tableDef, rc *connector.RowChange) e
 // the same rows as applying the changes in order, in a few large
 // statements instead of one or two per source transaction.
 type compaction struct {
-	last    map[string]int // key -> index in entries of its last state
+	last    map[rowKey]int // key -> index in entries of its last state
 	entries []compactEntry
 }
 
@@ -161,7 +161,7 @@ type compactEntry struct {
 	dead   bool // superseded by a later change of the same key
 }
 
-func (c *compaction) set(key string, e compactEntry) {
+func (c *compaction) set(key rowKey, e compactEntry) {
 	if i, ok := c.last[key]; ok {
 		c.entries[i].dead = true
 	}
@@ -172,15 +172,15 @@ func (c *compaction) set(key string, e compactEntry) {
 func (c *compaction) add(ref TableRef, rc *connector.RowChange) error {
 	switch rc.Op {
 	case connector.OpInsert:
-		c.set(keyString(rc.After, rc.PK), compactEntry{rc: rc, values: rc.After})
+		c.set(keyOf(rc.After, rc.PK), compactEntry{rc: rc, values: rc.After})
 	case connector.OpUpdate:
-		before, after := keyString(rc.Before, rc.PK), keyString(rc.After, rc.PK)
+		before, after := keyOf(rc.Before, rc.PK), keyOf(rc.After, rc.PK)
 		if before != after {
 			c.set(before, compactEntry{rc: rc, values: rc.Before, delete: true})
 		}
 		c.set(after, compactEntry{rc: rc, values: rc.After})
 	case connector.OpDelete:
-		c.set(keyString(rc.Before, rc.PK), compactEntry{rc: rc, values: rc.Before, delete: true})
+		c.set(keyOf(rc.Before, rc.PK), compactEntry{rc: rc, values: rc.Before, delete: true})
 	default:
 		return fmt.Errorf("row change of %s has unknown op %d", ref, rc.Op)
 	}
@@ -244,30 +244,34 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 		return out
 	}
 	parts := make([][]connector.Record, n)
-	put := func(ref TableRef, key string, r connector.Record) {
-		h := fnv.New32a()
-		h.Write([]byte(ref.DB))
-		h.Write([]byte{0})
-		h.Write([]byte(ref.Name))
-		h.Write([]byte{0})
-		h.Write([]byte(key))
-		i := h.Sum32() % uint32(n)
+	tableHash := map[TableRef]uint64{}
+	put := func(ref TableRef, key rowKey, r connector.Record) {
+		th, ok := tableHash[ref]
+		if !ok {
+			h := fnv.New64a()
+			h.Write([]byte(ref.DB))
+			h.Write([]byte{0})
+			h.Write([]byte(ref.Name))
+			th = h.Sum64()
+			tableHash[ref] = th
+		}
+		i := key.hash(th) % uint64(n)
 		parts[i] = append(parts[i], r)
 	}
 	for _, r := range records {
 		rc := r.Change
 		ref := TableRef{DB: rc.Database, Name: rc.Table}
 		if !sameKey(defs[ref], rc) {
-			put(ref, "", r)
+			put(ref, rowKey{}, r)
 			continue
 		}
 		switch rc.Op {
 		case connector.OpInsert:
-			put(ref, keyString(rc.After, rc.PK), r)
+			put(ref, keyOf(rc.After, rc.PK), r)
 		case connector.OpDelete:
-			put(ref, keyString(rc.Before, rc.PK), r)
+			put(ref, keyOf(rc.Before, rc.PK), r)
 		default:
-			before, after := keyString(rc.Before, rc.PK), keyString(rc.After, rc.PK)
+			before, after := keyOf(rc.Before, rc.PK), keyOf(rc.After, rc.PK)
 			if before == after {
 				put(ref, after, r)
 				continue
@@ -329,6 +333,53 @@ func increasingInserts(records []connector.Record, defs map[TableRef]*tableDef) 
 		last = k
 	}
 	return true
+}
+
+// rowKey is a row's primary key as a map key: a one-column integer key in
+// i (the common case, no allocation), any other key encoded in s. One
+// table's keys all take the same form, so the two never meet.
+type rowKey struct {
+	i int64
+	s string
+}
+
+func keyOf(values []any, pk []int) rowKey {
+	if len(pk) == 1 {
+		switch v := values[pk[0]].(type) {
+		case int64:
+			return rowKey{i: v}
+		case int32:
+			return rowKey{i: int64(v)}
+		case uint32:
+			return rowKey{i: int64(v)}
+		case int16:
+			return rowKey{i: int64(v)}
+		case uint16:
+			return rowKey{i: int64(v)}
+		case int8:
+			return rowKey{i: int64(v)}
+		case uint8:
+			return rowKey{i: int64(v)}
+		}
+	}
+	return rowKey{s: keyString(values, pk)}
+}
+
+// hash mixes k with a table's hash (FNV-1a over the key's bytes).
+func (k rowKey) hash(h uint64) uint64 {
+	const prime = 1099511628211
+	if k.s == "" {
+		for i := 0; i < 8; i++ {
+			h ^= uint64(byte(k.i >> (8 * i)))
+			h *= prime
+		}
+		return h
+	}
+	for i := 0; i < len(k.s); i++ {
+		h ^= uint64(k.s[i])
+		h *= prime
+	}
+	return h
 }
 
 // keyString encodes the primary key values of a row as a map key. Values

@@ -448,8 +448,11 @@ func (s *BinlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEv
 	default:
 		return nil
 	}
+	// One allocation for the event's changes rather than one per row.
+	changes := make([]connector.RowChange, len(e.Rows)/step)
 	for i := 0; i+step <= len(e.Rows); i += step {
-		rc := &connector.RowChange{Database: ref.DB, Table: ref.Name, Op: op, Columns: sh.columns, PK: sh.pk}
+		rc := &changes[i/step]
+		*rc = connector.RowChange{Database: ref.DB, Table: ref.Name, Op: op, Columns: sh.columns, PK: sh.pk}
 		switch op {
 		case connector.OpInsert:
 			rc.After = sh.values(e.Rows[i])
