@@ -38,9 +38,16 @@
 // read again but were never written; only a chunk written and not yet
 // checkpointed is written twice.
 //
-// Sink. One target transaction per batch; inserts and updates are upserts
-// (INSERT ... ON DUPLICATE KEY UPDATE), an update that moves the primary key
-// deletes the old key first, deletes are by key. So delivery is
-// at-least-once and replays converge. Missing target tables are created
-// from the source's SHOW CREATE TABLE when the source is mysql.
+// Sink. Inserts and updates are upserts (INSERT ... ON DUPLICATE KEY
+// UPDATE), an update that moves the primary key deletes the old key first,
+// deletes are by key. So delivery is at-least-once and replays converge.
+// For a table whose only unique key is an exact-typed primary key, a batch
+// is compacted to the last state of each key (deletes, then upserts): only
+// the batch's final state is visible, so the order inside it does not
+// matter. A large batch is split by key into sink.parallelism transactions
+// applied at once; a table that cannot be compacted goes whole and in order
+// into one of them. Every part commits before Write returns, so a batch is
+// checkpointed only once all of it is applied; a crash between the parts
+// leaves a prefix of work that the replay completes. Missing target tables
+// are created from the source's SHOW CREATE TABLE when the source is mysql.
 package mysql
