@@ -209,7 +209,11 @@ func (e *env) binlogEnd(t testing.TB) binlogPos {
 func reached(t testing.TB, n *cmtest.Node, name, sub string, p binlogPos, within time.Duration) {
 	t.Helper()
 	cmtest.Eventually(t, within, "checkpoint reaches "+p.String(), func() bool {
-		at, ok := parseToken(n.Detail(t, name).Checkpoint[sub].Token)
+		d := n.Detail(t, name)
+		if len(d.ErrorDetails) > 0 {
+			t.Fatalf("task %s is %s: %+v", name, d.State, d.ErrorDetails)
+		}
+		at, ok := parseToken(d.Checkpoint[sub].Token)
 		return ok && !at.before(p)
 	})
 }

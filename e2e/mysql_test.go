@@ -199,3 +199,45 @@ func TestPullbackBeforeOldestBinlog(t *testing.T) {
 	e.exec(t, "INSERT INTO "+e.srcT("a")+" VALUES (1, 'after', 1, NULL, NULL)")
 	e.converged(t, 30*time.Second, "a")
 }
+
+// TestIncrementalBulkMix streams large transactions (so batches go through
+// compaction and are split into parallel parts) over three kinds of table:
+// an integer key (compacted), a string key, and an integer key with a
+// unique secondary key whose values are swapped between rows (both kept in
+// source order, in one part). Keys move, rows are inserted, changed and
+// deleted in the same transaction. The target must equal the source.
+func TestIncrementalBulkMix(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, sprintf("CREATE TABLE %s (id INT PRIMARY KEY, v VARCHAR(40), n INT)", e.srcT("ints")))
+	e.exec(t, sprintf("CREATE TABLE %s (k VARCHAR(20) PRIMARY KEY, v VARCHAR(40))", e.srcT("strs")))
+	e.exec(t, sprintf("CREATE TABLE %s (id INT PRIMARY KEY, u INT NOT NULL, v VARCHAR(40), UNIQUE KEY (u))", e.srcT("uniq")))
+	n, name := startIncr(t, e)
+
+	for round := 0; round < 3; round++ {
+		lo, hi := round*4000+1, round*4000+4000
+		e.exec(t, sprintf("BEGIN; "+
+			"INSERT INTO %[1]s SELECT seq, CONCAT('r', seq), seq FROM %[4]s.seq_%[5]d_to_%[6]d; "+
+			"UPDATE %[1]s SET v = CONCAT(v, '+'), n = n + 1 WHERE id BETWEEN %[5]d AND %[6]d AND id %% 3 = 0; "+
+			"DELETE FROM %[1]s WHERE id BETWEEN %[5]d AND %[6]d AND id %% 5 = 0; "+
+			"UPDATE %[1]s SET id = id + 100000 WHERE id BETWEEN %[5]d AND %[6]d AND id %% 7 = 0; "+
+			"INSERT INTO %[1]s SELECT seq, 'back', 0 FROM %[4]s.seq_%[5]d_to_%[6]d WHERE seq %% 5 = 0 AND seq %% 7 <> 0; "+
+			"INSERT INTO %[2]s SELECT CONCAT('k', seq), CONCAT('s', seq) FROM %[4]s.seq_%[5]d_to_%[6]d; "+
+			"UPDATE %[2]s SET k = CONCAT('K', SUBSTRING(k, 2)) WHERE k LIKE 'k%%1'; "+
+			"DELETE FROM %[2]s WHERE k LIKE 'k%%2'; "+
+			"INSERT INTO %[3]s SELECT seq, seq, 'u' FROM %[4]s.seq_%[5]d_to_%[6]d; "+
+			"COMMIT", e.srcT("ints"), e.srcT("strs"), e.srcT("uniq"), e.src, lo, hi))
+		// Swap unique values between neighbouring rows, through a free value.
+		e.exec(t, sprintf("BEGIN; "+
+			"UPDATE %[1]s SET u = -u WHERE id BETWEEN %[2]d AND %[3]d AND id %% 2 = 1; "+
+			"UPDATE %[1]s SET u = u - 1 WHERE id BETWEEN %[2]d AND %[3]d AND id %% 2 = 0; "+
+			"UPDATE %[1]s SET u = -u + 1 WHERE id BETWEEN %[2]d AND %[3]d AND id %% 2 = 1; "+
+			"DELETE FROM %[1]s WHERE id BETWEEN %[2]d AND %[3]d AND id %% 11 = 0; "+
+			"COMMIT", e.srcT("uniq"), lo, hi))
+	}
+	end := e.binlogEnd(t)
+	reached(t, n, name, e.subtopic(), end, 2*time.Minute)
+	if d := e.diff(t, "ints", "strs", "uniq"); d != "" {
+		t.Fatalf("checkpoint at %s but the target differs: %s", end, d)
+	}
+	t.Logf("ints: %s; strs: %s; uniq: %s", e.checksum(t, e.dstT("ints")), e.checksum(t, e.dstT("strs")), e.checksum(t, e.dstT("uniq")))
+}
