@@ -187,9 +187,13 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 		Password:                s.cfg.Password,
 		Charset:                 "utf8mb4",
 		TimestampStringLocation: time.UTC,
-		UseDecimal:              true,
-		HeartbeatPeriod:         heartbeatPeriod,
-		ReadTimeout:             readTimeout,
+		// Without UseDecimal the decoder yields a DECIMAL as its exact
+		// text (scale kept: "12.50"), which is what the sink binds; with it
+		// the text would be parsed into a decimal.Decimal only to be
+		// printed again.
+		UseDecimal:      false,
+		HeartbeatPeriod: heartbeatPeriod,
+		ReadTimeout:     readTimeout,
 		// A broken dump is reported to the runtime, whose restart policy
 		// reopens from the last checkpoint; no hidden retry loop here.
 		DisableRetrySync: true,
