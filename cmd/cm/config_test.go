@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cm/internal/cmtest"
 )
 
 func TestConfigLayering(t *testing.T) {
@@ -60,5 +62,15 @@ func TestUnknownYAMLKeyRefused(t *testing.T) {
 	}
 	if err := resolve(cmd, &c, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "listne") {
 		t.Fatalf("typo in config file: %v", err)
+	}
+}
+
+func TestGCPercentMatchesTestNodes(t *testing.T) {
+	if defaultGCPercent != cmtest.GCPercent {
+		t.Fatalf("cm serve runs with --gc-percent %d but test nodes with %d", defaultGCPercent, cmtest.GCPercent)
+	}
+	c := serveConfig{Listen: "127.0.0.1:1", DB: "sqlite:x.db", LogLevel: "info", LogFormat: "json", GCPercent: 5}
+	if _, _, err := c.validate(); err == nil || !strings.Contains(err.Error(), "--gc-percent") {
+		t.Fatalf("gc-percent 5 accepted: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -87,6 +88,9 @@ func migrateCmd() *cobra.Command {
 // next start resumes them) and the node heartbeat, then close the store.
 func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger) error {
 	log = log.With(zap.String("node", string(node)))
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(c.GCPercent)
+	}
 	store, err := model.Open(ctx, dsn, true)
 	if err != nil {
 		return err

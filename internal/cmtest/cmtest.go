@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,11 @@ import (
 	"cm/taskmgr"
 	"cm/taskmgr/connector/builtin"
 )
+
+// GCPercent is the collector target cm serve runs with (its --gc-percent
+// default); test nodes run with it too, so benchmarks measure what
+// production runs. cmd/cm checks the two agree.
+const GCPercent = 400
 
 // Node is a running cm node.
 type Node struct {
@@ -49,6 +56,9 @@ type Options struct {
 // Start opens the store at url and serves a node until the test ends.
 func Start(t testing.TB, url string, opt Options) *Node {
 	t.Helper()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
+	}
 	dsn, err := model.ParseDSN(url)
 	if err != nil {
 		t.Fatal(err)
