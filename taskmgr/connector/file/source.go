@@ -186,6 +186,11 @@ func (s *Source) Read(ctx context.Context) (connector.Batch, error) {
 			s.err = err
 			continue
 		}
+		if s.r == s.w {
+			// Nothing buffered: an idle tail holds no read buffer, which is
+			// most of the memory of a thousand idle tasks.
+			s.buf = nil
+		}
 		if poll == nil {
 			poll = time.NewTimer(s.poll)
 			defer poll.Stop()
@@ -275,6 +280,17 @@ func (s *Source) next() (line []byte, start int64, ok bool, err error) {
 func (s *Source) fill() (int, error) {
 	if s.r == s.w {
 		s.r, s.w = 0, 0
+	}
+	if s.buf == nil {
+		// Idle at the end of the file: allocate only once there is more.
+		st, err := s.f.Stat()
+		if err != nil {
+			return 0, ioError("checking", s.path, err)
+		}
+		if st.Size() <= s.off {
+			return 0, nil
+		}
+		s.buf = make([]byte, readChunk)
 	}
 	if s.w == len(s.buf) {
 		if s.r > 0 {
