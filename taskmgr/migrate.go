@@ -343,14 +343,17 @@ func restoreDesired(t *model.Task, j *journal) {
 }
 
 // beatSince reports whether the task's current incarnation has sent a
-// heartbeat after it was reported RUNNING.
+// heartbeat that shows it survived its start (see below).
 func (r *Reconciler) beatSince(ctx context.Context, t *model.Task) bool {
 	hbs, err := r.store.Heartbeats(ctx, []string{t.Component})
 	if err != nil {
 		return false
 	}
 	hb, ok := hbs[t.Component]
-	return ok && hb.Version == t.Version && !hb.At.Before(t.UpdatedAt)
+	// The committer beats once when the runner registers, before the
+	// connector has done anything; only a later beat, half a heartbeat
+	// period after RUNNING, shows the runner survived its start.
+	return ok && hb.Version == t.Version && !hb.At.Before(t.UpdatedAt.Add(r.cfg.Committer.Heartbeat/2))
 }
 
 func (r *Reconciler) nodeState(ctx context.Context, id model.NodeID) NodeState {
