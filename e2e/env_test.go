@@ -43,21 +43,12 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{host: host, port: port, user: cfg.User, password: cfg.Passwd, src: dbName(t), dst: dbName(t)}
+	e := &env{host: host, port: port, user: cfg.User, password: cfg.Passwd, src: dbtest.NewMySQLDatabaseName(t), dst: dbtest.NewMySQLDatabaseName(t)}
 	if e.admin, err = sql.Open("mysql", dsn); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.admin.Close() })
 	return e
-}
-
-func dbName(t testing.TB) string {
-	_, goDSN := dbtest.NewMySQLDatabase(t)
-	c, err := driver.ParseDSN(goDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.DBName
 }
 
 // subtopic is the binlog subtopic the source reports by default, HOST-PORT.

@@ -80,6 +80,23 @@ func (s *Store) UpdateTask(ctx context.Context, t *Task) error {
 	return nil
 }
 
+// WriteTask is the one shape of a task state write: in one transaction, the
+// compare-and-swap of t (UpdateTask), whatever extra writes belong with it,
+// and the audit row. ErrConflict means another writer got there first.
+func (s *Store) WriteTask(ctx context.Context, t *Task, audit *Audit, extra func(tx *Store) error) error {
+	return s.Tx(ctx, func(tx *Store) error {
+		if err := tx.UpdateTask(ctx, t); err != nil {
+			return err
+		}
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
+		}
+		return tx.InsertAudit(ctx, audit)
+	})
+}
+
 // TaskFilter selects tasks for listing. Zero fields match everything.
 type TaskFilter struct {
 	Components []string

@@ -391,12 +391,7 @@ func (m *Manager) runtimeEvent(ctx context.Context, t *model.Task, ev model.Even
 		if detail != nil {
 			audit.ErrCode, audit.ErrMsg = detail.Code, detail.Message
 		}
-		err = m.store.Tx(ctx, func(tx *model.Store) error {
-			if err := tx.UpdateTask(ctx, &next); err != nil {
-				return err
-			}
-			return tx.InsertAudit(ctx, audit)
-		})
+		err = m.store.WriteTask(ctx, &next, audit, nil)
 		if errors.Is(err, model.ErrConflict) {
 			continue
 		}
@@ -436,12 +431,7 @@ func (m *Manager) flagTask(ctx context.Context, t *model.Task, detail *model.Err
 		if detail != nil {
 			audit.ErrCode, audit.ErrMsg = detail.Code, detail.Message
 		}
-		err = m.store.Tx(ctx, func(tx *model.Store) error {
-			if err := tx.UpdateTask(ctx, &next); err != nil {
-				return err
-			}
-			return tx.InsertAudit(ctx, audit)
-		})
+		err = m.store.WriteTask(ctx, &next, audit, nil)
 		if errors.Is(err, model.ErrConflict) {
 			continue
 		}

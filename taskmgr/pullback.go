@@ -363,17 +363,7 @@ func (r *Reconciler) writeIntent(ctx context.Context, cur, next *model.Task, op 
 	audit := &model.Audit{At: time.Now().UTC(), Actor: "node:" + string(r.cfg.Node), Operation: op, Component: cur.Component,
 		TaskBefore: cur.Name().String(), TaskAfter: next.Name().String(), StateBefore: cur.State, StateAfter: next.State,
 		Result: model.ResultSuccess}
-	err := r.store.Tx(ctx, func(tx *model.Store) error {
-		if err := tx.UpdateTask(ctx, next); err != nil {
-			return err
-		}
-		if extra != nil {
-			if err := extra(tx); err != nil {
-				return err
-			}
-		}
-		return tx.InsertAudit(ctx, audit)
-	})
+	err := r.store.WriteTask(ctx, next, audit, extra)
 	if err != nil {
 		if !errors.Is(err, model.ErrConflict) {
 			r.log.Warn("advancing journal", zap.String(logTask, cur.Name().String()), zap.String("step", op), zap.Error(err))

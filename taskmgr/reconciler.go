@@ -386,12 +386,7 @@ func (r *Reconciler) write(ctx context.Context, component string, version int64,
 		if len(details) > 0 {
 			audit.ErrCode, audit.ErrMsg = details[0].Code, details[0].Message
 		}
-		err = r.store.Tx(ctx, func(tx *model.Store) error {
-			if err := tx.UpdateTask(ctx, t); err != nil {
-				return err
-			}
-			return tx.InsertAudit(ctx, audit)
-		})
+		err = r.store.WriteTask(ctx, t, audit, nil)
 		if errors.Is(err, model.ErrConflict) {
 			continue
 		}

@@ -122,6 +122,19 @@ func NewMySQLDatabase(t testing.TB) (cmURL string, goDSN string) {
 	return cmURL, withParam(goDSN, "multiStatements", "true")
 }
 
+// NewMySQLDatabaseName creates a fresh database like NewMySQLDatabase and
+// returns only its name, for tests that address several databases on one
+// server connection.
+func NewMySQLDatabaseName(t testing.TB) string {
+	t.Helper()
+	cmURL, _ := NewMySQLDatabase(t)
+	u, err := url.Parse(cmURL)
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
 // ServerDSN returns a go-sql-driver DSN of the test MariaDB server with no
 // database selected (user:pass@tcp(host:port)/?parseTime=true&multiStatements=true),
 // for tests that create several databases themselves, such as binlog tests.

@@ -42,7 +42,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	e := &env{host: host, port: port, user: cfg.User, password: cfg.Passwd,
-		srcName: dbName(t), dstName: dbName(t),
+		srcName: dbtest.NewMySQLDatabaseName(t), dstName: dbtest.NewMySQLDatabaseName(t),
 		// A component of its own gives each test its own replica server id.
 		component: model.Component{Project: "p_mysqltest", Type: model.TypeIncr, N: rand.IntN(1 << 30), M: 0}}
 	if e.admin, err = sql.Open("mysql", dsn); err != nil {
@@ -50,15 +50,6 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { e.admin.Close() })
 	return e
-}
-
-func dbName(t testing.TB) string {
-	_, goDSN := dbtest.NewMySQLDatabase(t)
-	c, err := driver.ParseDSN(goDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.DBName
 }
 
 // exec runs statements on the server (several per call are fine).
