@@ -316,7 +316,7 @@ func TestKill9DuringFullImport(t *testing.T) {
 	}
 	writes := e.count(t, "SELECT n FROM "+e.dstT("writes"))
 	again := writes - rows
-	t.Logf("rows written %d for %d rows: %d written twice (%.2f chunks of %d; %d readers); lost between the durable checkpoint and the kill: %d rows",
+	t.Logf("rows written %d for %d rows: %d written twice (%.2f chunks of %d; %d readers); written after the last durable checkpoint, so copied again: %d rows",
 		writes, rows, again, float64(again)/batchSize, batchSize, parallelism, written-resumed.Rows)
 	if again > batchSize*parallelism {
 		t.Errorf("re-copied %d rows after the crash, more than one chunk per reader (%d)", again, batchSize*parallelism)
