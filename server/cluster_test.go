@@ -38,24 +38,6 @@ func appendLines(t *testing.T, path string, from, to int) {
 	}
 }
 
-// sinkIndexes counts how often each record index reached a file sink.
-func sinkIndexes(t *testing.T, path string) map[int]int {
-	t.Helper()
-	b, _ := os.ReadFile(path)
-	seen := map[int]int{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if l == "" {
-			continue
-		}
-		var rec struct{ I int }
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("sink line %q: %v", l, err)
-		}
-		seen[rec.I]++
-	}
-	return seen
-}
-
 // TestCrossNodeCall: a call made on node C for a task owned by node A
 // converges as fast as a local call, because C wakes A over HTTP. A's
 // periodic pass is 30 s, so only the wake can make it fast.

@@ -37,7 +37,7 @@ func TestMigrate(t *testing.T) {
 		}
 		appendLines(t, src, 400, 500)
 		cmtest.Eventually(t, 10*time.Second, "all 500 records", func() bool { return b.Detail(t, got).Checkpoint["src.jsonl"].TS == 599 })
-		seen := sinkIndexes(t, sink)
+		seen := cmtest.SinkIndexes(t, sink)
 		for i := 0; i < 500; i++ {
 			if seen[i] == 0 {
 				t.Fatalf("record %d lost", i)
@@ -132,7 +132,7 @@ func TestMigrateFromDeadNode(t *testing.T) {
 		t.Fatalf("migrate off a dead node answered %s", got)
 	}
 	cmtest.Eventually(t, 5*time.Second, "resumed from the checkpoint", func() bool { return b.Detail(t, got).Checkpoint["src.jsonl"].TS == 159 })
-	if seen := sinkIndexes(t, sink); len(seen) != 60 {
+	if seen := cmtest.SinkIndexes(t, sink); len(seen) != 60 {
 		t.Fatalf("sink has %d distinct records, want 60", len(seen))
 	}
 }
@@ -204,7 +204,7 @@ func TestHAFailover(t *testing.T) {
 			t.Fatalf("version %d, want 2", d.Version)
 		}
 		cmtest.Eventually(t, 5*time.Second, "caught up", func() bool { return b.Detail(t, d.TaskName).Checkpoint["src.jsonl"].TS == 179 })
-		if seen := sinkIndexes(t, sink); len(seen) != 80 {
+		if seen := cmtest.SinkIndexes(t, sink); len(seen) != 80 {
 			t.Fatalf("sink has %d distinct records, want 80", len(seen))
 		}
 	})

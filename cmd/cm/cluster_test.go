@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"cm/internal/cmtest"
 	"cm/internal/dbtest"
 	"cm/model"
 )
@@ -170,7 +171,7 @@ func TestThreeNodeCluster(t *testing.T) {
 		t.Fatalf("migrate answered %s, want %s", moved, want)
 	}
 	within(t, 15*time.Second, "all lines on B", func() bool { return observe(b).Checkpoint["src.jsonl"].TS == int64(1000+app.next-1) })
-	seen := sinkSeen(t, sink)
+	seen := cmtest.SinkIndexes(t, sink)
 	for i := 0; i < app.next; i++ {
 		if seen[i] == 0 {
 			t.Fatalf("line %d lost in the migrate", i)
@@ -246,7 +247,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	within(t, 15*time.Second, "the lines written while B was dead", func() bool {
 		return observe(owner).Checkpoint["src.jsonl"].TS == int64(1000+app.next-1)
 	})
-	seen = sinkSeen(t, sink)
+	seen = cmtest.SinkIndexes(t, sink)
 	dups := 0
 	for i := 0; i < app.next; i++ {
 		if seen[i] == 0 {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"cm/internal/cmtest"
 	"cm/internal/dbtest"
 )
 
@@ -134,22 +135,6 @@ func (a *appender) add(n int) {
 	f.Close()
 }
 
-func sinkSeen(t *testing.T, path string) map[int]int {
-	b, _ := os.ReadFile(path)
-	seen := map[int]int{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if l == "" {
-			continue
-		}
-		var rec struct{ I int }
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("sink line %q: %v", l, err)
-		}
-		seen[rec.I]++
-	}
-	return seen
-}
-
 // TestKill9WhileStreaming kills cm with SIGKILL while a task streams, starts
 // it again, and checks: every source line reaches the sink at least once, no
 // gap, the durable checkpoint never moved backwards, and a task the operator
@@ -216,7 +201,7 @@ func TestKill9WhileStreaming(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		seen := sinkSeen(t, sink)
+		seen := cmtest.SinkIndexes(t, sink)
 		dups := 0
 		for i := 0; i < total; i++ {
 			if seen[i] == 0 {
@@ -229,7 +214,7 @@ func TestKill9WhileStreaming(t *testing.T) {
 		if state, _ := p.checkpoint(t, comp2, "src2.jsonl"); state != "STOPPED" {
 			t.Fatalf("operator-stopped task is %s after restart", state)
 		}
-		if n := len(sinkSeen(t, sink2)); n != 10 {
+		if n := len(cmtest.SinkIndexes(t, sink2)); n != 10 {
 			t.Fatalf("stopped task's sink has %d lines", n)
 		}
 	})

@@ -239,3 +239,22 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// SinkIndexes counts how often each record index (the "i" field of a JSON
+// line) reached a file sink, to check at-least-once delivery with no gap.
+func SinkIndexes(t testing.TB, path string) map[int]int {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	seen := map[int]int{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		var rec struct{ I int }
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("sink line %q: %v", l, err)
+		}
+		seen[rec.I]++
+	}
+	return seen
+}
