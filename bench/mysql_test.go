@@ -8,7 +8,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,6 +116,19 @@ func (s *source) task(r *server, typ, dst string, extra map[string]map[string]st
 			cfg[scope][k] = v
 		}
 	}
+	// CM_BENCH_CONFIG=scope.key=value,... overrides settings of every task
+	// the benchmarks create, to compare tunings.
+	for _, kv := range strings.Split(os.Getenv("CM_BENCH_CONFIG"), ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		scope, key, dotted := strings.Cut(k, ".")
+		if !ok || !dotted {
+			continue
+		}
+		if cfg[scope] == nil {
+			cfg[scope] = map[string]string{}
+		}
+		cfg[scope][key] = v
+	}
 	return comp, map[string]any{"component": comp, "config": cfg}
 }
 
@@ -121,6 +137,31 @@ func (s *source) task(r *server, typ, dst string, extra map[string]map[string]st
 // benchmark's own.
 func node(b testing.TB) *cmtest.Node {
 	return cmtest.Start(b, dbtest.SQLiteURL(b), cmtest.Options{})
+}
+
+// profileCM starts a CPU profile of the benchmark process (that is, of the
+// cm node) for the timed part of a benchmark when CM_BENCH_PROFILE names a
+// directory, and returns what stops it. The profile goes to
+// <dir>/<benchmark>.cpu.pprof; read it with go tool pprof.
+func profileCM(b testing.TB) func() {
+	dir := os.Getenv("CM_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".cpu.pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // pos is a binlog position.
@@ -263,6 +304,9 @@ func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
 		execOn(b, r.db, "SET GLOBAL replicate_wild_do_table = '"+nativeDB+".%'")
 		execOn(b, r.db, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
 			"MASTER_LOG_FILE='%s', MASTER_LOG_POS=%d, MASTER_USE_GTID=no", src.port, src.user, src.password, start.file, start.off))
+		cpu := newCPUMeter(b, src, r)
+		quiesce(b, src.admin, r.db)
+		cpu.begin()
 		t0 := time.Now()
 		execOn(b, r.db, "START SLAVE")
 		waitUntil(b, 20*time.Minute, "the native replica reaches "+end.String(), func() bool {
@@ -274,9 +318,13 @@ func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
 			return !(pos{st["Relay_Master_Log_File"], off}).before(end)
 		})
 		native := time.Since(t0)
+		nativeCPU := cpu.report(b, "native")
 		execOn(b, r.db, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL replicate_wild_do_table = ''")
 
 		// cm, resumed at the same position.
+		quiesce(b, src.admin, r.db)
+		stopProfile := profileCM(b)
+		cpu.begin()
 		b.StartTimer()
 		t0 = time.Now()
 		n.OK(b, http.MethodPost, base+"resume?taskName="+name, nil)
@@ -296,6 +344,9 @@ func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
 		b.Logf("cm: resume answered after %s, first checkpoint move after %s", resumed, moved)
 		cm := time.Since(t0)
 		b.StopTimer()
+		stopProfile()
+		b.Log(nativeCPU)
+		b.Log(cpu.report(b, "cm"))
 		n.OK(b, http.MethodPost, base+"stop?taskName="+name, nil)
 
 		for _, tb := range tables {
@@ -380,6 +431,9 @@ func BenchmarkFullImportVsDump(b *testing.B) {
 		}
 		pipeline := fmt.Sprintf("set -o pipefail; mariadb-dump --no-defaults -h %s -P %s -u %s%s --single-transaction %s big | mariadb --no-defaults -h 127.0.0.1 -P %d -u root %s",
 			src.host, src.port, src.user, pass, src.db, r.port, dumpDB)
+		cpu := newCPUMeter(b, src, r)
+		quiesce(b, src.admin, r.db)
+		cpu.begin()
 		t0 := time.Now()
 		if out, err := exec.CommandContext(ctx, "bash", "-c", pipeline).CombinedOutput(); err != nil {
 			cancel()
@@ -387,11 +441,17 @@ func BenchmarkFullImportVsDump(b *testing.B) {
 		}
 		dump := time.Since(t0)
 		cancel()
+		// The dump's own processes are children of the benchmark and are
+		// not in these figures; only the servers are.
+		b.Log(cpu.report(b, "dump"))
 		if got := checksum(b, r.db, "`"+dumpDB+"`.big"); got != want {
 			b.Fatalf("dump copy: %s, source %s", got, want)
 		}
 
 		_, body := src.task(r, "full_trans", cmDB, nil)
+		quiesce(b, src.admin, r.db)
+		stopProfile := profileCM(b)
+		cpu.begin()
 		b.StartTimer()
 		t0 = time.Now()
 		name := n.OK(b, http.MethodPost, base+"create", body).String()
@@ -404,6 +464,8 @@ func BenchmarkFullImportVsDump(b *testing.B) {
 		})
 		cm := time.Since(t0)
 		b.StopTimer()
+		stopProfile()
+		b.Log(cpu.report(b, "cm"))
 		if got := checksum(b, r.db, "`"+cmDB+"`.big"); got != want {
 			b.Fatalf("cm copy: %s, source %s", got, want)
 		}

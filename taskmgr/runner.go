@@ -95,24 +95,82 @@ func (r *runner) open(ctx context.Context) error {
 	return nil
 }
 
+// loop moves batches from the source to the sink until either fails or
+// the source ends. With a sink, the source reads one batch ahead on a
+// goroutine loop owns: while the sink writes batch n (mostly waiting for
+// the target to commit), batch n+1 is read and decoded, so the two overlap
+// instead of taking turns. Positions are handed to the committer only
+// after the sink wrote their batch, and an error from Read reaches the
+// loop only after every batch read before it was written.
 func (r *runner) loop(ctx context.Context) error {
-	for {
-		b, err := r.src.Read(ctx)
-		if err != nil {
-			return err
-		}
-		if len(b.Records) > 0 {
-			if r.snk == nil {
-				return connector.Fail("NO_SINK", "the source produced records but the task has no sink", "", "set sink.type", true, nil)
+	if r.snk == nil {
+		for {
+			b, err := r.src.Read(ctx)
+			if err != nil {
+				return err
 			}
-			if err := r.snk.Write(ctx, b); err != nil {
-				return fmt.Errorf("writing to sink: %w", err)
+			if err := r.move(ctx, b); err != nil {
+				return err
 			}
-		}
-		if len(b.Positions) > 0 || len(b.Metrics) > 0 {
-			r.committer.Track(r.component, r.name.Version, b.Positions, b.Metrics)
 		}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	batches := make(chan readResult) // unbuffered: the reader holds at most one batch ahead
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			b, err := r.src.Read(ctx)
+			select {
+			case batches <- readResult{b, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// The reader must be gone before the caller closes the source.
+	defer func() {
+		cancel()
+		<-readerDone
+	}()
+	for {
+		var res readResult
+		select {
+		case res = <-batches:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if res.err != nil {
+			return res.err
+		}
+		if err := r.move(ctx, res.batch); err != nil {
+			return err
+		}
+	}
+}
+
+type readResult struct {
+	batch connector.Batch
+	err   error
+}
+
+// move writes one batch and then tracks its positions and metrics.
+func (r *runner) move(ctx context.Context, b connector.Batch) error {
+	if len(b.Records) > 0 {
+		if r.snk == nil {
+			return connector.Fail("NO_SINK", "the source produced records but the task has no sink", "", "set sink.type", true, nil)
+		}
+		if err := r.snk.Write(ctx, b); err != nil {
+			return fmt.Errorf("writing to sink: %w", err)
+		}
+	}
+	if len(b.Positions) > 0 || len(b.Metrics) > 0 {
+		r.committer.Track(r.component, r.name.Version, b.Positions, b.Metrics)
+	}
+	return nil
 }
 
 func (r *runner) close() error {

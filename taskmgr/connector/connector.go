@@ -78,7 +78,10 @@ type Batch struct {
 	Metrics map[string]float64
 }
 
-// Source reads data. Read is called from one goroutine.
+// Source reads data. Read is called from one goroutine, but not the one
+// that calls the sink: the runner reads the next batch while the sink
+// writes the last, so a batch Read returned belongs to the caller and the
+// source must not reuse its records or their values.
 type Source interface {
 	// Open prepares reading from the given positions, keyed by subtopic; a
 	// subtopic without a position starts from the beginning of the source.

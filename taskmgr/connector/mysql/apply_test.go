@@ -3,6 +3,7 @@ package mysql
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"cm/taskmgr/connector"
 )
@@ -96,6 +97,46 @@ func TestBinlogValue(t *testing.T) {
 	for _, tt := range tests {
 		if got := binlogValue(tt.in, tt.dataType, tt.unsigned); got != tt.want {
 			t.Errorf("binlogValue(%v, %s, %v) = %v (%T); want %v", tt.in, tt.dataType, tt.unsigned, got, got, tt.want)
+		}
+	}
+}
+
+func TestAppendDatetime(t *testing.T) {
+	for _, tt := range []struct {
+		t    time.Time
+		dec  int
+		want string
+	}{
+		{time.Date(2024, 2, 29, 12, 0, 0, 123_000_000, time.UTC), 3, "2024-02-29 12:00:00.123"},
+		{time.Date(2024, 2, 29, 12, 0, 0, 123_000_000, time.UTC), 0, "2024-02-29 12:00:00"},
+		{time.Date(1969, 7, 20, 20, 17, 40, 5_000, time.UTC), 6, "1969-07-20 20:17:40.000005"},
+		{time.Date(9999, 12, 31, 23, 59, 59, 999_999_000, time.UTC), 6, "9999-12-31 23:59:59.999999"},
+		{time.Date(5, 1, 2, 3, 4, 5, 100_000_000, time.UTC), 1, "0005-01-02 03:04:05.1"},
+		{time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), 4, "2000-01-01 00:00:00.0000"},
+	} {
+		if got := datetimeText(tt.t, tt.dec); got != tt.want {
+			t.Errorf("datetimeText(%v, %d) = %q, want %q", tt.t, tt.dec, got, tt.want)
+		}
+	}
+}
+
+func TestAsUnsigned(t *testing.T) {
+	for _, tt := range []struct {
+		in    any
+		int24 bool
+		want  any
+	}{
+		{int8(-1), false, uint8(255)},
+		{int16(-1), false, uint16(65535)},
+		{int32(-1), true, uint32(16777215)},
+		{int32(-1), false, uint32(4294967295)},
+		{int64(-1), false, uint64(18446744073709551615)},
+		{int32(5), true, uint32(5)},
+		{"text", false, "text"},
+		{nil, false, nil},
+	} {
+		if got := asUnsigned(tt.in, tt.int24); got != tt.want {
+			t.Errorf("asUnsigned(%v, %v) = %v (%T), want %v (%T)", tt.in, tt.int24, got, got, tt.want, tt.want)
 		}
 	}
 }

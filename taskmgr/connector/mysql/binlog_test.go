@@ -28,7 +28,14 @@ func (e *env) createTables(t *testing.T) {
 		data BLOB,
 		doc JSON,
 		kind ENUM('a','b','c'),
-		doubled INT AS (id * 2) VIRTUAL
+		doubled INT AS (id * 2) VIRTUAL,
+		ti TINYINT UNSIGNED,
+		si SMALLINT UNSIGNED,
+		mi MEDIUMINT UNSIGNED,
+		neg MEDIUMINT,
+		early DATETIME(6),
+		plain DATETIME,
+		stamp6 TIMESTAMP(6) NULL
 	);
 	CREATE TABLE `+e.src("t2")+` (
 		a INT NOT NULL,
@@ -45,10 +52,11 @@ func (e *env) workload(t *testing.T, n int) {
 	var vals []string
 	for i := 0; i < 50; i++ {
 		id := base + i
-		vals = append(vals, fmt.Sprintf("(%d, 'név %d ✓', %d.25, '2024-02-29 12:00:00.123', '2024-03-01 00:00:01', 4294967295, 18446744073709551615, 0.1, x'00ff%02x', '{\"k\": %d}', 'b')",
-			id, id, id, i, id))
+		vals = append(vals, fmt.Sprintf("(%d, 'név %d ✓', %d.25, '2024-02-29 12:00:00.123', '2024-03-01 00:00:01', 4294967295, 18446744073709551615, 0.1, x'00ff%02x', '{\"k\": %d}', 'b', "+
+			"255, 65535, 16777215 - %d, -8388608 + %d, '1969-07-20 20:17:40.00000%d', '9999-12-31 23:59:59', '2030-01-19 03:14:07.99999%d')",
+			id, id, id, i, id, i, i, i%10, i%10))
 	}
-	e.exec(t, "INSERT INTO "+e.src("t1")+" (id, name, amount, created, stamp, u, big, f, data, doc, kind) VALUES "+strings.Join(vals, ","))
+	e.exec(t, "INSERT INTO "+e.src("t1")+" (id, name, amount, created, stamp, u, big, f, data, doc, kind, ti, si, mi, neg, early, plain, stamp6) VALUES "+strings.Join(vals, ","))
 	e.exec(t, "UPDATE "+e.src("t1")+" SET amount = amount * 2, name = CONCAT(name, '!') WHERE id BETWEEN ? AND ?", base, base+9)
 	e.exec(t, "UPDATE "+e.src("t1")+" SET id = id + 500 WHERE id = ?", base+10) // key moves
 	e.exec(t, "DELETE FROM "+e.src("t1")+" WHERE id BETWEEN ? AND ?", base+20, base+24)

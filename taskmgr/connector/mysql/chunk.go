@@ -3,10 +3,12 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -213,41 +215,91 @@ func readChunk(ctx context.Context, db *sql.DB, def *tableDef, lo, hi key) (rows
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s",
 		quotedList(def.Columns), def.Ref.quoted(), where, quotedList(def.pkNames()))
-	r, err := db.QueryContext(ctx, q, args...)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer conn.Close()
+	// The rows are read from the driver itself: database/sql would copy
+	// every byte value into its own allocation and convert each value
+	// through reflection-heavy Scan; here they are copied into one arena.
+	err = conn.Raw(func(dc any) error {
+		rows, crc, err = scanChunk(ctx, dc, q, args, len(def.Columns))
+		return err
+	})
+	return rows, crc, err
+}
+
+// chunkArena is the size of the blocks a chunk's byte values are copied to.
+const chunkArena = 256 << 10
+
+// scanChunk runs q as a prepared statement on a driver connection and
+// returns its rows with the checksum of the chunk (see rowCRC).
+func scanChunk(ctx context.Context, dc any, q string, args []any, n int) (rows [][]any, crc uint32, err error) {
+	prep, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, 0, fmt.Errorf("driver connection %T cannot prepare statements", dc)
+	}
+	st, err := prep.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer st.Close()
+	query, ok := st.(driver.StmtQueryContext)
+	if !ok {
+		return nil, 0, fmt.Errorf("driver statement %T cannot query", st)
+	}
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	r, err := query.QueryContext(ctx, named)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer r.Close()
-	n := len(def.Columns)
-	// Rows are scanned into one backing array per chunk and the pointers
-	// are reused: two allocations per chunk instead of two per row.
+	// Rows share one backing array per 1,024 rows, and byte values (the
+	// driver's are only valid until the next row) share arena blocks.
 	backing := make([]any, 0, 1024*n)
-	ptrs := make([]any, n)
-	for r.Next() {
+	dest := make([]driver.Value, n)
+	arena := make([]byte, 0, chunkArena)
+	text := make([]byte, 0, 1024) // a row's checksum text, reused
+	for {
+		if err := r.Next(dest); err != nil {
+			if errors.Is(err, io.EOF) {
+				return rows, crc, nil
+			}
+			return nil, 0, err
+		}
 		if len(backing)+n > cap(backing) {
 			backing = make([]any, 0, cap(backing))
 		}
 		vals := backing[len(backing) : len(backing)+n : len(backing)+n]
 		backing = backing[:len(backing)+n]
-		for i := range vals {
-			ptrs[i] = &vals[i]
+		for i, v := range dest {
+			if b, ok := v.([]byte); ok {
+				if len(arena)+len(b) > cap(arena) {
+					arena = make([]byte, 0, max(chunkArena, len(b)))
+				}
+				start := len(arena)
+				arena = append(arena, b...)
+				v = arena[start:len(arena):len(arena)]
+			}
+			vals[i] = v
 		}
-		if err := r.Scan(ptrs...); err != nil {
-			return nil, 0, err
-		}
-		crc += rowCRC(vals)
+		var c uint32
+		c, text = rowCRC(text, vals)
+		crc += c
 		rows = append(rows, vals)
 	}
-	return rows, crc, r.Err()
 }
 
 // rowCRC is the CRC-32 of one row's values. A table's checksum is the sum
 // of its rows' CRCs (mod 2^32), so it does not depend on read order.
-func rowCRC(vals []any) uint32 {
-	var stack [256]byte
-	buf := stack[:0]
+func rowCRC(buf []byte, vals []any) (uint32, []byte) {
+	buf = buf[:0]
 	for _, v := range vals {
 		buf = append(appendValue(buf, v), 0)
 	}
-	return crc32.ChecksumIEEE(buf)
+	return crc32.ChecksumIEEE(buf), buf
 }
