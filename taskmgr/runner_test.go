@@ -29,7 +29,7 @@ type seqSource struct {
 }
 
 func (s *seqSource) Open(context.Context, map[string]checkpoint.Position) error { return nil }
-func (s *seqSource) Close() error                                              { return nil }
+func (s *seqSource) Close() error                                               { return nil }
 
 func (s *seqSource) Read(ctx context.Context) (connector.Batch, error) {
 	s.mu.Lock()
