@@ -9,6 +9,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -50,7 +52,7 @@ type BinlogSource struct {
 	throttle *throttle
 
 	db     *sql.DB
-	syncer *replication.BinlogSyncer
+	syncer *syncer
 	stream *replication.BinlogStreamer
 	defs   *schemaCache
 	shapes map[TableRef]*shape
@@ -70,6 +72,9 @@ type BinlogSource struct {
 	// failed is returned by every Read once set: a DDL found after a batch
 	// that was returned first.
 	failed error
+	// stall is how long Read waits for any event before it declares the
+	// dump dead: stallTimeout (tests shorten it).
+	stall time.Duration
 }
 
 // txn is the transaction being assembled from events.
@@ -103,7 +108,7 @@ func NewBinlogSource(cfg connector.Config) (*BinlogSource, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &BinlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS)}, nil
+	return &BinlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS), stall: stallTimeout}, nil
 }
 
 // Open checks the source server and the tables, finds the start position
@@ -141,7 +146,7 @@ func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 	if err != nil {
 		return err
 	}
-	s.syncer = replication.NewBinlogSyncer(s.syncerConfig(s.cfg.ServerID))
+	s.syncer = s.newSyncer(s.cfg.ServerID)
 	if s.stream, err = s.syncer.StartSync(start); err != nil {
 		return sourceFailure("starting the binlog dump at "+formatToken(start), err)
 	}
@@ -183,8 +188,70 @@ func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Pos
 	}
 }
 
-func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerConfig {
+// syncer is a binlog dump whose start and Close are bounded. The dump runs
+// with no read timeout (see syncerConfig), so by itself a server that
+// accepts connections but never answers would hold the handshake of
+// StartSync, or of the connection Close opens to KILL the dump's thread,
+// forever, and with it a start or a stop. So every connection gets a
+// deadline when it is dialed: startTimeout while StartSync runs (lifted
+// once the dump has begun; from then on Read watches the stream), and
+// killTimeout once closing has begun.
+type syncer struct {
+	*replication.BinlogSyncer
+	closing *atomic.Bool
+
+	mu       sync.Mutex
+	starting []net.Conn // dialed during StartSync, deadline still set
+}
+
+const (
+	startTimeout = 30 * time.Second
+	killTimeout  = 5 * time.Second
+)
+
+func (s *BinlogSource) newSyncer(serverID uint32) *syncer {
 	dialer := &net.Dialer{Timeout: dialTimeout}
+	y := &syncer{closing: new(atomic.Bool)}
+	cfg := s.syncerConfig(serverID)
+	cfg.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if y.closing.Load() {
+			_ = c.SetDeadline(time.Now().Add(killTimeout))
+			return c, nil
+		}
+		_ = c.SetDeadline(time.Now().Add(startTimeout))
+		y.mu.Lock()
+		y.starting = append(y.starting, c)
+		y.mu.Unlock()
+		return c, nil
+	}
+	y.BinlogSyncer = replication.NewBinlogSyncer(cfg)
+	return y
+}
+
+// StartSync starts the dump at pos and lifts the start deadline.
+func (y *syncer) StartSync(pos gomysql.Position) (*replication.BinlogStreamer, error) {
+	st, err := y.BinlogSyncer.StartSync(pos)
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if err == nil {
+		for _, c := range y.starting {
+			_ = c.SetDeadline(time.Time{})
+		}
+	}
+	y.starting = nil
+	return st, err
+}
+
+func (y *syncer) Close() {
+	y.closing.Store(true)
+	y.BinlogSyncer.Close()
+}
+
+func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerConfig {
 	return replication.BinlogSyncerConfig{
 		ServerID:                serverID,
 		Flavor:                  s.cfg.Flavor,
@@ -213,7 +280,6 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 		EventCacheCount:     eventBuffer,
 		RowsEventDecodeFunc: newRowDecoder(s.cfg.Tables.Match).decode,
 		Logger:              newSlog(s.log),
-		Dialer:              dialer.DialContext,
 	}
 }
 
@@ -234,7 +300,7 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 	// nothing else, so a wait that sees no event for stallTimeout is a dead
 	// connection (a restarted server, a dropped route): the task fails and
 	// its restart policy reopens the dump.
-	live, stop := context.WithTimeoutCause(ctx, stallTimeout, errStall)
+	live, stop := context.WithTimeoutCause(ctx, s.stall, errStall)
 	defer stop()
 	var (
 		b    connector.Batch
@@ -253,7 +319,7 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 			}
 			if errors.Is(context.Cause(live), errStall) {
 				return connector.Batch{}, connector.Fail(CodeBinlogStream, "the binlog dump went silent",
-					fmt.Sprintf("no event and no heartbeat from the source for %s", stallTimeout), "", false, nil)
+					fmt.Sprintf("no event and no heartbeat from the source for %s", s.stall), "", false, nil)
 			}
 			return connector.Batch{}, s.streamFailure(err)
 		}

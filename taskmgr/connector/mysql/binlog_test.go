@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,4 +287,110 @@ func TestBinlogDDL(t *testing.T) {
 	if e.count(t, e.dst("t")) != 2 {
 		t.Errorf("the row written before the ALTER was not applied")
 	}
+}
+
+// freezer is a loopback TCP proxy to addr that can stop forwarding without
+// closing anything, as a dropped route or a hung server would.
+type freezer struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newFreezer(t *testing.T, addr string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); u.Close() })
+			go f.pipe(c, u)
+			go f.pipe(u, c)
+		}
+	}()
+	return f
+}
+
+// pipe copies from src to dst until either closes; once frozen it reads
+// and drops, so the peer sees silence rather than a closed connection.
+func (f *freezer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if f.frozen.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// TestBinlogStallFails: a dump that goes silent (no event, no heartbeat)
+// fails the read with MYSQL_BINLOG_STREAM instead of waiting forever, and
+// closing the source does not wait for the silent server either.
+func TestBinlogStallFails(t *testing.T) {
+	e := newEnv(t)
+	e.createTables(t)
+	proxy := newFreezer(t, net.JoinHostPort(e.host, e.port))
+	_, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	cfg := e.config(t, model.TypeIncr, map[string]map[string]string{"source": {"port": port}})
+	src, _ := build(t, cfg)
+	bs := src.(*BinlogSource)
+	bs.stall = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			src.Close()
+		}
+	}()
+	if _, err := src.Read(ctx); err != nil { // the start position
+		t.Fatal(err)
+	}
+	e.workload(t, 1)
+	if b, err := src.Read(ctx); err != nil || len(b.Records) == 0 {
+		t.Fatalf("read through the proxy: %d records, %v", len(b.Records), err)
+	}
+	proxy.frozen.Store(true)
+	e.workload(t, 2) // written, but never arrives
+	start := time.Now()
+	var err error
+	for err == nil && time.Since(start) < 30*time.Second {
+		_, err = src.Read(ctx)
+	}
+	if got := errCode(err); got != CodeBinlogStream || !strings.Contains(err.Error(), "silent") {
+		t.Fatalf("read of a silent dump: %v (code %q), want %s", err, got, CodeBinlogStream)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the stall was noticed after %s, want about 2s", took)
+	}
+	// Ending the dump opens a connection to KILL its thread; the silent
+	// server must not hold Close (and so a stop) for long.
+	start = time.Now()
+	closed = true
+	src.Close()
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("closing a source whose server went silent took %s", took)
+	}
+	t.Logf("stall noticed, source closed in %s", time.Since(start).Round(time.Millisecond))
 }

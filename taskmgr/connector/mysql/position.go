@@ -11,7 +11,6 @@ import (
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/go-mysql-org/go-mysql/replication"
 
 	"cm/taskmgr/connector"
 )
@@ -117,7 +116,7 @@ func (s *BinlogSource) fileStartTime(ctx context.Context, file string) (int64, e
 	if id == s.cfg.ServerID {
 		id++
 	}
-	syncer := replication.NewBinlogSyncer(s.syncerConfig(id))
+	syncer := s.newSyncer(id)
 	defer syncer.Close()
 	stream, err := syncer.StartSync(gomysql.Position{Name: file, Pos: 4})
 	if err != nil {
