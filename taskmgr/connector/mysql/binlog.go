@@ -72,9 +72,10 @@ type BinlogSource struct {
 	// failed is returned by every Read once set: a DDL found after a batch
 	// that was returned first.
 	failed error
-	// stall is how long Read waits for any event before it declares the
-	// dump dead: stallTimeout (tests shorten it).
-	stall time.Duration
+	// heartbeat is the period the server is asked to send heartbeats at
+	// when idle, and stall how long without any event means the dump is
+	// dead: heartbeatPeriod and stallTimeout (tests shorten them).
+	heartbeat, stall time.Duration
 }
 
 // txn is the transaction being assembled from events.
@@ -108,7 +109,8 @@ func NewBinlogSource(cfg connector.Config) (*BinlogSource, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &BinlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS), stall: stallTimeout}, nil
+	return &BinlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS),
+		heartbeat: heartbeatPeriod, stall: stallTimeout}, nil
 }
 
 // Open checks the source server and the tables, finds the start position
@@ -269,7 +271,7 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 		// DATETIME and TIMESTAMP values come as time.Time and are printed
 		// by shape.values, much faster than the library prints them.
 		ParseTime:       true,
-		HeartbeatPeriod: heartbeatPeriod,
+		HeartbeatPeriod: s.heartbeat,
 		// No ReadTimeout: the library would then set a socket deadline
 		// for every packet (three system calls each). Read watches for a
 		// silent server instead (see stallTimeout).
@@ -297,16 +299,25 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 		return b, nil
 	}
 	// The server sends a heartbeat every heartbeatPeriod when it has
-	// nothing else, so a wait that sees no event for stallTimeout is a dead
+	// nothing else, so a stall period (s.stall) without any event is a dead
 	// connection (a restarted server, a dropped route): the task fails and
-	// its restart policy reopens the dump.
-	live, stop := context.WithTimeoutCause(ctx, s.stall, errStall)
-	defer stop()
+	// its restart policy reopens the dump. The watch is one context per
+	// period, not per event: when a period ends with events seen in it, the
+	// next period begins, so silence is noticed after one to two periods.
+	var (
+		period struct{ cancel context.CancelFunc } // ends the current period
+		live   context.Context
+	)
+	live, period.cancel = context.WithTimeoutCause(ctx, s.stall, errStall)
+	defer func() { period.cancel() }()
 	var (
 		b    connector.Batch
 		txns int
 		// wait gains a deadline, linger, after the first whole transaction.
 		wait = live
+		// events counts the events read; armed is its value when the
+		// current stall period began.
+		events, armed int
 	)
 	for {
 		ev, err := s.stream.GetEvent(wait)
@@ -317,12 +328,22 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 			if wait != live && errors.Is(context.Cause(wait), errLinger) {
 				return s.finish(ctx, b)
 			}
-			if errors.Is(context.Cause(live), errStall) {
+			if !errors.Is(context.Cause(live), errStall) {
+				return connector.Batch{}, s.streamFailure(err)
+			}
+			if len(b.Positions) > 0 {
+				return s.finish(ctx, b) // the period ended while lingering
+			}
+			if events == armed {
 				return connector.Batch{}, connector.Fail(CodeBinlogStream, "the binlog dump went silent",
 					fmt.Sprintf("no event and no heartbeat from the source for %s", s.stall), "", false, nil)
 			}
-			return connector.Batch{}, s.streamFailure(err)
+			period.cancel()
+			live, period.cancel = context.WithTimeoutCause(ctx, s.stall, errStall)
+			wait, armed = live, events
+			continue
 		}
+		events++
 		done, err := s.handle(ctx, ev, ev.Header.LogPos)
 		if err != nil {
 			s.failed = err

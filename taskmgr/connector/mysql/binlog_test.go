@@ -352,7 +352,7 @@ func TestBinlogStallFails(t *testing.T) {
 	cfg := e.config(t, model.TypeIncr, map[string]map[string]string{"source": {"port": port}})
 	src, _ := build(t, cfg)
 	bs := src.(*BinlogSource)
-	bs.stall = 2 * time.Second
+	bs.heartbeat, bs.stall = 500*time.Millisecond, 2*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := src.Open(ctx, nil); err != nil {
@@ -393,4 +393,33 @@ func TestBinlogStallFails(t *testing.T) {
 		t.Errorf("closing a source whose server went silent took %s", took)
 	}
 	t.Logf("stall noticed, source closed in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestBinlogIdleStaysAlive: a quiet source sends only heartbeats, and a
+// read that waits through many stall periods of them does not fail.
+func TestBinlogIdleStaysAlive(t *testing.T) {
+	e := newEnv(t)
+	e.createTables(t)
+	src, _ := build(t, e.config(t, model.TypeIncr, nil))
+	bs := src.(*BinlogSource)
+	bs.heartbeat, bs.stall = 200*time.Millisecond, time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.Read(ctx); err != nil { // the start position
+		t.Fatal(err)
+	}
+	quiet, stop := context.WithTimeout(ctx, 4*time.Second)
+	defer stop()
+	if b, err := src.Read(quiet); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read of a quiet source for 4 stall periods: %d records, %v; want it still waiting", len(b.Records), err)
+	}
+	// And it still delivers afterwards.
+	e.workload(t, 1)
+	if b, err := src.Read(ctx); err != nil || len(b.Records) == 0 {
+		t.Fatalf("read after the quiet time: %d records, %v", len(b.Records), err)
+	}
 }
