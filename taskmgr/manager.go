@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,9 @@ type Config struct {
 	Lease LeaseConfig
 	// ScheduleResync is how often the leader re-reads job schedules.
 	ScheduleResync time.Duration
+	// Failpoint, when set, is one of Failpoints: the node kills its own
+	// process right after that step commits. For crash tests only.
+	Failpoint string
 }
 
 // DefaultConfig returns the defaults for node.
@@ -57,6 +61,9 @@ func DefaultConfig(node model.NodeID) Config {
 func (c Config) Validate() error {
 	if _, err := model.ParseNodeID(string(c.Node)); err != nil {
 		return fmt.Errorf("node: %w", err)
+	}
+	if c.Failpoint != "" && !slices.Contains(Failpoints, c.Failpoint) {
+		return fmt.Errorf("failpoint %q is not one of %v", c.Failpoint, Failpoints)
 	}
 	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.ReconcileInterval <= 0 || c.NodeHeartbeat <= 0 || c.ScheduleResync <= 0 {
 		return fmt.Errorf("%w: timeouts and intervals must be positive", model.ErrInvalidArgument)

@@ -132,6 +132,7 @@ func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) 
 	if err != nil {
 		return "", err
 	}
+	m.cfg.reach(m.log, FailpointPullbackCall)
 	m.waker.Wake(ctx, t.Node)
 	return m.waitJournal(ctx, t.Component, audit.ID, pick(req.Timeout, m.cfg.StopTimeout+m.cfg.StartTimeout))
 }
@@ -371,6 +372,7 @@ func (r *Reconciler) writeIntent(ctx context.Context, cur, next *model.Task, op 
 		return false
 	}
 	r.log.Info("journal step", zap.String(logTask, next.Name().String()), zap.String("step", op))
+	r.cfg.reach(r.log, op)
 	r.changes.broadcast()
 	r.Nudge()
 	return true

@@ -396,6 +396,11 @@ func (r *Reconciler) write(ctx context.Context, component string, version int64,
 		}
 		r.changes.broadcast()
 		r.log.Info("task state", zap.String(logTask, t.Name().String()), zap.String(logState, string(to)))
+		if to == model.StateStopped && t.Journal != "" {
+			if j, err := decodeJournal(t.Journal); err == nil && j.Op == "pullback" {
+				r.cfg.reach(r.log, FailpointPullbackStopped)
+			}
+		}
 		return
 	}
 }

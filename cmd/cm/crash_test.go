@@ -52,8 +52,14 @@ func freePort(t *testing.T) string {
 // extra are more flags.
 func startCM(t *testing.T, addr, db, dataDir string, extra ...string) *cmProcess {
 	t.Helper()
+	return startCMEnv(t, nil, addr, db, dataDir, extra...)
+}
+
+// startCMEnv is startCM with more environment variables (NAME=value).
+func startCMEnv(t *testing.T, env []string, addr, db, dataDir string, extra ...string) *cmProcess {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "CM_TEST_RUN_AS_CM=1",
+	cmd.Env = append(append(os.Environ(), env...), "CM_TEST_RUN_AS_CM=1",
 		"CM_TEST_ARGS=serve --listen "+addr+" --data-dir "+dataDir+" --log-level debug "+strings.Join(extra, " "),
 		"CM_DB="+db)
 	var logs bytes.Buffer

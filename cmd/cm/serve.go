@@ -102,8 +102,14 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	tcfg.ReconcileInterval = c.ReconcileInterval
 	tcfg.NodeHeartbeat = c.NodeHeartbeat
 	tcfg.Lease = taskmgr.LeaseConfig{TTL: c.LeaseTTL, Renew: c.LeaseRenew}
+	// Crash tests only: the node kills itself right after the named step
+	// (taskmgr.Failpoints). Deliberately not a flag or a config key.
+	tcfg.Failpoint = os.Getenv("CM_FAILPOINT")
 	if err := tcfg.Validate(); err != nil {
 		return err
+	}
+	if tcfg.Failpoint != "" {
+		log.Warn("failpoint armed: this process will kill itself when it gets there", zap.String("failpoint", tcfg.Failpoint))
 	}
 	scfg := server.DefaultConfig()
 	scfg.Listen = c.Listen
