@@ -396,7 +396,9 @@ func TestBinlogStallFails(t *testing.T) {
 }
 
 // TestBinlogIdleStaysAlive: a quiet source sends only heartbeats, and a
-// read that waits through many stall periods of them does not fail.
+// read that waits through many stall periods of them does not fail. (Run
+// alone, the server is quiet; in the full suite other tests' writes to other
+// databases arrive too, and the read must still only wait.)
 func TestBinlogIdleStaysAlive(t *testing.T) {
 	e := newEnv(t)
 	e.createTables(t)
@@ -412,10 +414,18 @@ func TestBinlogIdleStaysAlive(t *testing.T) {
 	if _, err := src.Read(ctx); err != nil { // the start position
 		t.Fatal(err)
 	}
+	// Other tests may write other databases of the shared server meanwhile:
+	// those come as batches with a position and no records.
 	quiet, stop := context.WithTimeout(ctx, 4*time.Second)
 	defer stop()
-	if b, err := src.Read(quiet); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("read of a quiet source for 4 stall periods: %d records, %v; want it still waiting", len(b.Records), err)
+	for {
+		b, err := src.Read(quiet)
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil || len(b.Records) > 0 {
+			t.Fatalf("read of a quiet selection for 4 stall periods: %d records, %v; want it still waiting", len(b.Records), err)
+		}
 	}
 	// And it still delivers afterwards.
 	e.workload(t, 1)
