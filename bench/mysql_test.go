@@ -227,18 +227,6 @@ func (s *source) binlogEnd(b testing.TB) pos {
 	return pos{m["File"], n}
 }
 
-// waitUntil polls cond every 20 ms until it holds; it fails b after within.
-func waitUntil(b testing.TB, within time.Duration, what string, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // catchUpTable is the schema of the catch-up workload.
 const catchUpTable = "CREATE TABLE %s (id BIGINT PRIMARY KEY, name VARCHAR(64), amount DECIMAL(12,2), at DATETIME(3), note VARCHAR(200))"
 
@@ -278,7 +266,7 @@ func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
 		name := n.OK(b, http.MethodPost, base+"create", body).String()
 		sub := src.host + "-" + src.port
 		var start pos
-		waitUntil(b, 30*time.Second, "cm records its start position", func() bool {
+		cmtest.Eventually(b, 30*time.Second, "cm records its start position", func() bool {
 			var ok bool
 			start, ok = parsePos(n.Detail(b, name).Checkpoint[sub].Token)
 			return ok
@@ -319,7 +307,7 @@ func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
 		cpu.begin()
 		t0 := time.Now()
 		execOn(b, r.db, "START SLAVE")
-		waitUntil(b, 20*time.Minute, "the native replica reaches "+end.String(), func() bool {
+		cmtest.Eventually(b, 20*time.Minute, "the native replica reaches "+end.String(), func() bool {
 			st := showRow(b, r.db, "SHOW SLAVE STATUS")
 			if st["Last_SQL_Error"] != "" || st["Last_IO_Error"] != "" {
 				b.Fatalf("native replica: %s %s", st["Last_SQL_Error"], st["Last_IO_Error"])
@@ -340,7 +328,7 @@ func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
 		n.OK(b, http.MethodPost, base+"resume?taskName="+name, nil)
 		resumed := time.Since(t0)
 		var moved time.Duration
-		waitUntil(b, 20*time.Minute, "cm reaches "+end.String(), func() bool {
+		cmtest.Eventually(b, 20*time.Minute, "cm reaches "+end.String(), func() bool {
 			d := n.Detail(b, name)
 			if d.State == model.StateException {
 				b.Fatalf("cm task failed: %+v", d.ErrorDetails)
@@ -465,7 +453,7 @@ func BenchmarkFullImportVsDump(b *testing.B) {
 		b.StartTimer()
 		t0 = time.Now()
 		name := n.OK(b, http.MethodPost, base+"create", body).String()
-		waitUntil(b, 20*time.Minute, "the full import finishes", func() bool {
+		cmtest.Eventually(b, 20*time.Minute, "the full import finishes", func() bool {
 			d := n.Detail(b, name)
 			if d.State == model.StateException {
 				b.Fatalf("cm task failed: %+v", d.ErrorDetails)
@@ -518,7 +506,7 @@ func BenchmarkSteadyLag(b *testing.B) {
 		_, body := src.task(r, "incr_trans", cmDB, nil)
 		name := n.OK(b, http.MethodPost, base+"create", body).String()
 		sub := src.host + "-" + src.port
-		waitUntil(b, 30*time.Second, "cm starts streaming", func() bool {
+		cmtest.Eventually(b, 30*time.Second, "cm starts streaming", func() bool {
 			return n.Detail(b, name).Checkpoint[sub].Token != ""
 		})
 
@@ -546,7 +534,7 @@ func BenchmarkSteadyLag(b *testing.B) {
 		elapsed := time.Since(started)
 		conn.Close()
 		total := next - 1
-		waitUntil(b, 2*time.Minute, "every row reaches the target", func() bool {
+		cmtest.Eventually(b, 2*time.Minute, "every row reaches the target", func() bool {
 			var c int
 			_ = r.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+cmDB+"`.lag").Scan(&c)
 			return c == total

@@ -34,7 +34,7 @@ func TestPullbackKill9AtEachStep(t *testing.T) {
 				p := startCMEnv(t, []string{"CM_FAILPOINT=" + point}, addr, db, data)
 				p.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
 					`{"component":%q,"config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, comp, src, sink))
-				waitFor(t, 20*time.Second, "all lines delivered", func() bool {
+				cmtest.Eventually(t, 20*time.Second, "all lines delivered", func() bool {
 					_, ts := p.checkpoint(t, comp, "src.jsonl")
 					return ts == 1299
 				})
@@ -60,11 +60,11 @@ func TestPullbackKill9AtEachStep(t *testing.T) {
 				}
 
 				p = startCM(t, addr, db, data)
-				waitFor(t, 20*time.Second, "the pullback completes after the restart", func() bool {
+				cmtest.Eventually(t, 20*time.Second, "the pullback completes after the restart", func() bool {
 					res := p.call(t, "GET", "/connector/task/v2/detail?taskName="+comp, "")["result"].(map[string]any)
 					return res["operation"] == nil && res["state"] == "RUNNING" && res["version"] == float64(2)
 				})
-				waitFor(t, 20*time.Second, "the replay reaches the end", func() bool {
+				cmtest.Eventually(t, 20*time.Second, "the replay reaches the end", func() bool {
 					_, ts := p.checkpoint(t, comp, "src.jsonl")
 					return ts == 1299
 				})
@@ -90,16 +90,5 @@ func TestPullbackKill9AtEachStep(t *testing.T) {
 				t.Logf("killed at %s; audit: %s", point, strings.Join(story, ", "))
 			})
 		})
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
