@@ -24,6 +24,10 @@ type Config struct {
 	StopTimeout time.Duration
 	// StartTimeout bounds how long create and resume wait for RUNNING.
 	StartTimeout time.Duration
+	// OpenTimeout bounds a runner's opening of its connectors: a server
+	// that accepts connections but never answers fails the task with
+	// OPEN_TIMEOUT instead of leaving it STARTING.
+	OpenTimeout time.Duration
 	// ReconcileInterval is the reconciler's period besides nudges.
 	ReconcileInterval time.Duration
 	// DataDir holds per-task working directories (child process logs).
@@ -48,6 +52,7 @@ func DefaultConfig(node model.NodeID) Config {
 		Node:              node,
 		StopTimeout:       30 * time.Second,
 		StartTimeout:      30 * time.Second,
+		OpenTimeout:       2 * time.Minute,
 		ReconcileInterval: time.Second,
 		DataDir:           "./data",
 		Committer:         checkpoint.DefaultCommitterConfig(),
@@ -65,7 +70,7 @@ func (c Config) Validate() error {
 	if c.Failpoint != "" && !slices.Contains(Failpoints, c.Failpoint) {
 		return fmt.Errorf("failpoint %q is not one of %v", c.Failpoint, Failpoints)
 	}
-	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.ReconcileInterval <= 0 || c.NodeHeartbeat <= 0 || c.ScheduleResync <= 0 {
+	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.OpenTimeout <= 0 || c.ReconcileInterval <= 0 || c.NodeHeartbeat <= 0 || c.ScheduleResync <= 0 {
 		return fmt.Errorf("%w: timeouts and intervals must be positive", model.ErrInvalidArgument)
 	}
 	if c.Lease.TTL <= 0 || c.Lease.Renew <= 0 || c.Lease.Renew*2 > c.Lease.TTL {

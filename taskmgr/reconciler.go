@@ -250,6 +250,7 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 	rn := &runner{
 		component: t.Component, name: t.Name(), typ: t.Type, src: src, snk: snk, from: from,
 		committer: r.committer, log: log, report: r.push, cancel: cancel, done: make(chan struct{}),
+		openTimeout: r.cfg.OpenTimeout,
 	}
 	r.committer.Register(t.Component, t.Version)
 	r.runners[t.Component] = rn

@@ -30,6 +30,9 @@ type runner struct {
 	log       *zap.Logger
 	report    func(runnerEvent)
 
+	// openTimeout bounds open (Config.OpenTimeout).
+	openTimeout time.Duration
+
 	cancel context.CancelFunc
 	done   chan struct{}
 	// stopping is set by the reconciler (its goroutine only) when it asked
@@ -83,7 +86,28 @@ func (r *runner) run(ctx context.Context) {
 	r.report(runnerEvent{kind: evExited, component: r.component, version: r.name.Version, err: err, flushErr: flushErr})
 }
 
+// errOpenTimeout is the cause of an open that ran out of time.
+var errOpenTimeout = errors.New("open timed out")
+
+// CodeOpenTimeout: the connectors did not open within Config.OpenTimeout.
+const CodeOpenTimeout = "OPEN_TIMEOUT"
+
+// open opens the source, then the sink, within openTimeout. A connector
+// that outlives the deadline (a server that accepts connections but never
+// answers) fails the task with OPEN_TIMEOUT; the restart policy may try
+// again.
 func (r *runner) open(ctx context.Context) error {
+	octx, cancel := context.WithTimeoutCause(ctx, r.openTimeout, errOpenTimeout)
+	defer cancel()
+	err := r.openConnectors(octx)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(octx), errOpenTimeout) {
+		return connector.Fail(CodeOpenTimeout, fmt.Sprintf("the connectors did not open within %s", r.openTimeout),
+			err.Error(), "check that the servers the task connects to are up and answer", false, err)
+	}
+	return err
+}
+
+func (r *runner) openConnectors(ctx context.Context) error {
 	if err := r.src.Open(ctx, r.from); err != nil {
 		return fmt.Errorf("opening source: %w", err)
 	}

@@ -174,3 +174,29 @@ func TestRunnerReadsAhead(t *testing.T) {
 		}
 	})
 }
+
+// hungSource opens like a server that accepts connections and never
+// answers: Open returns only when its context ends.
+type hungSource struct{ seqSource }
+
+func (h *hungSource) Open(ctx context.Context, _ map[string]checkpoint.Position) error {
+	<-ctx.Done()
+	return fmt.Errorf("connecting: %w", ctx.Err())
+}
+
+// TestRunnerOpenTimeout: an open that does not finish in time fails with
+// OPEN_TIMEOUT (retryable), while a stop during the open is just a stop.
+func TestRunnerOpenTimeout(t *testing.T) {
+	r := &runner{src: &hungSource{}, log: zap.NewNop(), openTimeout: 100 * time.Millisecond}
+	err := r.open(context.Background())
+	var ce *connector.Error
+	if !errors.As(err, &ce) || ce.Detail.Code != CodeOpenTimeout || ce.Permanent {
+		t.Fatalf("open of a hung source: %v, want a retryable %s", err, CodeOpenTimeout)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.openTimeout = time.Minute
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if err := r.open(ctx); !errors.Is(err, context.Canceled) || errors.As(err, &ce) {
+		t.Fatalf("open stopped by its caller: %v, want context.Canceled", err)
+	}
+}
