@@ -115,9 +115,9 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	}
 	s.log.Info("connector process started", zap.Int("pid", s.pid), zap.String("program", s.cfg.command[0]))
 
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(handshakeTimeout)
+	deadline := time.Now().Add(handshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
 	_ = s.stdin.SetWriteDeadline(deadline)
 	_, err = s.stdin.Write(append(hs, '\n'))
