@@ -255,11 +255,12 @@ func (s *SnapshotSource) deliver(r chunkResult) connector.Batch {
 	t := r.chunk.table
 	def := t.def
 	b := connector.Batch{Records: make([]connector.Record, len(r.rows))}
+	// One allocation for the chunk's changes rather than one per row.
+	changes := make([]connector.RowChange, len(r.rows))
 	for i, row := range r.rows {
-		b.Records[i] = connector.Record{Subtopic: t.subtopic, TS: s.startTS, Change: &connector.RowChange{
-			Database: def.Ref.DB, Table: def.Ref.Name, Op: connector.OpInsert,
-			Columns: def.Columns, PK: def.PK, After: row,
-		}}
+		changes[i] = connector.RowChange{Database: def.Ref.DB, Table: def.Ref.Name, Op: connector.OpInsert,
+			Columns: def.Columns, PK: def.PK, After: row}
+		b.Records[i] = connector.Record{Subtopic: t.subtopic, TS: s.startTS, Change: &changes[i]}
 	}
 	t.prog.HW = r.chunk.hi
 	t.prog.Done = r.chunk.hi == nil
