@@ -76,17 +76,10 @@ func TestBinlogSyncAndResume(t *testing.T) {
 	e := newEnv(t)
 	e.createTables(t)
 	cfg := e.config(t, model.TypeIncr, nil)
-	src, snk := build(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close()
-	if err := src.Open(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	p := &pipe{src: src, snk: snk, positions: map[string]checkpoint.Position{}}
+	p := openPipe(t, ctx, cfg)
+	src := p.src
 	sub := src.(connector.Subtopicer).Subtopics()[0]
 	if want := e.host + "-" + e.port; sub != want {
 		t.Errorf("subtopic %q, want %q", sub, want)
@@ -131,17 +124,10 @@ func TestBinlogRewindToTime(t *testing.T) {
 	e := newEnv(t)
 	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(20))")
 	cfg := e.config(t, model.TypeIncr, nil)
-	src, snk := build(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close()
-	if err := src.Open(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	p := &pipe{src: src, snk: snk, positions: map[string]checkpoint.Position{}}
+	p := openPipe(t, ctx, cfg)
+	src := p.src
 	sub := src.(connector.Subtopicer).Subtopics()[0]
 
 	e.exec(t, "INSERT INTO "+e.src("t")+" (id, v) SELECT seq, seq FROM "+e.seq(1, 300))
@@ -170,7 +156,7 @@ func TestBinlogRewindToTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src2.Close()
-	p2 := &pipe{src: src2, snk: snk, positions: map[string]checkpoint.Position{}}
+	p2 := &pipe{src: src2, snk: p.snk, positions: map[string]checkpoint.Position{}}
 	p2.syncTo(t, sub, end)
 	e.sameTables(t, "t")
 	for _, b := range p2.batches {
@@ -255,18 +241,10 @@ func TestBinlogRefusesTableWithoutPrimaryKey(t *testing.T) {
 func TestBinlogDDL(t *testing.T) {
 	e := newEnv(t)
 	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, v INT)")
-	src, snk := build(t, e.config(t, model.TypeIncr, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close()
-	if err := src.Open(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	p := &pipe{src: src, snk: snk, positions: map[string]checkpoint.Position{}}
+	p := openPipe(t, ctx, e.config(t, model.TypeIncr, nil))
+	src := p.src
 	sub := src.(connector.Subtopicer).Subtopics()[0]
 
 	// A new table matching db.* is fine: the sink creates it on the target.

@@ -116,6 +116,22 @@ func (e *env) binlogEndNow(t testing.TB) gomysql.Position {
 
 // pipe is the runtime's loop over one source and sink, recording positions
 // after each write.
+// openPipe builds the connectors of cfg, opens the sink and then the
+// source from the start, and closes both when the test ends.
+func openPipe(t testing.TB, ctx context.Context, cfg connector.Config) *pipe {
+	t.Helper()
+	src, snk := build(t, cfg)
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snk.Close() })
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return &pipe{src: src, snk: snk, positions: map[string]checkpoint.Position{}}
+}
+
 type pipe struct {
 	src       connector.Source
 	snk       connector.Sink

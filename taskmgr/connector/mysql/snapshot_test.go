@@ -160,17 +160,9 @@ func TestSnapshotFinishedEndsAtOnce(t *testing.T) {
 	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY)")
 	e.exec(t, "INSERT INTO "+e.src("t")+" SELECT seq FROM "+e.seq(1, 10))
 	cfg := e.config(t, model.TypeFull, nil)
-	src, snk := build(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close()
-	if err := src.Open(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	p := &pipe{src: src, snk: snk, positions: map[string]checkpoint.Position{}}
+	p := openPipe(t, ctx, cfg)
 	for {
 		if _, err := p.step(t, ctx); errors.Is(err, io.EOF) {
 			break
@@ -178,7 +170,7 @@ func TestSnapshotFinishedEndsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	src.Close()
+	p.src.Close()
 	e.sameTables(t, "t")
 
 	src2, _ := build(t, cfg)
