@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -134,13 +133,11 @@ func TestThreeNodeCluster(t *testing.T) {
 	app := &appender{path: src}
 	app.add(500)
 	comp := "p_c-incr_trans-1-0"
-	name := a.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
-		`{"component":%q,"config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, comp, src, sink))["result"].(string)
+	name := a.createFileTask(t, comp, src, sink)
 	// Another task on A for the cross-node stop.
 	src2, sink2 := filepath.Join(dir, "src2.jsonl"), filepath.Join(dir, "sink2.jsonl")
 	(&appender{path: src2}).add(10)
-	other := a.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
-		`{"component":"p_c-incr_trans-2-0","config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, src2, sink2))["result"].(string)
+	other := a.createFileTask(t, "p_c-incr_trans-2-0", src2, sink2)
 
 	var last int64 // the durable checkpoint must never move back
 	observe := func(p *cmProcess) taskDetail {

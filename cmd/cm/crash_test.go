@@ -107,6 +107,14 @@ func (p *cmProcess) call(t *testing.T, method, path, body string) map[string]any
 	return env
 }
 
+// createFileTask creates (and starts) a task copying the file src to the
+// file sink, and returns its name.
+func (p *cmProcess) createFileTask(t *testing.T, component, src, sink string) string {
+	t.Helper()
+	return p.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
+		`{"component":%q,"config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, component, src, sink))["result"].(string)
+}
+
 func (p *cmProcess) checkpoint(t *testing.T, component, subtopic string) (state string, ts int64) {
 	t.Helper()
 	env := p.call(t, "GET", "/connector/task/v2/detail?taskName="+url.QueryEscape(component), "")
@@ -158,10 +166,8 @@ func TestKill9WhileStreaming(t *testing.T) {
 
 		p := startCM(t, addr, db, data)
 		comp, comp2 := "p_k-incr_trans-1-0", "p_k-incr_trans-2-0"
-		p.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
-			`{"component":%q,"config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, comp, src, sink))
-		p.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
-			`{"component":%q,"config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, comp2, src2, sink2))
+		p.createFileTask(t, comp, src, sink)
+		p.createFileTask(t, comp2, src2, sink2)
 		p.call(t, "POST", "/connector/task/v2/stop?taskName="+comp2, "")
 
 		var last int64

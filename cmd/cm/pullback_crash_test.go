@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -32,8 +31,7 @@ func TestPullbackKill9AtEachStep(t *testing.T) {
 				comp := "p_f-incr_trans-1-0"
 
 				p := startCMEnv(t, []string{"CM_FAILPOINT=" + point}, addr, db, data)
-				p.call(t, "POST", "/connector/task/v2/create", fmt.Sprintf(
-					`{"component":%q,"config":{"source":{"type":"file","path":%q},"sink":{"type":"file","path":%q}}}`, comp, src, sink))
+				p.createFileTask(t, comp, src, sink)
 				cmtest.Eventually(t, 20*time.Second, "all lines delivered", func() bool {
 					_, ts := p.checkpoint(t, comp, "src.jsonl")
 					return ts == 1299
