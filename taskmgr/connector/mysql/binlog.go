@@ -200,7 +200,7 @@ func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Pos
 // killTimeout once closing has begun.
 type syncer struct {
 	*replication.BinlogSyncer
-	closing *atomic.Bool
+	closing atomic.Bool
 
 	mu       sync.Mutex
 	starting []net.Conn // dialed during StartSync, deadline still set
@@ -213,7 +213,7 @@ const (
 
 func (s *BinlogSource) newSyncer(serverID uint32) *syncer {
 	dialer := &net.Dialer{Timeout: dialTimeout}
-	y := &syncer{closing: new(atomic.Bool)}
+	y := &syncer{}
 	cfg := s.syncerConfig(serverID)
 	cfg.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dialer.DialContext(ctx, network, addr)
