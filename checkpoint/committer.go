@@ -31,15 +31,36 @@ func DefaultCommitterConfig() CommitterConfig {
 	return CommitterConfig{Interval: time.Second, Heartbeat: 2 * time.Second, MaxBatch: 500}
 }
 
+// Hooks are how the committer tells its owner about one task's reports.
+// They are called outside any lock of the committer.
+type Hooks struct {
+	// Fenced is called for each report the store refused because its
+	// incarnation was superseded.
+	Fenced func(component string, version int64)
+	// Held is called once per incarnation and subtopic when a report's time
+	// was lower than one already reported: its token moved on, its time was
+	// held at the higher value.
+	Held func(component string, version int64, h HeldTime)
+}
+
+// HeldTime describes a report whose time went backwards.
+type HeldTime struct {
+	Subtopic string
+	// Reported is the time the report carried; Kept the time recorded.
+	Reported, Kept int64
+}
+
 // Committer is the one writer of runtime progress for a node: runners hand it
 // positions and it writes them in batches, fenced by task version, along with
-// heartbeats of every registered runner. Positions only move forward within
-// an incarnation.
+// heartbeats of every registered runner. Times only move forward within an
+// incarnation: a report whose time is lower than one before it keeps the
+// higher time (its token still moves), so one connector's clock cannot stall
+// the flush of every task on the node.
 type Committer struct {
 	cfg     CommitterConfig
 	store   ProgressStore
 	log     *zap.Logger
-	fenced  func(component string, version int64)
+	hooks   Hooks
 	flushMu sync.Mutex // one flush at a time, so writes of a component stay ordered
 
 	mu      sync.Mutex
@@ -47,16 +68,20 @@ type Committer struct {
 }
 
 type entry struct {
-	version  int64
-	pending  map[string]Position
+	version int64
+	pending map[string]Position
+	// high is the highest time tracked per subtopic in this incarnation
+	// (seeded with where it resumed from); held lists the subtopics whose
+	// backwards time was already reported to Hooks.Held.
+	high     map[string]int64
+	held     map[string]bool
 	metrics  map[string]float64
 	lastBeat time.Time
 	dirty    bool
 }
 
-// NewCommitter builds a committer. fenced is called (outside any lock) for
-// each report the store refused because its incarnation was superseded.
-func NewCommitter(cfg CommitterConfig, store ProgressStore, log *zap.Logger, fenced func(component string, version int64)) *Committer {
+// NewCommitter builds a committer.
+func NewCommitter(cfg CommitterConfig, store ProgressStore, log *zap.Logger, hooks Hooks) *Committer {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -66,15 +91,20 @@ func NewCommitter(cfg CommitterConfig, store ProgressStore, log *zap.Logger, fen
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 500
 	}
-	return &Committer{cfg: cfg, store: store, log: log, fenced: fenced, entries: map[string]*entry{}}
+	return &Committer{cfg: cfg, store: store, log: log, hooks: hooks, entries: map[string]*entry{}}
 }
 
-// Register starts heartbeating an incarnation. It replaces any entry of an
-// older version, dropping its unflushed positions.
-func (c *Committer) Register(component string, version int64) {
+// Register starts heartbeating an incarnation that resumes from the given
+// positions (its later reports never record a lower time than these). It
+// replaces any entry of an older version, dropping its unflushed positions.
+func (c *Committer) Register(component string, version int64, from map[string]Position) {
+	high := make(map[string]int64, len(from))
+	for sub, p := range from {
+		high[sub] = p.TS
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[component] = &entry{version: version, pending: map[string]Position{}, dirty: true}
+	c.entries[component] = &entry{version: version, pending: map[string]Position{}, high: high, held: map[string]bool{}, dirty: true}
 }
 
 // Unregister stops heartbeating; unflushed positions are dropped, so call
@@ -88,8 +118,22 @@ func (c *Committer) Unregister(component string, version int64) {
 }
 
 // Track records positions (and metrics) an incarnation has made durable in
-// its sink. A position older than one already pending is ignored.
+// its sink. Positions are in the order the source reached them, so the last
+// one of a subtopic wins; one whose time is lower than a time already
+// tracked keeps that higher time, and the first such report of a subtopic
+// is logged and passed to Hooks.Held.
 func (c *Committer) Track(component string, version int64, positions []Position, metrics map[string]float64) {
+	var held []HeldTime
+	defer func() {
+		for _, h := range held {
+			c.log.Warn("a checkpoint time went backwards; keeping the higher time",
+				zap.String("task", component), zap.Int64("version", version), zap.String("subtopic", h.Subtopic),
+				zap.Int64("reported", h.Reported), zap.Int64("kept", h.Kept))
+			if c.hooks.Held != nil {
+				c.hooks.Held(component, version, h)
+			}
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[component]
@@ -97,9 +141,14 @@ func (c *Committer) Track(component string, version int64, positions []Position,
 		return
 	}
 	for _, p := range positions {
-		if cur, ok := e.pending[p.Subtopic]; ok && cur.TS > p.TS {
-			continue
+		if hi, ok := e.high[p.Subtopic]; ok && p.TS < hi {
+			if !e.held[p.Subtopic] {
+				e.held[p.Subtopic] = true
+				held = append(held, HeldTime{Subtopic: p.Subtopic, Reported: p.TS, Kept: hi})
+			}
+			p.TS = hi
 		}
+		e.high[p.Subtopic] = p.TS
 		e.pending[p.Subtopic] = p
 		e.dirty = true
 	}
@@ -185,12 +234,15 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 	if len(reports) == 0 {
 		return nil
 	}
-	fenced, err := c.store.SaveProgress(ctx, reports)
-	if err != nil {
+	fenced, failed, err := c.save(ctx, reports)
+	if len(failed) > 0 {
 		// Put the positions back so the next flush retries them, unless newer
 		// ones arrived meanwhile.
 		c.mu.Lock()
 		for _, t := range took {
+			if !failed[t.component] {
+				continue
+			}
 			e := c.entries[t.component]
 			if e == nil || e.version != t.version {
 				continue
@@ -203,7 +255,6 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 			e.dirty = true
 		}
 		c.mu.Unlock()
-		return err
 	}
 	var fencedErr error
 	for _, comp := range fenced {
@@ -215,12 +266,47 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 		}
 		c.log.Warn("refused a write from a superseded incarnation", zap.String("task", comp), zap.Int64("version", version))
 		c.Unregister(comp, version)
-		if c.fenced != nil {
-			c.fenced(comp, version)
+		if c.hooks.Fenced != nil {
+			c.hooks.Fenced(comp, version)
 		}
 		if comp == component {
 			fencedErr = model.ErrFenced
 		}
 	}
+	if err != nil && (component == "" || failed[component]) {
+		return err
+	}
 	return fencedErr
+}
+
+// save writes reports in one transaction. If that fails, each report is
+// written on its own, so a report the store cannot take fails only its own
+// task: the others land, with their heartbeats. failed names the components
+// whose report did not land; err is the first such error.
+func (c *Committer) save(ctx context.Context, reports []model.Progress) (fenced []string, failed map[string]bool, err error) {
+	fenced, err = c.store.SaveProgress(ctx, reports)
+	if err == nil {
+		return fenced, nil, nil
+	}
+	failed = map[string]bool{}
+	if len(reports) == 1 || ctx.Err() != nil {
+		for _, r := range reports {
+			failed[r.Component] = true
+		}
+		return nil, failed, err
+	}
+	var first error
+	for _, r := range reports {
+		f, err := c.store.SaveProgress(ctx, []model.Progress{r})
+		if err != nil {
+			failed[r.Component] = true
+			if first == nil {
+				first = err
+			}
+			c.log.Warn("writing a task's checkpoint", zap.String("task", r.Component), zap.Int64("version", r.Version), zap.Error(err))
+			continue
+		}
+		fenced = append(fenced, f...)
+	}
+	return fenced, failed, first
 }

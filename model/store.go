@@ -280,6 +280,21 @@ func (s *Store) RebindProgress(ctx context.Context, component string, version in
 	return translate(s.with(ctx).Where("component = ?", component).Delete(&Heartbeat{}).Error)
 }
 
+// MoveCheckpoint sets the durable position of one subtopic of incarnation
+// version to `to`, only if it is exactly at token from, and reports whether
+// it was. It is an operator's exact skip (resume with skipDdl), called in
+// the transaction of the resume's compare-and-swap; to.TS should not be
+// below the stored time.
+func (s *Store) MoveCheckpoint(ctx context.Context, component string, version int64, from string, to CheckpointPosition) (bool, error) {
+	res := s.with(ctx).Model(&Checkpoint{}).
+		Where("component = ? AND subtopic = ? AND version = ? AND token = ?", component, to.Subtopic, version, from).
+		Updates(map[string]any{"ts": to.TS, "token": to.Token, "updated_at": time.Now().UTC()})
+	if res.Error != nil {
+		return false, translate(res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
 // Progress is one fenced runtime report of a task incarnation.
 type Progress struct {
 	Component string
@@ -300,7 +315,9 @@ type CheckpointPosition struct {
 // SaveProgress writes reports in one transaction. Each report is fenced by
 // its version: a report from a superseded incarnation is skipped and its
 // component returned in fenced, while the others commit. Within an
-// incarnation a subtopic never moves back in time.
+// incarnation a subtopic's time never moves back: a report with a lower
+// time moves the token and keeps the stored time, so one task's clock can
+// never fail the transaction of every task on the node.
 func (s *Store) SaveProgress(ctx context.Context, reports []Progress) (fenced []string, err error) {
 	if len(reports) == 0 {
 		return nil, nil
@@ -326,29 +343,26 @@ func (s *Store) saveOne(ctx context.Context, r Progress, now time.Time) (bool, e
 	db := s.with(ctx)
 	for _, p := range r.Positions {
 		res := db.Model(&Checkpoint{}).
-			Where("component = ? AND subtopic = ? AND version = ? AND ts <= ?", r.Component, p.Subtopic, r.Version, p.TS).
-			Updates(map[string]any{"ts": p.TS, "token": p.Token, "updated_at": now})
+			Where("component = ? AND subtopic = ? AND version = ?", r.Component, p.Subtopic, r.Version).
+			Updates(map[string]any{
+				"ts":         gorm.Expr("CASE WHEN ts > ? THEN ts ELSE ? END", p.TS, p.TS),
+				"token":      p.Token,
+				"updated_at": now,
+			})
 		if res.Error != nil {
 			return false, translate(res.Error)
 		}
 		if res.RowsAffected == 1 {
 			continue
 		}
-		var cur Checkpoint
-		err := db.Where("component = ? AND subtopic = ?", r.Component, p.Subtopic).Take(&cur).Error
-		switch {
-		case err == nil && cur.Version == r.Version:
-			return false, fmt.Errorf("%w: checkpoint of %s/%s would move back from %d to %d", ErrInvalidArgument, r.Component, p.Subtopic, cur.TS, p.TS)
-		case err == nil:
-			return false, nil
-		case !errors.Is(translate(err), ErrNotFound):
-			return false, translate(err)
-		}
-		// A first position for this subtopic: insert only while the task is
-		// still at this version, in one statement.
+		// No row of this version: a first position for this subtopic, or a
+		// superseded incarnation. Insert only while the task is still at
+		// this version, in one statement; a row left by another version
+		// makes the insert collide.
 		res = db.Exec("INSERT INTO task_checkpoints (component, subtopic, version, ts, token, updated_at) "+
-			"SELECT ?, ?, ?, ?, ?, ? FROM tasks WHERE component = ? AND version = ?",
-			r.Component, p.Subtopic, r.Version, p.TS, p.Token, now, r.Component, r.Version)
+			"SELECT ?, ?, ?, ?, ?, ? FROM tasks WHERE component = ? AND version = ? "+
+			"AND NOT EXISTS (SELECT 1 FROM task_checkpoints WHERE component = ? AND subtopic = ?)",
+			r.Component, p.Subtopic, r.Version, p.TS, p.Token, now, r.Component, r.Version, r.Component, p.Subtopic)
 		if res.Error != nil {
 			return false, translate(res.Error)
 		}
@@ -370,14 +384,36 @@ func (s *Store) saveOne(ctx context.Context, r Progress, now time.Time) (bool, e
 }
 
 // ClaimHeartbeat creates or takes over the heartbeat row for a starting
-// incarnation. Called in the transaction that moves the task to STARTING.
+// incarnation on node. It is fenced like a checkpoint write: it lands only
+// while the task row is still at that version on that node, and it never
+// moves the row back to an older version, so a node that read the task
+// before a migrate or a restart cannot take the heartbeat back. ErrFenced
+// when the incarnation is no longer current.
 func (s *Store) ClaimHeartbeat(ctx context.Context, component string, version int64, node NodeID) error {
-	hb := Heartbeat{Component: component, Version: version, Node: node, At: time.Now().UTC()}
-	err := s.with(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "component"}},
-		DoUpdates: clause.AssignmentColumns([]string{"version", "node", "at", "metrics"}),
-	}).Create(&hb).Error
-	return translate(err)
+	now := time.Now().UTC()
+	return s.Tx(ctx, func(tx *Store) error {
+		db := tx.with(ctx)
+		res := db.Exec("UPDATE task_heartbeats SET version = ?, node = ?, at = ?, metrics = '' "+
+			"WHERE component = ? AND version <= ? AND EXISTS (SELECT 1 FROM tasks WHERE component = ? AND version = ? AND node = ?)",
+			version, node, now, component, version, component, version, node)
+		if res.Error != nil {
+			return translate(res.Error)
+		}
+		if res.RowsAffected == 1 {
+			return nil
+		}
+		res = db.Exec("INSERT INTO task_heartbeats (component, version, node, at, metrics) "+
+			"SELECT ?, ?, ?, ?, '' FROM tasks WHERE component = ? AND version = ? AND node = ? "+
+			"AND NOT EXISTS (SELECT 1 FROM task_heartbeats WHERE component = ?)",
+			component, version, node, now, component, version, node, component)
+		if res.Error != nil {
+			return translate(res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("claiming the heartbeat of %s at version %d on %s: %w", component, version, node, ErrFenced)
+		}
+		return nil
+	})
 }
 
 // Heartbeats returns heartbeat rows by component.
@@ -411,43 +447,6 @@ func (s *Store) SetParam(ctx context.Context, key, value string) error {
 		DoUpdates: clause.AssignmentColumns([]string{"value", "updated_at"}),
 	}).Create(&p).Error
 	return translate(err)
-}
-
-// UpsertNode registers or refreshes a node.
-func (s *Store) UpsertNode(ctx context.Context, n *Node) error {
-	err := s.with(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "id"}},
-		DoUpdates: clause.AssignmentColumns([]string{"addr", "version", "capacity", "started_at", "seen_at"}),
-	}).Create(n).Error
-	return translate(err)
-}
-
-// TouchNode records that a node is alive.
-func (s *Store) TouchNode(ctx context.Context, id NodeID, at time.Time) error {
-	res := s.with(ctx).Model(&Node{}).Where("id = ?", id).Update("seen_at", at.UTC())
-	if res.Error != nil {
-		return translate(res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("node %s: %w", id, ErrNotFound)
-	}
-	return nil
-}
-
-// Nodes lists registered nodes.
-func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
-	var out []Node
-	err := s.with(ctx).Order("id").Find(&out).Error
-	return out, translate(err)
-}
-
-// GetNode loads one node.
-func (s *Store) GetNode(ctx context.Context, id NodeID) (*Node, error) {
-	var n Node
-	if err := s.with(ctx).Where("id = ?", id).Take(&n).Error; err != nil {
-		return nil, fmt.Errorf("node %s: %w", id, translate(err))
-	}
-	return &n, nil
 }
 
 // GetAudit loads one audit row.

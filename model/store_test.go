@@ -142,9 +142,31 @@ func TestStoreContract(t *testing.T) {
 			if f := save(1, 150); len(f) != 0 {
 				t.Fatalf("forward write fenced: %v", f)
 			}
-			if _, err := s.SaveProgress(ctx, []model.Progress{{Component: comp, Version: 1,
-				Positions: []model.CheckpointPosition{{Subtopic: "a", TS: 120}}}}); !errors.Is(err, model.ErrInvalidArgument) {
-				t.Fatalf("backward write = %v, want refusal", err)
+			// A backward time moves the token and keeps the time; it fails
+			// nothing, not even in a batch with another task's report.
+			other := newTask("q-incr_trans-1-0")
+			if err := s.CreateTask(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.ClaimHeartbeat(ctx, other.Component, 1, "127.0.0.1-8088"); err != nil {
+				t.Fatal(err)
+			}
+			beat := time.Now().Add(time.Minute).Truncate(time.Second)
+			fenced, err := s.SaveProgress(ctx, []model.Progress{
+				{Component: comp, Version: 1, Positions: []model.CheckpointPosition{{Subtopic: "a", TS: 120, Token: "tok2"}}},
+				{Component: other.Component, Version: 1, Beat: beat, Positions: []model.CheckpointPosition{{Subtopic: "b", TS: 7, Token: "x"}}},
+			})
+			if err != nil || len(fenced) != 0 {
+				t.Fatalf("batch with a backward report = %v, fenced %v", err, fenced)
+			}
+			cps, _ := s.Checkpoints(ctx, comp)
+			if len(cps) != 1 || cps[0].TS != 150 || cps[0].Token != "tok2" {
+				t.Fatalf("after a backward report: %+v, want ts 150 (held) and token tok2", cps)
+			}
+			ocps, _ := s.Checkpoints(ctx, other.Component)
+			hbs, _ := s.Heartbeats(ctx, []string{other.Component})
+			if len(ocps) != 1 || ocps[0].TS != 7 || !hbs[other.Component].At.Equal(beat) {
+				t.Fatalf("the other task's report did not land: %+v %+v", ocps, hbs)
 			}
 			// A new incarnation: version 2, progress reset.
 			tk, _ := s.GetTask(ctx, comp)
@@ -160,12 +182,23 @@ func TestStoreContract(t *testing.T) {
 			if f := save(1, 200); len(f) != 1 || f[0] != comp {
 				t.Fatalf("stale write not fenced: %v", f)
 			}
-			cps, _ := s.Checkpoints(ctx, comp)
+			cps, _ = s.Checkpoints(ctx, comp)
 			if len(cps) != 0 {
 				t.Fatalf("stale write landed: %+v", cps)
 			}
 			if err := s.ClaimHeartbeat(ctx, comp, 2, "127.0.0.1-8088"); err != nil {
 				t.Fatal(err)
+			}
+			// A node that read the task before the bump cannot take the
+			// heartbeat back to the old version, nor claim it elsewhere.
+			if err := s.ClaimHeartbeat(ctx, comp, 1, "127.0.0.1-8088"); !errors.Is(err, model.ErrFenced) {
+				t.Fatalf("stale claim = %v, want ErrFenced", err)
+			}
+			if err := s.ClaimHeartbeat(ctx, comp, 2, "127.0.0.2-8088"); !errors.Is(err, model.ErrFenced) {
+				t.Fatalf("claim from another node = %v, want ErrFenced", err)
+			}
+			if hb := mustHeartbeat(t, s, comp); hb.Version != 2 || hb.Node != "127.0.0.1-8088" {
+				t.Fatalf("heartbeat after stale claims = %+v", hb)
 			}
 			if f := save(2, 50); len(f) != 0 {
 				t.Fatalf("current write fenced: %v", f)
@@ -226,13 +259,13 @@ func TestStoreContract(t *testing.T) {
 				t.Fatalf("params = %+v", ps)
 			}
 			now := time.Now()
-			if err := s.UpsertNode(ctx, &model.Node{ID: "127.0.0.1-1", Addr: "http://127.0.0.1:1", StartedAt: now, SeenAt: now}); err != nil {
+			if err := s.UpsertNode(ctx, &model.Node{ID: "127.0.0.1-1", Addr: "http://127.0.0.1:1", Instance: "i1", StartedAt: now, SeenAt: now}); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.TouchNode(ctx, "127.0.0.1-1", now.Add(time.Second)); err != nil {
+			if err := s.TouchNode(ctx, "127.0.0.1-1", "i1", now.Add(time.Second)); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.TouchNode(ctx, "127.0.0.1-2", now); !errors.Is(err, model.ErrNotFound) {
+			if err := s.TouchNode(ctx, "127.0.0.1-2", "i1", now); !errors.Is(err, model.ErrNotFound) {
 				t.Fatalf("touch unknown = %v", err)
 			}
 			n, err := s.GetNode(ctx, "127.0.0.1-1")
@@ -256,4 +289,17 @@ func TestParseDSN(t *testing.T) {
 			t.Errorf("ParseDSN(%q) = %v", bad, err)
 		}
 	}
+}
+
+func mustHeartbeat(t *testing.T, s *model.Store, comp string) model.Heartbeat {
+	t.Helper()
+	hbs, err := s.Heartbeats(context.Background(), []string{comp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, ok := hbs[comp]
+	if !ok {
+		t.Fatalf("no heartbeat row for %s", comp)
+	}
+	return hb
 }

@@ -120,6 +120,15 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 			}
 		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateFinished, model.StateDeleted:
 		}
+		if t.State == model.StateRunning || t.State == model.StateStarting {
+			// Warnings a running incarnation's connector raised (cleared
+			// when the task starts again).
+			for _, d := range t.Errors() {
+				if d.Level == model.LevelWarning {
+					add(HealthWarning, d.Code, t, t.Node, d.Message)
+				}
+			}
+		}
 	}
 	nodes := make([]model.NodeID, 0, len(nodeTasks))
 	for n := range nodeTasks {

@@ -34,11 +34,13 @@ type Reconciler struct {
 	waker     Waker
 	log       *zap.Logger
 
-	nudge   chan struct{}
-	mu      sync.Mutex
-	events  []runnerEvent
-	runners map[string]*runner // by component; reconciler goroutine only
-	wg      sync.WaitGroup     // runner goroutines
+	nudge  chan struct{}
+	mu     sync.Mutex // guards events, and writes of runners
+	events []runnerEvent
+	// runners by component: read and written by the reconciler goroutine,
+	// which holds mu to write, so Running may read it from elsewhere.
+	runners map[string]*runner
+	wg      sync.WaitGroup // runner goroutines
 
 	passes   sync.Mutex // guards lastPass
 	lastPass time.Duration
@@ -52,8 +54,19 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 		nudge:   make(chan struct{}, 1),
 		runners: map[string]*runner{},
 	}
-	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), func(component string, version int64) {
-		r.push(runnerEvent{kind: evFenced, component: component, version: version})
+	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), checkpoint.Hooks{
+		Fenced: func(component string, version int64) {
+			r.push(runnerEvent{kind: evFenced, component: component, version: version})
+		},
+		Held: func(component string, version int64, h checkpoint.HeldTime) {
+			r.push(runnerEvent{kind: evWarning, component: component, version: version, warnings: []model.ErrorDetail{{
+				Code: CodeCheckpointTimeHeld, Level: model.LevelWarning, Time: time.Now().UTC(),
+				Message: fmt.Sprintf("the connector reported time %d for subtopic %s after a later time %d; the checkpoint keeps %d and its position moves on",
+					h.Reported, h.Subtopic, h.Kept, h.Kept),
+				Reason:   "a source's reported times went backwards",
+				Proposal: "check the connector's clock or the times it reports; a pullback to a time may replay from slightly later than asked",
+			}}})
+		},
 	})
 	return r
 }
@@ -243,7 +256,11 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 		return
 	}
 	if err := r.store.ClaimHeartbeat(ctx, t.Component, t.Version, r.cfg.Node); err != nil {
-		log.Warn("claiming heartbeat", zap.Error(err))
+		if errors.Is(err, model.ErrFenced) {
+			log.Info("not starting a superseded incarnation", zap.Error(err))
+		} else {
+			log.Warn("claiming heartbeat", zap.Error(err))
+		}
 		return
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -252,8 +269,10 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 		committer: r.committer, log: log, report: r.push, cancel: cancel, done: make(chan struct{}),
 		openTimeout: r.cfg.OpenTimeout,
 	}
-	r.committer.Register(t.Component, t.Version)
+	r.committer.Register(t.Component, t.Version, from)
+	r.mu.Lock()
 	r.runners[t.Component] = rn
+	r.mu.Unlock()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -303,7 +322,11 @@ func (r *Reconciler) drainEvents(ctx context.Context) {
 		switch ev.kind {
 		case evStarted:
 			if rn.stopping == notStopping {
-				r.write(ctx, ev.component, ev.version, model.EventStarted, nil)
+				r.apply(ctx, ev.component, ev.version, runtimeWrite{event: model.EventStarted, warnings: ev.warnings, resetWarnings: true})
+			}
+		case evWarning:
+			if rn.stopping == notStopping {
+				r.apply(ctx, ev.component, ev.version, runtimeWrite{warnings: ev.warnings})
 			}
 		case evFenced:
 			r.log.Warn("stopping a superseded runner", zap.String(logTask, rn.name.String()))
@@ -312,7 +335,9 @@ func (r *Reconciler) drainEvents(ctx context.Context) {
 			}
 			rn.cancel()
 		case evExited:
+			r.mu.Lock()
 			delete(r.runners, ev.component)
+			r.mu.Unlock()
 			r.exited(ctx, rn, ev)
 		}
 	}
@@ -357,6 +382,28 @@ func (r *Reconciler) fail(ctx context.Context, t *model.Task, err error) {
 // write applies a runtime event to the task's state with a compare-and-swap
 // and an audit row, if the task is still this incarnation on this node.
 func (r *Reconciler) write(ctx context.Context, component string, version int64, ev model.Event, details []model.ErrorDetail) {
+	r.apply(ctx, component, version, runtimeWrite{event: ev, details: details})
+}
+
+// runtimeWrite is what a runtime report changes on a task row.
+type runtimeWrite struct {
+	// event moves the state through model.Next; empty leaves the state.
+	event model.Event
+	// details are appended to the task's error details.
+	details []model.ErrorDetail
+	// warnings are added, replacing earlier warnings with the same code
+	// and message; with resetWarnings every earlier warning goes first.
+	warnings      []model.ErrorDetail
+	resetWarnings bool
+}
+
+// apply writes w to the task with a compare-and-swap and an audit row, if
+// the task is still this incarnation on this node.
+func (r *Reconciler) apply(ctx context.Context, component string, version int64, w runtimeWrite) {
+	op := "runtime:" + string(w.event)
+	if w.event == "" {
+		op = "runtime:warning"
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		t, err := r.store.GetTask(ctx, component)
 		if err != nil {
@@ -366,26 +413,29 @@ func (r *Reconciler) write(ctx context.Context, component string, version int64,
 		if t.Version != version || t.Node != r.cfg.Node {
 			return
 		}
-		to, err := model.Next(t.State, ev, t.Desired)
-		if err != nil {
-			r.log.Debug("ignoring runtime event", zap.String(logTask, component), zap.Error(err))
-			return
+		to := t.State
+		if w.event != "" {
+			if to, err = model.Next(t.State, w.event, t.Desired); err != nil {
+				r.log.Debug("ignoring runtime event", zap.String(logTask, component), zap.Error(err))
+				return
+			}
 		}
 		before := *t
 		t.State = to
-		if details != nil {
-			t.SetErrors(append(t.Errors(), details...)[max(0, len(t.Errors())+len(details)-10):])
+		errs, changed := mergeDetails(t.Errors(), w)
+		if changed {
+			t.SetErrors(errs)
 		}
-		if to == before.State && details == nil {
+		if to == before.State && !changed {
 			return
 		}
 		audit := &model.Audit{
-			At: time.Now().UTC(), Actor: "node:" + string(r.cfg.Node), Operation: "runtime:" + string(ev),
+			At: time.Now().UTC(), Actor: "node:" + string(r.cfg.Node), Operation: op,
 			Component: component, TaskBefore: before.Name().String(), TaskAfter: t.Name().String(),
 			StateBefore: before.State, StateAfter: to, Result: model.ResultSuccess,
 		}
-		if len(details) > 0 {
-			audit.ErrCode, audit.ErrMsg = details[0].Code, details[0].Message
+		if first := append(append([]model.ErrorDetail{}, w.details...), w.warnings...); len(first) > 0 {
+			audit.ErrCode, audit.ErrMsg = first[0].Code, first[0].Message
 		}
 		err = r.store.WriteTask(ctx, t, audit, nil)
 		if errors.Is(err, model.ErrConflict) {
@@ -397,6 +447,9 @@ func (r *Reconciler) write(ctx context.Context, component string, version int64,
 		}
 		r.changes.broadcast()
 		r.log.Info("task state", zap.String(logTask, t.Name().String()), zap.String(logState, string(to)))
+		if w.event == "" {
+			return
+		}
 		if to == model.StateStopped && t.Journal != "" {
 			if j, err := decodeJournal(t.Journal); err == nil && j.Op == "pullback" {
 				r.cfg.reach(r.log, FailpointPullbackStopped)
@@ -404,4 +457,39 @@ func (r *Reconciler) write(ctx context.Context, component string, version int64,
 		}
 		return
 	}
+}
+
+// maxErrorDetails bounds the error details kept on a task row.
+const maxErrorDetails = 10
+
+// mergeDetails applies w's details and warnings to a task's error details and
+// reports whether they changed. The newest maxErrorDetails are kept.
+func mergeDetails(cur []model.ErrorDetail, w runtimeWrite) ([]model.ErrorDetail, bool) {
+	if len(w.details) == 0 && len(w.warnings) == 0 && !w.resetWarnings {
+		return cur, false
+	}
+	changed := len(w.details) > 0
+	out := make([]model.ErrorDetail, 0, len(cur)+len(w.details)+len(w.warnings))
+	for _, d := range cur {
+		drop := d.Level == model.LevelWarning && w.resetWarnings
+		for _, nw := range w.warnings {
+			if d.Level == model.LevelWarning && d.Code == nw.Code && d.Message == nw.Message {
+				drop = true
+			}
+		}
+		if drop {
+			changed = true
+			continue
+		}
+		out = append(out, d)
+	}
+	out = append(out, w.details...)
+	out = append(out, w.warnings...)
+	if len(w.warnings) > 0 {
+		changed = true
+	}
+	if !changed {
+		return cur, false
+	}
+	return out[max(0, len(out)-maxErrorDetails):], true
 }

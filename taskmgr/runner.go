@@ -33,6 +33,11 @@ type runner struct {
 	// openTimeout bounds open (Config.OpenTimeout).
 	openTimeout time.Duration
 
+	// durable lists the subtopics that have a durable position in this
+	// incarnation (resumed from one, or anchored at open); loop goroutine
+	// only.
+	durable map[string]bool
+
 	cancel context.CancelFunc
 	done   chan struct{}
 	// stopping is set by the reconciler (its goroutine only) when it asked
@@ -56,6 +61,7 @@ const (
 	evStarted eventKind = iota + 1
 	evExited
 	evFenced
+	evWarning
 )
 
 // runnerEvent is what a runner (or the committer) tells its reconciler.
@@ -65,13 +71,24 @@ type runnerEvent struct {
 	version   int64
 	err       error // evExited: why it ended; nil or context.Canceled when stopped
 	flushErr  error // evExited: the final checkpoint flush failed
+	// warnings are shown on the task: evStarted carries the source's
+	// standing conditions (replacing those of earlier incarnations),
+	// evWarning one condition met while running.
+	warnings []model.ErrorDetail
 }
 
 func (r *runner) run(ctx context.Context) {
 	defer close(r.done)
 	err := r.open(ctx)
 	if err == nil {
-		r.report(runnerEvent{kind: evStarted, component: r.component, version: r.name.Version})
+		err = r.anchor(ctx)
+	}
+	if err == nil {
+		var warnings []model.ErrorDetail
+		if w, ok := r.src.(connector.Warner); ok {
+			warnings = w.Warnings()
+		}
+		r.report(runnerEvent{kind: evStarted, component: r.component, version: r.name.Version, warnings: warnings})
 		err = r.loop(ctx)
 	}
 	if cerr := r.close(); cerr != nil {
@@ -105,6 +122,53 @@ func (r *runner) open(ctx context.Context) error {
 			err.Error(), "check that the servers the task connects to are up and answer", false, err)
 	}
 	return err
+}
+
+// CodeStartNotDurable: the start positions a source resolved at open could
+// not be written to the store.
+const CodeStartNotDurable = "START_NOT_DURABLE"
+
+// CodeCheckpointTimeHeld: a warning on a task whose source reported a time
+// lower than one it reported before; the checkpoint kept the higher time.
+const CodeCheckpointTimeHeld = "CHECKPOINT_TIME_HELD"
+
+// anchor makes durable where the subtopics without a position start, before
+// any record moves: a restart then continues from that place instead of
+// resolving "start" again (a later binlog end) and skipping what came in
+// between.
+func (r *runner) anchor(ctx context.Context) error {
+	r.durable = make(map[string]bool, len(r.from))
+	for sub := range r.from {
+		r.durable[sub] = true
+	}
+	st, ok := r.src.(connector.Starter)
+	if !ok {
+		return nil
+	}
+	positions := st.Start()
+	if len(positions) == 0 {
+		return nil
+	}
+	if err := r.makeDurable(ctx, positions); err != nil {
+		return connector.Fail(CodeStartNotDurable, "the start position could not be recorded", err.Error(),
+			"check that the store is reachable; the task starts again from its last durable position", false, err)
+	}
+	return nil
+}
+
+// makeDurable tracks positions and flushes them now. The subtopics count as
+// durable from then on.
+func (r *runner) makeDurable(ctx context.Context, positions []checkpoint.Position) error {
+	r.committer.Track(r.component, r.name.Version, positions, nil)
+	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := r.committer.Flush(fctx, r.component); err != nil {
+		return err
+	}
+	for _, p := range positions {
+		r.durable[p.Subtopic] = true
+	}
+	return nil
 }
 
 func (r *runner) openConnectors(ctx context.Context) error {
@@ -191,10 +255,38 @@ func (r *runner) move(ctx context.Context, b connector.Batch) error {
 			return fmt.Errorf("writing to sink: %w", err)
 		}
 	}
+	if r.snk == nil && r.firstPosition(b.Positions) {
+		// A self-contained source moves data itself: its first position of
+		// a subtopic is written at once, not on the next flush, and the
+		// source hears when it is durable.
+		r.committer.Track(r.component, r.name.Version, nil, b.Metrics)
+		if err := r.makeDurable(ctx, b.Positions); err != nil {
+			if errors.Is(err, model.ErrFenced) {
+				return err
+			}
+			return connector.Fail(CodeStartNotDurable, "the first position could not be recorded", err.Error(),
+				"check that the store is reachable; the task starts again from its last durable position", false, err)
+		}
+		if a, ok := r.src.(connector.Acker); ok {
+			a.Durable(b.Positions)
+		}
+		return nil
+	}
 	if len(b.Positions) > 0 || len(b.Metrics) > 0 {
 		r.committer.Track(r.component, r.name.Version, b.Positions, b.Metrics)
 	}
 	return nil
+}
+
+// firstPosition reports whether positions name a subtopic that has no
+// durable position in this incarnation yet.
+func (r *runner) firstPosition(positions []checkpoint.Position) bool {
+	for _, p := range positions {
+		if !r.durable[p.Subtopic] {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *runner) close() error {

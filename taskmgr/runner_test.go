@@ -117,8 +117,8 @@ func runLoop(t *testing.T, src *seqSource, snk *gateSink) (durable string, loopE
 	if err := store.ClaimHeartbeat(ctx, task.Component, task.Version, task.Node); err != nil {
 		t.Fatal(err)
 	}
-	committer := checkpoint.NewCommitter(checkpoint.CommitterConfig{}, store, zap.NewNop(), func(string, int64) {})
-	committer.Register(task.Component, task.Version)
+	committer := checkpoint.NewCommitter(checkpoint.CommitterConfig{}, store, zap.NewNop(), checkpoint.Hooks{})
+	committer.Register(task.Component, task.Version, nil)
 	r := &runner{component: task.Component, name: name, typ: task.Type, src: src, snk: snk,
 		committer: committer, log: zap.NewNop()}
 	loopErr = r.loop(ctx)

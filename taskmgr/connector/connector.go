@@ -110,6 +110,34 @@ type Ranger interface {
 	Oldest(ctx context.Context) (map[string]int64, error)
 }
 
+// Starter is implemented by sources that resolve where a subtopic without
+// a position starts (the binlog end, the start of a file) when they open.
+// The runner makes those positions durable before it reads the first
+// batch, so a restart continues from the same place instead of resolving
+// "start" again later and skipping what came in between. Start is called
+// once, after a successful Open, and returns a position for each subtopic
+// Open had none for.
+type Starter interface {
+	Start() []checkpoint.Position
+}
+
+// Warner is implemented by sources that, once open, know of conditions an
+// operator must see (a source that cannot decode some changes exactly).
+// The runner calls it once after Open; the warnings are shown on the task
+// (error details of level WARNING) for as long as this incarnation runs.
+type Warner interface {
+	Warnings() []model.ErrorDetail
+}
+
+// Acker is implemented by self-contained sources that want to know when a
+// subtopic's first position of an incarnation is durable, so the program
+// moving the data can wait for it before it moves any (see
+// docs/connector-protocol.md). The runner calls Durable from its own
+// goroutine, after the write.
+type Acker interface {
+	Durable(positions []checkpoint.Position)
+}
+
 // Subtopicer is implemented by sources that know their subtopics before
 // running. It is called on a source that has not been opened.
 type Subtopicer interface {

@@ -62,6 +62,9 @@ type Source struct {
 	seen   bool // lastTS holds the ts of a line already read
 	// err is sticky: once set, every Read returns it.
 	err error
+	// startAt is set by Open when it had no position: the start of the
+	// file, for Start.
+	startAt []checkpoint.Position
 }
 
 // NewSource validates the source scope of c without touching the file.
@@ -135,7 +138,18 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	if err != nil {
 		return openError(s.path, err)
 	}
-	if pos, ok := from[s.subtopic]; ok {
+	pos, ok := from[s.subtopic]
+	if !ok {
+		// Start at the file's start: offset 0, at the ts of its first line
+		// (0 while it has none).
+		first, err := s.Oldest(ctx)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		s.startAt = []checkpoint.Position{{Subtopic: s.subtopic, TS: first[s.subtopic], Token: "0"}}
+	}
+	if ok {
 		if pos.Exact() {
 			off, err := checkToken(f, s.path, pos.Token)
 			if err != nil {
@@ -152,6 +166,11 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	s.log.Debug("opened", zap.String("path", s.path), zap.Int64("offset", s.off), zap.Int64("from_ts", s.from))
 	return nil
 }
+
+// Start returns the start of the file when Open had no position for the
+// subtopic (connector.Starter): the runner records it before the first
+// line moves.
+func (s *Source) Start() []checkpoint.Position { return s.startAt }
 
 // Read returns the next lines, up to maxBatch, as soon as at least one is
 // complete. At the end of the file it polls for more, or, in a full import,

@@ -12,6 +12,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"cm/checkpoint"
 	"cm/taskmgr/connector"
 )
 
@@ -103,6 +104,19 @@ func binlogEnd(ctx context.Context, db *sql.DB) (gomysql.Position, error) {
 	}
 	return gomysql.Position{Name: string(vals[0]), Pos: uint32(pos)}, rows.Err()
 }
+
+// serverTime is the source server's clock (unix seconds): the times of the
+// events it writes next are at least this.
+func serverTime(ctx context.Context, db *sql.DB) (int64, error) {
+	var now int64
+	err := db.QueryRowContext(ctx, "SELECT UNIX_TIMESTAMP()").Scan(&now)
+	return now, err
+}
+
+// Start returns the binlog end the source resolved at Open for a subtopic
+// without a position; the runner makes it durable before the first batch
+// (connector.Starter).
+func (s *BinlogSource) Start() []checkpoint.Position { return s.startAt }
 
 // probeTimeout bounds reading the first event of one binlog file.
 const probeTimeout = 15 * time.Second

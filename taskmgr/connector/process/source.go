@@ -79,6 +79,10 @@ type Source struct {
 	// Owned by Read.
 	in  <-chan event // nil once stdout ended
 	err error        // sticky: once set, every Read returns it
+	// high is the highest time reported per subtopic (seeded by Open with
+	// where it resumes); a lower one is held at it, and logged once.
+	high map[string]int64
+	held map[string]bool
 }
 
 // event is what the stdout goroutine hands to Read: a message, or the
@@ -109,6 +113,10 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	hs, err := json.Marshal(newHandshake(s.task, s.typ, s.scopes, from))
 	if err != nil {
 		return fmt.Errorf("encoding the handshake: %w", err)
+	}
+	s.high, s.held = map[string]int64{}, map[string]bool{}
+	for sub, p := range from {
+		s.high[sub] = p.TS
 	}
 	if err := s.start(); err != nil {
 		return err
@@ -424,6 +432,17 @@ func (s *Source) add(b *connector.Batch, ev event) {
 	switch m.Type {
 	case msgCheckpoint:
 		p := m.position()
+		if hi, ok := s.high[p.Subtopic]; ok && p.TS < hi {
+			// Reported times never go back: the position moves on, its
+			// time stays.
+			if !s.held[p.Subtopic] {
+				s.held[p.Subtopic] = true
+				s.log.Warn("the connector reported a checkpoint time lower than an earlier one; keeping the higher time",
+					zap.String("subtopic", p.Subtopic), zap.Int64("reported", p.TS), zap.Int64("kept", hi))
+			}
+			p.TS = hi
+		}
+		s.high[p.Subtopic] = p.TS
 		for i := range b.Positions {
 			if b.Positions[i].Subtopic == p.Subtopic {
 				b.Positions[i] = p
@@ -484,6 +503,42 @@ func (s *Source) describeExit() string {
 
 func (s *Source) untilHeartbeat() time.Duration {
 	return time.Until(time.Unix(0, s.lastSeen.Load()).Add(s.cfg.heartbeatTimeout))
+}
+
+// durableTimeout bounds writing one durable notice to the program's stdin.
+const durableTimeout = time.Second
+
+// Durable tells the program, on its stdin, that the first positions of
+// subtopics in this run are recorded (connector.Acker): a program that
+// started without a checkpoint waits for this line before it moves data, so
+// a crash of cm cannot make its restart begin somewhere else. A program
+// that does not read its stdin loses nothing: the notice is dropped once
+// the pipe is full or closed.
+func (s *Source) Durable(positions []checkpoint.Position) {
+	if s.stdin == nil {
+		return
+	}
+	for _, p := range positions {
+		line, err := json.Marshal(durableNotice{Type: "durable", Subtopic: p.Subtopic, TS: p.TS, Token: p.Token})
+		if err != nil {
+			continue
+		}
+		_ = s.stdin.SetWriteDeadline(time.Now().Add(durableTimeout))
+		_, err = s.stdin.Write(append(line, '\n'))
+		_ = s.stdin.SetWriteDeadline(time.Time{})
+		if err != nil {
+			s.log.Debug("the connector process did not take a durable notice", zap.Error(err))
+			return
+		}
+	}
+}
+
+// durableNotice is the line Durable writes.
+type durableNotice struct {
+	Type     string `json:"type"`
+	Subtopic string `json:"subtopic"`
+	TS       int64  `json:"ts"`
+	Token    string `json:"token"`
 }
 
 // Close stops the program: it closes its stdin and sends SIGTERM to its
