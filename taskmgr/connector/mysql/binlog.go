@@ -66,9 +66,9 @@ type BinlogSource struct {
 	// last is the end of the last whole transaction read.
 	last   gomysql.Position
 	lastTS int64
-	// anchor is a positions-only batch Read returns first, when the source
-	// started from the binlog end, so that point is recorded at once.
-	anchor *connector.Batch
+	// startAt is where a subtopic without a position starts (the binlog
+	// end when it opened), for Start.
+	startAt []checkpoint.Position
 	// failed is returned by every Read once set: a DDL found after a batch
 	// that was returned first.
 	failed error
@@ -168,6 +168,7 @@ func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Pos
 	p, ok := from[s.cfg.Subtopic]
 	switch {
 	case ok && p.Exact():
+		s.lastTS = p.TS
 		pos, err := parseToken(p.Token)
 		if err != nil {
 			return pos, connector.Fail(CodePositionPurged, "unreadable resume position", err.Error(),
@@ -183,9 +184,12 @@ func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Pos
 		if err != nil {
 			return end, sourceFailure("reading the binlog end", err)
 		}
-		s.anchor = &connector.Batch{Positions: []checkpoint.Position{
-			{Subtopic: s.cfg.Subtopic, TS: time.Now().Unix(), Token: formatToken(end)},
-		}}
+		now, err := serverTime(ctx, s.db)
+		if err != nil {
+			return end, sourceFailure("reading the source's clock", err)
+		}
+		s.lastTS = now
+		s.startAt = []checkpoint.Position{{Subtopic: s.cfg.Subtopic, TS: now, Token: formatToken(end)}}
 		return end, nil
 	}
 }
@@ -292,11 +296,6 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 	if s.failed != nil {
 		return connector.Batch{}, s.failed
-	}
-	if s.anchor != nil {
-		b := *s.anchor
-		s.anchor = nil
-		return b, nil
 	}
 	// The server sends a heartbeat every heartbeatPeriod when it has
 	// nothing else, so a stall period (s.stall) without any event is a dead
@@ -437,7 +436,10 @@ func (s *BinlogSource) end(pos uint32) bool {
 		s.last = gomysql.Position{Name: s.file, Pos: pos}
 	}
 	if !s.txn.skip {
-		s.lastTS = s.txn.ts
+		// A transaction's time is its first event's: a long transaction
+		// that commits after short ones carries an earlier time. Reported
+		// times never go back; the token still moves on.
+		s.lastTS = max(s.lastTS, s.txn.ts)
 	}
 	return true
 }
