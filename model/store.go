@@ -280,21 +280,6 @@ func (s *Store) RebindProgress(ctx context.Context, component string, version in
 	return translate(s.with(ctx).Where("component = ?", component).Delete(&Heartbeat{}).Error)
 }
 
-// MoveCheckpoint sets the durable position of one subtopic of incarnation
-// version to `to`, only if it is exactly at token from, and reports whether
-// it was. It is an operator's exact skip (resume with skipDdl), called in
-// the transaction of the resume's compare-and-swap; to.TS should not be
-// below the stored time.
-func (s *Store) MoveCheckpoint(ctx context.Context, component string, version int64, from string, to CheckpointPosition) (bool, error) {
-	res := s.with(ctx).Model(&Checkpoint{}).
-		Where("component = ? AND subtopic = ? AND version = ? AND token = ?", component, to.Subtopic, version, from).
-		Updates(map[string]any{"ts": to.TS, "token": to.Token, "updated_at": time.Now().UTC()})
-	if res.Error != nil {
-		return false, translate(res.Error)
-	}
-	return res.RowsAffected == 1, nil
-}
-
 // Progress is one fenced runtime report of a task incarnation.
 type Progress struct {
 	Component string
@@ -447,6 +432,43 @@ func (s *Store) SetParam(ctx context.Context, key, value string) error {
 		DoUpdates: clause.AssignmentColumns([]string{"value", "updated_at"}),
 	}).Create(&p).Error
 	return translate(err)
+}
+
+// UpsertNode registers or refreshes a node.
+func (s *Store) UpsertNode(ctx context.Context, n *Node) error {
+	err := s.with(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"addr", "version", "capacity", "started_at", "seen_at"}),
+	}).Create(n).Error
+	return translate(err)
+}
+
+// TouchNode records that a node is alive.
+func (s *Store) TouchNode(ctx context.Context, id NodeID, at time.Time) error {
+	res := s.with(ctx).Model(&Node{}).Where("id = ?", id).Update("seen_at", at.UTC())
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("node %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Nodes lists registered nodes.
+func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
+	var out []Node
+	err := s.with(ctx).Order("id").Find(&out).Error
+	return out, translate(err)
+}
+
+// GetNode loads one node.
+func (s *Store) GetNode(ctx context.Context, id NodeID) (*Node, error) {
+	var n Node
+	if err := s.with(ctx).Where("id = ?", id).Take(&n).Error; err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, translate(err))
+	}
+	return &n, nil
 }
 
 // GetAudit loads one audit row.
