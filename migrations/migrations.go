@@ -14,5 +14,6 @@ func All() []*gormigrate.Migration {
 	return []*gormigrate.Migration{
 		m0001Init(),
 		m0002Cluster(),
+		m0003NodeInstance(),
 	}
 }

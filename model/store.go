@@ -434,43 +434,6 @@ func (s *Store) SetParam(ctx context.Context, key, value string) error {
 	return translate(err)
 }
 
-// UpsertNode registers or refreshes a node.
-func (s *Store) UpsertNode(ctx context.Context, n *Node) error {
-	err := s.with(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "id"}},
-		DoUpdates: clause.AssignmentColumns([]string{"addr", "version", "capacity", "started_at", "seen_at"}),
-	}).Create(n).Error
-	return translate(err)
-}
-
-// TouchNode records that a node is alive.
-func (s *Store) TouchNode(ctx context.Context, id NodeID, at time.Time) error {
-	res := s.with(ctx).Model(&Node{}).Where("id = ?", id).Update("seen_at", at.UTC())
-	if res.Error != nil {
-		return translate(res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("node %s: %w", id, ErrNotFound)
-	}
-	return nil
-}
-
-// Nodes lists registered nodes.
-func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
-	var out []Node
-	err := s.with(ctx).Order("id").Find(&out).Error
-	return out, translate(err)
-}
-
-// GetNode loads one node.
-func (s *Store) GetNode(ctx context.Context, id NodeID) (*Node, error) {
-	var n Node
-	if err := s.with(ctx).Where("id = ?", id).Take(&n).Error; err != nil {
-		return nil, fmt.Errorf("node %s: %w", id, translate(err))
-	}
-	return &n, nil
-}
-
 // GetAudit loads one audit row.
 func (s *Store) GetAudit(ctx context.Context, id int64) (*Audit, error) {
 	var a Audit

@@ -299,19 +299,6 @@ type Param struct {
 // TableName fixes the table name.
 func (Param) TableName() string { return "system_params" }
 
-// Node is a registered cm serve process.
-type Node struct {
-	ID        NodeID    `gorm:"primaryKey;size:128"`
-	Addr      string    `gorm:"size:255;not null"` // base URL of its API
-	Version   string    `gorm:"size:64"`
-	Capacity  int       ``
-	StartedAt time.Time `gorm:"not null"`
-	SeenAt    time.Time `gorm:"not null;index"`
-}
-
-// TableName fixes the table name.
-func (Node) TableName() string { return "nodes" }
-
 // Lease is a named lease in the shared store, held by one node until
 // ExpiresAt. Holders take and renew it with a compare-and-swap on
 // (Holder, ExpiresAt); see Store.AcquireLease.
