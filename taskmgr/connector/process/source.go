@@ -79,10 +79,6 @@ type Source struct {
 	// Owned by Read.
 	in  <-chan event // nil once stdout ended
 	err error        // sticky: once set, every Read returns it
-	// high is the highest time reported per subtopic (seeded by Open with
-	// where it resumes); a lower one is held at it, and logged once.
-	high map[string]int64
-	held map[string]bool
 }
 
 // event is what the stdout goroutine hands to Read: a message, or the
@@ -113,10 +109,6 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	hs, err := json.Marshal(newHandshake(s.task, s.typ, s.scopes, from))
 	if err != nil {
 		return fmt.Errorf("encoding the handshake: %w", err)
-	}
-	s.high, s.held = map[string]int64{}, map[string]bool{}
-	for sub, p := range from {
-		s.high[sub] = p.TS
 	}
 	if err := s.start(); err != nil {
 		return err
@@ -432,17 +424,6 @@ func (s *Source) add(b *connector.Batch, ev event) {
 	switch m.Type {
 	case msgCheckpoint:
 		p := m.position()
-		if hi, ok := s.high[p.Subtopic]; ok && p.TS < hi {
-			// Reported times never go back: the position moves on, its
-			// time stays.
-			if !s.held[p.Subtopic] {
-				s.held[p.Subtopic] = true
-				s.log.Warn("the connector reported a checkpoint time lower than an earlier one; keeping the higher time",
-					zap.String("subtopic", p.Subtopic), zap.Int64("reported", p.TS), zap.Int64("kept", hi))
-			}
-			p.TS = hi
-		}
-		s.high[p.Subtopic] = p.TS
 		for i := range b.Positions {
 			if b.Positions[i].Subtopic == p.Subtopic {
 				b.Positions[i] = p
