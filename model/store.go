@@ -280,6 +280,21 @@ func (s *Store) RebindProgress(ctx context.Context, component string, version in
 	return translate(s.with(ctx).Where("component = ?", component).Delete(&Heartbeat{}).Error)
 }
 
+// MoveCheckpoint sets the durable position of one subtopic of incarnation
+// version to `to`, only if it is exactly at token from, and reports whether
+// it was. It is an operator's exact skip (resume with skipDdl), called in
+// the transaction of the resume's compare-and-swap; to.TS should not be
+// below the stored time.
+func (s *Store) MoveCheckpoint(ctx context.Context, component string, version int64, from string, to CheckpointPosition) (bool, error) {
+	res := s.with(ctx).Model(&Checkpoint{}).
+		Where("component = ? AND subtopic = ? AND version = ? AND token = ?", component, to.Subtopic, version, from).
+		Updates(map[string]any{"ts": to.TS, "token": to.Token, "updated_at": time.Now().UTC()})
+	if res.Error != nil {
+		return false, translate(res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
 // Progress is one fenced runtime report of a task incarnation.
 type Progress struct {
 	Component string

@@ -133,6 +133,19 @@ type ErrorDetail struct {
 	// Permanent says retrying will not help (bad config, missing
 	// privileges): auto-restart leaves the task alone.
 	Permanent bool `json:"permanent,omitempty"`
+	// Position is set on an error a source stopped at a statement it
+	// cannot pass (a DDL): where that statement is in the stream. Resume
+	// with skipDdl=true moves the checkpoint from Before to After.
+	Position *StatementPosition `json:"position,omitempty"`
+}
+
+// StatementPosition is a statement's place in a source's stream: the
+// resume tokens just before and just after it, and its time.
+type StatementPosition struct {
+	Subtopic string `json:"subtopic"`
+	Before   string `json:"before"`
+	After    string `json:"after"`
+	TS       int64  `json:"ts"`
 }
 
 // Error levels.

@@ -46,6 +46,7 @@ var catalogue = []rule{
 	{is(taskmgr.ErrBusy), Problem{http.StatusConflict, "TASK_BUSY", true}},
 	{is(model.ErrConflict), Problem{http.StatusConflict, "TASK_BUSY", true}},
 	{is(taskmgr.ErrTaskFailed), Problem{http.StatusConflict, "TASK_EXCEPTION", false}},
+	{is(taskmgr.ErrSkipDDL), Problem{http.StatusConflict, "DDL_SKIP_REFUSED", false}},
 	{is(taskmgr.ErrRolledBack), Problem{http.StatusConflict, "OPERATION_ROLLED_BACK", false}},
 	{is(taskmgr.ErrStopTimeout), Problem{http.StatusGatewayTimeout, "STOP_TIMEOUT", true}},
 	{is(taskmgr.ErrStartTimeout), Problem{http.StatusGatewayTimeout, "START_TIMEOUT", true}},

@@ -189,10 +189,13 @@ func (h *handlers) resume(c echo.Context) error {
 	if opt.Force, err = boolParam(c, "force"); err != nil {
 		return err
 	}
+	if opt.SkipDDL, err = boolParam(c, "skipDdl"); err != nil {
+		return err
+	}
 	if opt.Timeout, err = timeoutParam(c); err != nil {
 		return err
 	}
-	res, err := h.svc.Resume(c.Request().Context(), call(c, "taskName", "pullBackFlag", "restartFlag", "force"), name, opt)
+	res, err := h.svc.Resume(c.Request().Context(), call(c, "taskName", "pullBackFlag", "restartFlag", "force", "skipDdl"), name, opt)
 	return answer(c, res, err)
 }
 

@@ -26,6 +26,10 @@ var (
 	// ErrRolledBack: a journaled operation (migrate, pullback) could not
 	// complete and was undone; the audit log says why.
 	ErrRolledBack = errors.New("operation rolled back")
+	// ErrSkipDDL: resume with skipDdl=true was refused: the task is not
+	// stopped at a statement it can skip, or its durable checkpoint is not
+	// exactly before it.
+	ErrSkipDDL = errors.New("cannot skip the statement")
 	// ErrTaskFailed: the task went to EXCEPTION while the call waited.
 	ErrTaskFailed = errors.New("task failed")
 	// ErrInvalidConfig: the task config does not build a connector.

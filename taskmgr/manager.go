@@ -217,7 +217,12 @@ type ResumeOptions struct {
 	PullBack bool
 	Restart  bool
 	// Force lets a pullback move a subtopic forward past its progress.
-	Force   bool
+	Force bool
+	// SkipDDL continues right after the statement the task stopped at
+	// (an error detail with a Position): the durable checkpoint must be
+	// exactly before it, and moves to just after it in the transaction of
+	// the resume. The operator has changed the target first.
+	SkipDDL bool
 	Timeout time.Duration
 }
 
@@ -230,9 +235,21 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 	var newVersion bool
 	var detail map[string]any
 	var reset []string
+	var skip *model.ErrorDetail
 	t, audit, err := m.mutate(ctx, call, op, ref, func(t *model.Task) error {
 		if opt.PullBack && opt.Restart {
 			return fmt.Errorf("%w: pullBackFlag and restartFlag cannot both be true", model.ErrInvalidArgument)
+		}
+		if opt.SkipDDL {
+			if opt.PullBack || opt.Restart {
+				return fmt.Errorf("%w: skipDdl=true is a plain resume; it cannot be combined with pullBackFlag or restartFlag", model.ErrInvalidArgument)
+			}
+			// Before transition: starting clears the error details.
+			d, err := stoppedAtStatement(t)
+			if err != nil {
+				return err
+			}
+			skip = d
 		}
 		if opt.PullBack && t.Type != model.TypeIncr {
 			return fmt.Errorf("%w: pullBackFlag=true applies to incr_trans tasks; %s is %s", model.ErrInvalidArgument, t.Component, t.Type)
@@ -256,6 +273,9 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 		}
 		return nil
 	}, func(tx *model.Store, t *model.Task, a *model.Audit) error {
+		if skip != nil {
+			return skipStatement(ctx, tx, t, a, skip)
+		}
 		if !newVersion {
 			return nil
 		}
@@ -279,6 +299,65 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 	werr := m.waitRunning(ctx, t, pick(opt.Timeout, m.cfg.StartTimeout))
 	m.finish(ctx, audit, werr, started)
 	return t.Name().String(), werr
+}
+
+// stoppedAtStatement returns the error detail of the statement a task is
+// stopped at: the task is STOPPED or EXCEPTION, and its latest error (not
+// a warning) carries the statement's position.
+func stoppedAtStatement(t *model.Task) (*model.ErrorDetail, error) {
+	if t.State.Transitional() {
+		return nil, fmt.Errorf("%w: %s is %s; retry when it settles", ErrBusy, t.Component, t.State)
+	}
+	if t.State != model.StateStopped && t.State != model.StateException {
+		return nil, fmt.Errorf("%w: %s is %s; skipDdl=true resumes a task stopped at a DDL statement", ErrSkipDDL, t.Component, t.State)
+	}
+	errs := t.Errors()
+	for i := len(errs) - 1; i >= 0; i-- {
+		if errs[i].Level == model.LevelWarning {
+			continue
+		}
+		if errs[i].Position == nil {
+			break
+		}
+		d := errs[i]
+		return &d, nil
+	}
+	return nil, fmt.Errorf("%w: %s did not stop at a statement it can skip (its last error has no statement position); "+
+		"skipDdl=true applies after MYSQL_DDL_UNSUPPORTED", ErrSkipDDL, t.Component)
+}
+
+// skipStatement moves the durable checkpoint of the statement's subtopic
+// from just before it to just after it, in the transaction of the resume.
+// It is refused unless the checkpoint is exactly before it: then nothing
+// between the two can be skipped by mistake.
+func skipStatement(ctx context.Context, tx *model.Store, t *model.Task, a *model.Audit, d *model.ErrorDetail) error {
+	p := d.Position
+	rows, err := tx.Checkpoints(ctx, t.Component)
+	if err != nil {
+		return err
+	}
+	durable := "none"
+	var ts int64
+	for _, r := range rows {
+		if r.Subtopic == p.Subtopic {
+			durable, ts = fmt.Sprintf("%q (version %d)", r.Token, r.Version), r.TS
+		}
+	}
+	moved, err := tx.MoveCheckpoint(ctx, t.Component, t.Version, p.Before,
+		model.CheckpointPosition{Subtopic: p.Subtopic, TS: max(ts, p.TS), Token: p.After})
+	if err != nil {
+		return err
+	}
+	if !moved {
+		return fmt.Errorf("%w: the durable checkpoint of %s/%s is %s, not %q just before the statement; "+
+			"resume without skipDdl: the task reads up to the statement and stops there again, then skip it",
+			ErrSkipDDL, t.Component, p.Subtopic, durable, p.Before)
+	}
+	a.Detail = jsonString(map[string]any{"skipDdl": map[string]any{
+		"code": d.Code, "statement": d.Message, "subtopic": p.Subtopic,
+		"checkpointBefore": p.Before, "checkpointAfter": p.After, "ts": p.TS,
+	}})
+	return nil
 }
 
 // prepareRestart checks a pullback's configured checkpoint against the

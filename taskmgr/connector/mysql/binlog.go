@@ -72,6 +72,10 @@ type BinlogSource struct {
 	// failed is returned by every Read once set: a DDL found after a batch
 	// that was returned first.
 	failed error
+	// fromTS is the time of the position Open started from (0: none).
+	fromTS int64
+	// meta is the server's binlog_row_metadata, read at Open.
+	meta string
 	// heartbeat is the period the server is asked to send heartbeats at
 	// when idle, and stall how long without any event means the dump is
 	// dead: heartbeatPeriod and stallTimeout (tests shorten them).
@@ -86,7 +90,10 @@ type txn struct {
 	explicit bool
 	skip     bool // began before skipBefore
 	ts       int64
-	records  []connector.Record
+	// start is where the transaction's first event begins: reading from
+	// there meets it again, and nothing before it is still to come.
+	start   gomysql.Position
+	records []connector.Record
 }
 
 // shape is how the columns of one table map event read.
@@ -132,6 +139,10 @@ func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 	meta, err := checkBinlogServer(ctx, s.db)
 	if err != nil {
 		return err
+	}
+	s.meta = meta
+	if p, ok := from[s.cfg.Subtopic]; ok {
+		s.fromTS = p.TS
 	}
 	if meta != "FULL" {
 		s.log.Warn("binlog_row_metadata is not FULL; column names come from information_schema, so a replay across an ALTER may misname columns",
@@ -346,6 +357,12 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 		done, err := s.handle(ctx, ev, ev.Header.LogPos)
 		if err != nil {
 			s.failed = err
+			if p := stoppedAt(err); p != nil {
+				// Everything before the statement is read: the position
+				// just before it goes with what came before, so the
+				// durable checkpoint is there when resume skips it.
+				b.Positions = []checkpoint.Position{{Subtopic: s.cfg.Subtopic, TS: s.beforeTS(p), Token: p.Before}}
+			}
 			if len(b.Positions) > 0 {
 				return s.finish(ctx, b) // deliver what came before it first
 			}
@@ -395,12 +412,14 @@ func (s *BinlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, 
 	case *replication.MariadbGTIDEvent:
 		// A standalone group (DDL) has no COMMIT: its statement ends it.
 		s.begin(ts, !e.IsStandalone())
+		s.txn.start = s.eventStart(ev)
 	case *replication.GTIDEvent, *replication.GtidTaggedLogEvent:
 		// MySQL (anonymous GTIDs too): a BEGIN query follows for a
 		// transaction, a DDL for a statement.
 		s.begin(ts, false)
+		s.txn.start = s.eventStart(ev)
 	case *replication.QueryEvent:
-		return s.query(ctx, ts, e, endPos)
+		return s.query(ctx, ts, e, s.eventStart(ev), endPos)
 	case *replication.RowsEvent:
 		return false, s.rows(ctx, ts, e)
 	case *replication.XIDEvent:
@@ -444,7 +463,7 @@ func (s *BinlogSource) end(pos uint32) bool {
 	return true
 }
 
-func (s *BinlogSource) query(ctx context.Context, ts int64, e *replication.QueryEvent, endPos uint32) (bool, error) {
+func (s *BinlogSource) query(ctx context.Context, ts int64, e *replication.QueryEvent, start gomysql.Position, endPos uint32) (bool, error) {
 	q := strings.TrimSpace(string(e.Query))
 	switch u := strings.ToUpper(firstWords(q, 2)); {
 	case u == "BEGIN" || u == "START TRANSACTION" || strings.HasPrefix(u, "XA START"):
@@ -467,9 +486,10 @@ func (s *BinlogSource) query(ctx context.Context, ts int64, e *replication.Query
 	}
 	if !s.txn.open {
 		s.begin(ts, false)
+		s.txn.start = start
 	}
 	if err := s.ddl(ctx, string(e.Schema), q); err != nil {
-		return false, err
+		return false, s.atStatement(err, ts, endPos)
 	}
 	return s.end(endPos), nil
 }
@@ -513,7 +533,7 @@ func (s *BinlogSource) ddl(_ context.Context, schema, q string) error {
 	return connector.Fail(CodeDDLUnsupported,
 		fmt.Sprintf("%s on selected table(s) %s: %s", d.Kind, strings.Join(touched, ", "), clip(q, 400)),
 		"row changes after this statement may not fit the target table, and the sink does not replay DDL",
-		"apply the same change to the target, then recreate the task from a time after the statement (or run a new full import)",
+		"apply the same change to the target, then resume with skipDdl=true: the task continues right after this statement (docs/runbooks.md)",
 		true, nil)
 }
 
