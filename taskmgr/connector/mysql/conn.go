@@ -25,17 +25,41 @@ var (
 
 const dialTimeout = 10 * time.Second
 
-// openDB returns a pool to e; it does not connect. interpolate makes the
-// driver build statements client-side (one round trip per statement, which
-// the sink wants); without it arguments go as prepared-statement
-// parameters, which keep key comparisons in the column's collation.
+// Connection character sets (see charset.go). Rows travel in the binary
+// character set: the server sends a string value as the bytes its column
+// stores, in the column's own character set, and stores the bytes it is sent
+// into a column as they are, the way a replica applies row events. Statement
+// text that carries characters (SHOW CREATE TABLE and the CREATE TABLE made
+// from it) travels as utf8mb4, so the server converts it to and from each
+// column's character set.
+const (
+	rowCollation  = "binary"
+	textCollation = "utf8mb4_general_ci"
+)
+
+// openDB returns a pool to e for reading or writing rows (binary character
+// set); it does not connect. interpolate makes the driver build statements
+// client-side (one round trip per statement, which the sink wants); without
+// it arguments go as prepared-statement parameters, which keep key
+// comparisons in the column's collation.
 func openDB(e Endpoint, session map[string]string, interpolate bool, maxOpen int) (*sql.DB, error) {
+	return open(e, session, interpolate, maxOpen, rowCollation)
+}
+
+// openTextDB returns a pool to e for statements whose text carries
+// characters: table definitions, read and created.
+func openTextDB(e Endpoint, session map[string]string, maxOpen int) (*sql.DB, error) {
+	return open(e, session, false, maxOpen, textCollation)
+}
+
+func open(e Endpoint, session map[string]string, interpolate bool, maxOpen int, collation string) (*sql.DB, error) {
 	c := driver.NewConfig()
 	c.Net = "tcp"
 	c.Addr = e.Addr()
 	c.User = e.User
 	c.Passwd = e.Password
 	c.Params = session
+	c.Collation = collation // the handshake's character set: no SET NAMES round trip
 	c.InterpolateParams = interpolate
 	c.Timeout = dialTimeout
 	c.MaxAllowedPacket = 0 // ask the server

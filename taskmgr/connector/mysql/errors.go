@@ -29,6 +29,9 @@ const (
 	CodeApply            = "MYSQL_APPLY"             // applying a batch on the target failed (transient)
 	CodeApplySchema      = "MYSQL_APPLY_SCHEMA"      // the target table does not fit the rows (permanent)
 	CodeUnsupportedInput = "MYSQL_UNSUPPORTED_INPUT" // the sink got a record without a row change (permanent)
+	// CodeInexactDefinition: the sink would create a target table from a
+	// source definition the server does not show exactly (permanent).
+	CodeInexactDefinition = "MYSQL_INEXACT_DEFINITION"
 )
 
 // MySQL server error numbers this package tells apart.

@@ -96,7 +96,8 @@ func (s *Sink) Open(ctx context.Context) (err error) {
 		return nil
 	}
 
-	if s.srcDB, err = openDB(s.src.Endpoint, sourceSession, false, 1); err != nil {
+	// Definitions only: read as text (see charset.go).
+	if s.srcDB, err = openTextDB(s.src.Endpoint, sourceSession, 1); err != nil {
 		return err
 	}
 	refs, err := listTables(ctx, s.srcDB, s.src.Tables)
@@ -104,14 +105,23 @@ func (s *Sink) Open(ctx context.Context) (err error) {
 		return sourceFailure("listing source tables", err)
 	}
 	var noPK []string
+	var inexact []TableRef
 	for _, r := range refs {
 		if _, err := s.table(ctx, r); err != nil {
 			var ce *connector.Error
-			if errors.As(err, &ce) && ce.Detail.Code == CodeNoPrimaryKey {
+			switch {
+			case errors.As(err, &ce) && ce.Detail.Code == CodeNoPrimaryKey:
 				noPK = append(noPK, s.target(r).String())
-				continue
+			case errors.As(err, &ce) && ce.Detail.Code == CodeInexactDefinition:
+				inexact = append(inexact, r)
+			default:
+				return err
 			}
-			return err
+		}
+	}
+	if len(inexact) > 0 {
+		if err := refuseInexact(ctx, s.srcDB, inexact); err != nil {
+			return err // every such table named at once
 		}
 	}
 	if len(noPK) > 0 {
@@ -154,12 +164,17 @@ func (s *Sink) table(ctx context.Context, src TableRef) (*tableDef, error) {
 	return d, nil
 }
 
-// create copies the definition of src to ref. The statement runs with the
-// target database selected, so unqualified references in it (foreign keys)
+// create copies the definition of src to ref, unless the server does not
+// show it exactly (see charset.go). The statement runs as text on a
+// connection of its own (the sink's pool talks binary), with the target
+// database selected, so unqualified references in it (foreign keys)
 // resolve there, as they did on the source.
 func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
 	if s.srcDB == nil {
 		return tableNotFound("target", []string{ref.String()})
+	}
+	if err := refuseInexact(ctx, s.srcDB, []TableRef{src}); err != nil {
+		return err
 	}
 	var name, stmt string
 	if err := s.srcDB.QueryRowContext(ctx, "SHOW CREATE TABLE "+src.quoted()).Scan(&name, &stmt); err != nil {
@@ -175,7 +190,12 @@ func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
 	}
 	stmt = prefix + "IF NOT EXISTS " + stmt[len(prefix):]
 
-	conn, err := s.db.Conn(ctx)
+	db, err := openTextDB(s.cfg.Endpoint, sinkSession, 1)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return sinkFailure("connecting", err)
 	}
