@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -49,6 +50,10 @@ type serveConfig struct {
 	LeaseRenew        time.Duration
 	// GCPercent is the Go collector's target (as GOGC); see defaultGCPercent.
 	GCPercent int
+
+	// hostIPs lists the addresses of this host's interfaces that are up,
+	// for a wildcard --listen without --advertise; nil means hostIPs.
+	hostIPs func() ([]net.IP, error)
 }
 
 // envOf maps flags to their environment variables.
@@ -80,7 +85,7 @@ const defaultGCPercent = 400
 func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8088", "address to serve the API on (env CM_LISTEN)")
 	fs.StringVar(&c.DB, "db", "sqlite:./data/cm.db", "store: sqlite:PATH or mysql://user:pass@host:3306/db?param=... (env CM_DB)")
-	fs.StringVar(&c.Advertise, "advertise", "", "this node's id IP-PORT; default derived from --listen (env CM_ADVERTISE)")
+	fs.StringVar(&c.Advertise, "advertise", "", "this node's id IP-PORT, also where other nodes call it; default from --listen, see docs/cluster.md for a wildcard --listen (env CM_ADVERTISE)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (env CM_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console (env CM_LOG_FORMAT)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for per-task files (env CM_DATA_DIR)")
@@ -156,17 +161,9 @@ func (c *serveConfig) validate() (model.DSN, model.NodeID, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	var node model.NodeID
-	if c.Advertise != "" {
-		node, err = model.ParseNodeID(c.Advertise)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--advertise: %w", err))
-		}
-	} else {
-		node, err = model.NodeIDFromAddr(c.Listen)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--listen: %w", err))
-		}
+	node, err := c.nodeID()
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %w", err))
@@ -191,4 +188,100 @@ func newLogger(level, format string) (*zap.Logger, error) {
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	cfg.Sampling = nil
 	return cfg.Build()
+}
+
+// nodeID is this node's id, which is also where other nodes call it (see
+// apiURL): --advertise when given; else --listen's host and port; for a
+// wildcard --listen (0.0.0.0, ::, or no host) the host's one routable
+// address, refusing when it has none or several (pickAdvertised).
+func (c *serveConfig) nodeID() (model.NodeID, error) {
+	if c.Advertise != "" {
+		node, err := model.ParseNodeID(c.Advertise)
+		if err != nil {
+			return "", fmt.Errorf("--advertise: %w", err)
+		}
+		return node, nil
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil || !wildcard(host) {
+		node, err := model.NodeIDFromAddr(c.Listen)
+		if err != nil {
+			return "", fmt.Errorf("--listen: %w", err)
+		}
+		return node, nil
+	}
+	list := c.hostIPs
+	if list == nil {
+		list = hostIPs
+	}
+	ips, err := list()
+	if err != nil {
+		return "", fmt.Errorf("--listen %s: listing this host's addresses to pick one to advertise: %w; set --advertise IP-PORT", c.Listen, err)
+	}
+	return pickAdvertised(c.Listen, host, port, ips)
+}
+
+func wildcard(host string) bool {
+	return host == "" || host == "0.0.0.0" || host == "::"
+}
+
+// pickAdvertised picks the id of a node listening on the wildcard host:
+// the host's one routable unicast address (loopback, link-local and
+// multicast addresses do not count; for 0.0.0.0 only IPv4 ones, as that is
+// all it serves). None or several: refused, naming --advertise. No guess
+// among several: a node advertising an address the others cannot reach
+// looks alive while every call to it fails.
+func pickAdvertised(listen, host, port string, ips []net.IP) (model.NodeID, error) {
+	var found []string
+	for _, ip := range ips {
+		if !ip.IsGlobalUnicast() || (host == "0.0.0.0" && ip.To4() == nil) {
+			continue
+		}
+		found = append(found, ip.String())
+	}
+	switch len(found) {
+	case 1:
+		node, err := model.ParseNodeID(found[0] + "-" + port)
+		if err != nil {
+			return "", fmt.Errorf("--listen: %w", err)
+		}
+		return node, nil
+	case 0:
+		return "", fmt.Errorf("--listen %s listens on every address, and this host has no routable one to advertise: "+
+			"set --advertise IP-PORT to the address other nodes reach this node at (--advertise 127.0.0.1-%s for a node alone on this host)", listen, port)
+	}
+	return "", fmt.Errorf("--listen %s listens on every address, and this host has %d routable ones (%s): "+
+		"set --advertise IP-PORT to the one other nodes reach this node at, e.g. --advertise %s-%s", listen, len(found), strings.Join(found, ", "), found[0], port)
+}
+
+// hostIPs lists the addresses of the interfaces that are up.
+func hostIPs() ([]net.IP, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var out []net.IP
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, err := i.Addrs()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				out = append(out, n.IP)
+			}
+		}
+	}
+	return out, nil
+}
+
+// apiURL is the base URL other nodes call this node at: its id's host and
+// port, so a node with --advertise is called where it advertises, not
+// where it listens.
+func apiURL(node model.NodeID) string {
+	host := node.Host()
+	return "http://" + net.JoinHostPort(host, strings.TrimPrefix(string(node), host+"-"))
 }

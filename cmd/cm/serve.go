@@ -65,6 +65,11 @@ func migrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			unlock, err := lockStore(dsn)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			store, err := model.Open(cmd.Context(), dsn, true)
 			if err != nil {
 				return err
@@ -85,12 +90,24 @@ func migrateCmd() *cobra.Command {
 // serve runs a node until ctx is done. Shutdown order: stop taking HTTP
 // requests, then stop the cluster-wide jobs (giving up the leader lease),
 // then stop runners (flushing their checkpoints, leaving task states so the
-// next start resumes them) and the node heartbeat, then close the store.
+// next start resumes them) and the node heartbeat, then give the node id
+// up, then close the store (and release its lock).
+//
+// The node id is held like a lease (taskmgr.Membership): serve refuses to
+// start while another live process holds it, and if another process takes
+// it over while this one runs, serve stops the runners at once, shuts down
+// and returns the *taskmgr.NodeHeldError (exit status 1), leaving the
+// task states to the new holder.
 func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger) error {
 	log = log.With(zap.String("node", string(node)))
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(c.GCPercent)
 	}
+	unlock, err := lockStore(dsn)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	store, err := model.Open(ctx, dsn, true)
 	if err != nil {
 		return err
@@ -116,8 +133,24 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	if err := scfg.Validate(); err != nil {
 		return err
 	}
+	addr := apiURL(node)
+	members := taskmgr.NewMembership(tcfg, store, addr, version, log)
+	if dsn.Dialect == model.SQLite {
+		members.SoleProcess() // lockStore: no other process has the file open
+	}
+	if err := members.Register(ctx); err != nil {
+		return err
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := members.Release(rctx); err != nil {
+			log.Warn("giving the node id up", zap.Error(err))
+		}
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
+		release()
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
 
@@ -129,26 +162,34 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	rec.SetWaker(waker)
 	mgr := taskmgr.NewManager(tcfg, store, registry, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
-	members := taskmgr.NewMembership(tcfg, store, "http://"+ln.Addr().String(), version, log)
-	if err := members.Register(ctx); err != nil {
-		_ = ln.Close()
-		return err
-	}
 	lease := taskmgr.NewLease(tcfg.Lease, taskmgr.LeaderLease, node, store, log)
 	sched := taskmgr.NewScheduler(tcfg, store, mgr.Jobs(rec), log)
 	srv := server.New(scfg, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
 
+	// A takeover of the node id stops the runners first (every moment both
+	// processes run the tasks, records are delivered twice), then the rest
+	// in the usual order.
+	ctx, takenOver := context.WithCancelCause(ctx)
+	defer takenOver(nil)
 	runtimeCtx, stopRuntime := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuntime()
 	var runtime errgroup.Group
 	runtime.Go(func() error { rec.Run(runtimeCtx); return nil })
-	runtime.Go(func() error { members.Run(runtimeCtx); return nil })
+	runtime.Go(func() error {
+		if err := members.Run(runtimeCtx); err != nil {
+			log.Error("node id taken over: stopping the runners and shutting down", zap.Error(err))
+			stopRuntime()
+			takenOver(err)
+		}
+		return nil
+	})
 	clusterCtx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCluster()
 	var cluster errgroup.Group
 	cluster.Go(func() error { lease.Run(clusterCtx, sched.Lead); return nil })
 
-	log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("db", dsn.Redacted), zap.String("version", version))
+	log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("addr", addr), zap.String("instance", members.Instance()),
+		zap.String("db", dsn.Redacted), zap.String("version", version))
 	serveErr := srv.Serve(ctx, ln)
 	log.Info("shutting down")
 	stopCluster()
@@ -158,6 +199,11 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	start := time.Now()
 	_ = runtime.Wait()
 	log.Info("runners stopped", zap.Duration("took", time.Since(start)))
+	var held *taskmgr.NodeHeldError
+	if errors.As(context.Cause(ctx), &held) {
+		return held
+	}
+	release()
 	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
 		return serveErr
 	}
