@@ -528,7 +528,7 @@ func (g *group) query(n int) string {
 			q.WriteString(quoteIdent(c))
 		}
 		q.WriteString(") VALUES ")
-		row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+		row := g.placeholders()
 		for i := 0; i < n; i++ {
 			if i > 0 {
 				q.WriteByte(',')
@@ -567,6 +567,28 @@ func (g *group) query(n int) string {
 		}
 	}
 	return q.String()
+}
+
+// placeholders is one row's parameters of an upsert. The sink's
+// connections talk binary (see charset.go), and MySQL makes no JSON value
+// from a binary string, so a JSON column takes its text as utf8mb4 (the
+// JSON text the sources yield is UTF-8). MariaDB's JSON is a text column
+// (DATA_TYPE longtext) and needs nothing.
+func (g *group) placeholders() string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, c := range g.columns {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if j := g.def.index(c); j >= 0 && j < len(g.def.DataTypes) && g.def.DataTypes[j] == "json" {
+			b.WriteString("CONVERT(? USING utf8mb4)")
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	b.WriteByte(')')
+	return b.String()
 }
 
 // keyChanged reports whether an update moved the row to another key.

@@ -140,3 +140,21 @@ func TestAsUnsigned(t *testing.T) {
 		}
 	}
 }
+
+// The sink talks binary; a MySQL JSON column takes its value as utf8mb4
+// text, the other columns as they are.
+func TestPlanJSONAsText(t *testing.T) {
+	def := &tableDef{Ref: TableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "doc", "v"}, PK: []int{0},
+		DataTypes: []string{"int", "json", "varchar"}, Generated: []bool{false, false, false}}
+	defs := map[TableRef]*tableDef{{DB: "src", Name: "t"}: def}
+	rc := &connector.RowChange{Database: "src", Table: "t", Op: connector.OpInsert, Columns: def.Columns, PK: []int{0},
+		After: []any{1, []byte(`{"k": "é"}`), "v"}}
+	stmts, err := plan([]connector.Record{{Change: rc}}, defs, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "INSERT INTO `dst`.`t` (`id`,`doc`,`v`) VALUES (?,CONVERT(? USING utf8mb4),?) ON DUPLICATE KEY UPDATE `id`=VALUES(`id`),`doc`=VALUES(`doc`),`v`=VALUES(`v`)"
+	if len(stmts) != 1 || stmts[0].query != want {
+		t.Errorf("statements %+v\nwant %s", stmts, want)
+	}
+}
