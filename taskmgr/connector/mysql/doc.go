@@ -50,4 +50,10 @@
 // checkpointed only once all of it is applied; a crash between the parts
 // leaves a prefix of work that the replay completes. Missing target tables
 // are created from the source's SHOW CREATE TABLE when the source is mysql.
+//
+// Character sets (charset.go): rows travel in the binary character set on
+// every connection, so string values are the bytes their column stores, in
+// its own character set, from source to sink; definitions travel as utf8mb4
+// text, and one the server does not show exactly is refused
+// (MYSQL_INEXACT_DEFINITION) rather than created wrong.
 package mysql
