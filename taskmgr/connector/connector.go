@@ -138,6 +138,22 @@ type Acker interface {
 	Durable(positions []checkpoint.Position)
 }
 
+// Origin is implemented by sources whose start, for a subtopic without a
+// position, is a known time (the first line of a file). The pullback guard
+// judges a rewind of a task without progress against it: a target after it
+// would skip data. It is called on a source that has not been opened.
+type Origin interface {
+	Origin(ctx context.Context) (map[string]int64, error)
+}
+
+// RewindChecker is implemented by sources that can tell whether a rewind
+// to target (unix seconds per subtopic) would be replayed correctly. It is
+// called on a source that has not been opened, before a pullback is
+// accepted; a *Error refuses the pullback and says why.
+type RewindChecker interface {
+	CheckRewind(ctx context.Context, target map[string]int64) error
+}
+
 // Subtopicer is implemented by sources that know their subtopics before
 // running. It is called on a source that has not been opened.
 type Subtopicer interface {

@@ -265,3 +265,121 @@ func tokenize(s string) []token {
 func isWordByte(c byte) bool {
 	return c == '_' || c == '$' || c >= 0x80 || unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c))
 }
+
+// changesColumns reports whether d may change the columns a row event of
+// the tables it names is decoded with: their number, order, names or
+// types. A table dropped, renamed or replaced may come back with other
+// columns, so those count; an ALTER counts when one of its clauses adds,
+// drops, modifies, changes, renames or reorders a column or converts the
+// table's character set. Index, option and partition clauses do not.
+func changesColumns(d ddl, query string) bool {
+	switch d.Kind {
+	case ddlAlter:
+		return alterChangesColumns(query)
+	case ddlDrop, ddlRename, ddlReplace, ddlDropDatabase:
+		return true
+	case ddlNone, ddlCreate, ddlIndex, ddlTruncate:
+		return false
+	}
+	return false
+}
+
+// alterChangesColumns reads the clauses of an ALTER TABLE statement.
+func alterChangesColumns(query string) bool {
+	t := tokenize(query)
+	word := func(i int) string {
+		if i < len(t) && !t[i].quoted && !t[i].punct {
+			return strings.ToUpper(t[i].text)
+		}
+		return ""
+	}
+	// ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] [db.]name [WAIT n | NOWAIT]
+	i := 1
+	for word(i) == "ONLINE" || word(i) == "IGNORE" {
+		i++
+	}
+	if word(i) != "TABLE" {
+		return false
+	}
+	i++
+	if word(i) == "IF" && word(i+1) == "EXISTS" {
+		i += 2
+	}
+	i++ // the name
+	if i+1 < len(t) && t[i].punct && t[i].text == "." {
+		i += 2
+	}
+	switch word(i) {
+	case "WAIT":
+		i += 2
+	case "NOWAIT":
+		i++
+	}
+	// Clauses are separated by commas outside parentheses.
+	for i < len(t) {
+		if clauseChangesColumns(word, i) {
+			return true
+		}
+		i = nextClause(t, i)
+	}
+	return false
+}
+
+// nextClause is the index after the comma that ends the clause at i, or
+// len(t).
+func nextClause(t []token, i int) int {
+	depth := 0
+	for ; i < len(t); i++ {
+		if !t[i].punct {
+			continue
+		}
+		switch t[i].text {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		case ",":
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return i
+}
+
+// clauseChangesColumns judges the ALTER clause whose first word is at i.
+func clauseChangesColumns(word func(int) string, i int) bool {
+	notColumn := func(w string) bool {
+		switch w {
+		case "INDEX", "KEY", "PRIMARY", "UNIQUE", "FULLTEXT", "SPATIAL", "CONSTRAINT", "FOREIGN", "CHECK",
+			"PARTITION", "PERIOD", "SYSTEM", "DEFAULT":
+			return true
+		}
+		return false
+	}
+	switch word(i) {
+	case "ADD":
+		j := i + 1
+		if word(j) == "IF" && word(j+1) == "NOT" && word(j+2) == "EXISTS" {
+			j += 3
+		}
+		return word(j) == "COLUMN" || !notColumn(word(j))
+	case "DROP":
+		j := i + 1
+		if word(j) == "COLUMN" {
+			return true
+		}
+		if word(j) == "IF" && word(j+1) == "EXISTS" {
+			j += 2
+		}
+		return !notColumn(word(j))
+	case "MODIFY", "CHANGE", "CONVERT":
+		return true
+	case "RENAME":
+		// RENAME COLUMN changes a name; RENAME [TO|AS] new_name gives the
+		// table's definition to another name. RENAME INDEX|KEY does neither.
+		w := word(i + 1)
+		return w != "INDEX" && w != "KEY"
+	}
+	return false
+}

@@ -50,3 +50,47 @@ func FuzzParseDDL(f *testing.F) {
 		parseDDL(q, "d") // must not panic
 	})
 }
+
+func TestChangesColumns(t *testing.T) {
+	tests := []struct {
+		q    string
+		want bool
+	}{
+		{"ALTER TABLE t ADD COLUMN c INT", true},
+		{"ALTER TABLE t ADD c INT FIRST", true},
+		{"ALTER TABLE t ADD IF NOT EXISTS c INT", true},
+		{"ALTER TABLE t ADD (c INT, d INT)", true},
+		{"ALTER TABLE `d`.`t` DROP COLUMN c", true},
+		{"ALTER TABLE t DROP c", true},
+		{"ALTER TABLE t DROP IF EXISTS c", true},
+		{"ALTER TABLE t MODIFY c BIGINT AFTER id", true},
+		{"ALTER TABLE t CHANGE c c2 INT", true},
+		{"ALTER TABLE t RENAME COLUMN c TO c2", true},
+		{"ALTER TABLE t RENAME TO t2", true},
+		{"ALTER TABLE t CONVERT TO CHARACTER SET latin1", true},
+		{"ALTER ONLINE TABLE IF EXISTS t WAIT 5 ENGINE=InnoDB, MODIFY v INT", true},
+		{"ALTER TABLE t ADD INDEX i (c), ADD UNIQUE KEY u (d)", false},
+		{"ALTER TABLE t ADD PRIMARY KEY (id), DROP INDEX i", false},
+		{"ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (c) REFERENCES p (id)", false},
+		{"ALTER TABLE t DROP PRIMARY KEY, DROP FOREIGN KEY f, DROP CHECK k", false},
+		{"ALTER TABLE t ALTER COLUMN c SET DEFAULT 1", false},
+		{"ALTER TABLE t RENAME INDEX a TO b", false},
+		{"ALTER TABLE t ENGINE=InnoDB, ROW_FORMAT=DYNAMIC COMMENT 'x, y'", false},
+		{"ALTER TABLE t ADD INDEX i (a, b), ALGORITHM=INPLACE, LOCK=NONE", false},
+		{"/*!40000 ALTER TABLE `t` DISABLE KEYS */", false},
+		{"ALTER TABLE t ADD PARTITION (PARTITION p3 VALUES LESS THAN (30))", false},
+		{"DROP TABLE t", true},
+		{"RENAME TABLE a TO b", true},
+		{"CREATE OR REPLACE TABLE t (id INT)", true},
+		{"DROP DATABASE x", true},
+		{"CREATE TABLE t (id INT)", false},
+		{"CREATE INDEX i ON t (c)", false},
+		{"TRUNCATE t", false},
+		{"INSERT INTO t VALUES (1)", false},
+	}
+	for _, tt := range tests {
+		if got := changesColumns(parseDDL(tt.q, "d"), tt.q); got != tt.want {
+			t.Errorf("changesColumns(%q) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}

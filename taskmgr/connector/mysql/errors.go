@@ -29,6 +29,13 @@ const (
 	CodeApply            = "MYSQL_APPLY"             // applying a batch on the target failed (transient)
 	CodeApplySchema      = "MYSQL_APPLY_SCHEMA"      // the target table does not fit the rows (permanent)
 	CodeUnsupportedInput = "MYSQL_UNSUPPORTED_INPUT" // the sink got a record without a row change (permanent)
+	// CodeRowMetadataMinimal: a warning: binlog_row_metadata is not FULL,
+	// so row events carry no column names.
+	CodeRowMetadataMinimal = "MYSQL_ROW_METADATA_MINIMAL"
+	// CodeRewindAcrossDDL: a rewind would decode rows logged without
+	// column names across a statement that changed their table's columns
+	// (permanent).
+	CodeRewindAcrossDDL = "MYSQL_REWIND_ACROSS_DDL"
 	// CodeInexactDefinition: the sink would create a target table from a
 	// source definition the server does not show exactly (permanent).
 	CodeInexactDefinition = "MYSQL_INEXACT_DEFINITION"
