@@ -23,6 +23,13 @@ type Problem struct {
 // errBadJSON marks a request body that is not the JSON the endpoint takes.
 var errBadJSON = errors.New("request body is not valid JSON")
 
+// errBadBody marks a request body that could not be read: malformed chunked
+// encoding, or shorter than its Content-Length when the client closed.
+var errBadBody = errors.New("request body could not be read")
+
+// errBodyTimeout marks a request body the client stopped sending.
+var errBodyTimeout = errors.New("request body did not arrive in time")
+
 // rule maps one error category to its Problem. Order matters only where
 // categories nest (a specific sentinel before the general one it wraps).
 type rule struct {
@@ -63,6 +70,8 @@ var catalogue = []rule{
 	{is(checkpoint.ErrOutOfRange), Problem{http.StatusConflict, "CHECKPOINT_OUT_OF_RANGE", false}},
 	{is(checkpoint.ErrInvalid), Problem{http.StatusBadRequest, "INVALID_CHECKPOINT", false}},
 	{is(errBadJSON), Problem{http.StatusBadRequest, "INVALID_JSON", false}},
+	{is(errBadBody), Problem{http.StatusBadRequest, "INVALID_BODY", false}},
+	{is(errBodyTimeout), Problem{http.StatusRequestTimeout, "REQUEST_TIMEOUT", false}},
 	{is(model.ErrInvalidArgument), Problem{http.StatusBadRequest, "INVALID_ARGUMENT", false}},
 	{is(model.ErrFenced), Problem{http.StatusConflict, "TASK_SUPERSEDED", false}},
 	{is(model.ErrNotFound), Problem{http.StatusNotFound, "NOT_FOUND", false}},

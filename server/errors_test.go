@@ -43,6 +43,8 @@ func TestClassify(t *testing.T) {
 		{&checkpoint.OutOfRangeError{Subtopic: "s", Requested: 1, Oldest: 2}, 409, "CHECKPOINT_OUT_OF_RANGE", false},
 		{checkpoint.ErrInvalid, 400, "INVALID_CHECKPOINT", false},
 		{errBadJSON, 400, "INVALID_JSON", false},
+		{fmt.Errorf("%w: unexpected EOF", errBadBody), 400, "INVALID_BODY", false},
+		{fmt.Errorf("%w: i/o timeout", errBodyTimeout), 408, "REQUEST_TIMEOUT", false},
 		{model.ErrInvalidArgument, 400, "INVALID_ARGUMENT", false},
 		{model.ErrFenced, 409, "TASK_SUPERSEDED", false},
 		{model.ErrNotFound, 404, "NOT_FOUND", false},

@@ -338,18 +338,41 @@ func raw(s string) json.RawMessage {
 	return json.RawMessage(s)
 }
 
-func (h *handlers) operations(c echo.Context) error {
-	var since time.Time
-	if v := param(c, "since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			n, nerr := strconv.ParseInt(v, 10, 64)
-			if nerr != nil || n < 0 {
-				return fmt.Errorf("%w: since=%q is not RFC 3339 or unix seconds", model.ErrInvalidArgument, v)
-			}
-			t = time.Unix(n, 0)
+// lastSince is the last time every store can compare audit times with
+// (MariaDB's DATETIME ends at 9999-12-31 23:59:59).
+var lastSince = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// sinceParam reads operations' since: RFC 3339 or unix seconds, at most
+// lastSince. A time before 1970 selects everything, like no since at all.
+func sinceParam(c echo.Context) (time.Time, error) {
+	v := param(c, "since")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		n, nerr := strconv.ParseInt(v, 10, 64)
+		if nerr != nil || n < 0 {
+			return time.Time{}, fmt.Errorf("%w: since=%q is not RFC 3339 or unix seconds", model.ErrInvalidArgument, v)
 		}
-		since = t
+		if n > lastSince.Unix() {
+			return time.Time{}, fmt.Errorf("%w: since=%q is after %s", model.ErrInvalidArgument, v, lastSince.Format(time.RFC3339))
+		}
+		t = time.Unix(n, 0)
+	}
+	switch {
+	case t.After(lastSince):
+		return time.Time{}, fmt.Errorf("%w: since=%q is after %s", model.ErrInvalidArgument, v, lastSince.Format(time.RFC3339))
+	case t.Before(time.Unix(0, 0)):
+		return time.Time{}, nil
+	}
+	return t, nil
+}
+
+func (h *handlers) operations(c echo.Context) error {
+	since, err := sinceParam(c)
+	if err != nil {
+		return err
 	}
 	limit, err := intParam(c, "limit", 1, 1000)
 	if err != nil {

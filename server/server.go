@@ -4,11 +4,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -25,11 +28,14 @@ type Config struct {
 	BodyLimit string
 	// ShutdownTimeout bounds the graceful drain of in-flight requests.
 	ShutdownTimeout time.Duration
+	// BodyTimeout bounds the read of a request body once its headers are
+	// in: a client that stops sending is answered REQUEST_TIMEOUT (408).
+	BodyTimeout time.Duration
 }
 
 // DefaultConfig listens on 127.0.0.1:8088.
 func DefaultConfig() Config {
-	return Config{Listen: "127.0.0.1:8088", BodyLimit: "1M", ShutdownTimeout: 40 * time.Second}
+	return Config{Listen: "127.0.0.1:8088", BodyLimit: "1M", ShutdownTimeout: 40 * time.Second, BodyTimeout: 10 * time.Second}
 }
 
 // Validate refuses an unusable config.
@@ -39,6 +45,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown timeout must be positive")
+	}
+	if c.BodyTimeout <= 0 {
+		return errors.New("body timeout must be positive")
 	}
 	return nil
 }
@@ -80,6 +89,7 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 		},
 	}))
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	e.Use(readBody(cfg.BodyTimeout))
 
 	h := &handlers{svc: svc.Tasks, cluster: svc.Cluster}
 	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
@@ -140,6 +150,48 @@ func requestID(c echo.Context) string {
 		return id
 	}
 	return c.Request().Header.Get(echo.HeaderXRequestID)
+}
+
+// readBody reads the whole request body (at most the body limit) before
+// the handler runs, within timeout, so that a body which cannot be read is
+// answered as such, at once, whatever the route: malformed chunked encoding
+// or a client that closed before its Content-Length was sent is
+// INVALID_BODY (400); a client that keeps the connection open without
+// sending is REQUEST_TIMEOUT (408) once timeout has passed. http.Server
+// sets no deadline on bodies (ReadTimeout would also cancel long waits),
+// hence one per request here, cleared once the body is in. The connection
+// is closed after such an answer: what follows on it is not a request.
+func readBody(timeout time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.Body == nil || req.Body == http.NoBody {
+				return next(c)
+			}
+			rc := http.NewResponseController(c.Response())
+			hasDeadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
+			body, err := io.ReadAll(req.Body)
+			if err == nil {
+				if hasDeadline {
+					_ = rc.SetReadDeadline(time.Time{})
+				}
+				req.Body = io.NopCloser(bytes.NewReader(body))
+				return next(c)
+			}
+			// The deadline stays as it is: a timed-out read must not block
+			// again while the server discards the rest.
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+			var he *echo.HTTPError
+			switch {
+			case errors.As(err, &he):
+				return err
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return fmt.Errorf("%w: the body did not arrive within %s: %v", errBodyTimeout, timeout, err)
+			default:
+				return fmt.Errorf("%w: %v", errBadBody, err)
+			}
+		}
+	}
 }
 
 // accessLog logs each request once, at Info for failures and Debug otherwise.

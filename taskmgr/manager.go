@@ -170,36 +170,29 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 		t.State, t.Desired = model.StateStarting, model.DesiredRunning
 	}
 	call.Params = mergeParams(call.Params, map[string]string{"config": strings.Join(req.Config.Keys(), ",")})
-	audit := m.newAudit(call, "create", nil)
-	err = m.store.Tx(ctx, func(tx *model.Store) error {
-		old, err := tx.GetTask(ctx, t.Component)
-		switch {
-		case errors.Is(err, model.ErrNotFound):
-			if err := tx.CreateTask(ctx, t); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		case old.State != model.StateDeleted:
-			return fmt.Errorf("%w: %s is %s", ErrTaskExists, old.Name(), old.State)
-		default:
-			t.ID, t.Revision, t.Version = old.ID, old.Revision, old.Version+1
-			if err := tx.UpdateTask(ctx, t); err != nil {
-				return err
-			}
-			if err := tx.ResetProgress(ctx, t.Component); err != nil {
-				return err
-			}
+	proto := *t
+	var audit *model.Audit
+	// Concurrent creates of one component race on its unique key (a new
+	// component) or on its revision (a deleted one revived). A loser tries
+	// again on the fresh row, which names the winner: every loser answers
+	// TASK_EXISTS, whichever way it lost.
+	for attempt := 0; ; attempt++ {
+		t = new(model.Task)
+		*t = proto
+		audit = m.newAudit(call, "create", nil)
+		err = m.store.Tx(ctx, func(tx *model.Store) error { return m.createTx(ctx, tx, t, audit) })
+		if (errors.Is(err, model.ErrAlreadyExists) || errors.Is(err, model.ErrConflict)) && !errors.Is(err, ErrTaskExists) && attempt < 3 {
+			continue
 		}
-		if err := tx.StartIncarnation(ctx, t, "create"); err != nil {
-			return err
-		}
-		audit.Component, audit.TaskAfter, audit.StateAfter = t.Component, t.Name().String(), t.State
-		return tx.InsertAudit(ctx, audit)
-	})
+		break
+	}
 	if err != nil {
+		if errors.Is(err, model.ErrAlreadyExists) && !errors.Is(err, ErrTaskExists) {
+			err = fmt.Errorf("%w: %s was created concurrently: %v", ErrTaskExists, comp, err)
+		}
+		err = mapStoreErr(err)
 		m.auditFailure(ctx, call, "create", comp.String(), nil, err, started)
-		return "", mapStoreErr(err)
+		return "", err
 	}
 	m.log.Info("task created", zap.String(logTask, t.Name().String()), zap.Bool("start", start))
 	if !start {
@@ -210,6 +203,35 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 	werr := m.waitRunning(ctx, t, m.cfg.StartTimeout)
 	m.finish(ctx, audit, werr, started)
 	return t.Name().String(), werr
+}
+
+// createTx writes t as a new component, or as the next version of a deleted
+// one, with its first incarnation and the audit row.
+func (m *Manager) createTx(ctx context.Context, tx *model.Store, t *model.Task, audit *model.Audit) error {
+	old, err := tx.GetTask(ctx, t.Component)
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		if err := tx.CreateTask(ctx, t); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case old.State != model.StateDeleted:
+		return fmt.Errorf("%w: %s is %s", ErrTaskExists, old.Name(), old.State)
+	default:
+		t.ID, t.Revision, t.Version = old.ID, old.Revision, old.Version+1
+		if err := tx.UpdateTask(ctx, t); err != nil {
+			return err
+		}
+		if err := tx.ResetProgress(ctx, t.Component); err != nil {
+			return err
+		}
+	}
+	if err := tx.StartIncarnation(ctx, t, "create"); err != nil {
+		return err
+	}
+	audit.Component, audit.TaskAfter, audit.StateAfter = t.Component, t.Name().String(), t.State
+	return tx.InsertAudit(ctx, audit)
 }
 
 // ResumeOptions are resume's flags.
@@ -431,8 +453,8 @@ func (m *Manager) Update(ctx context.Context, call Call, ref string, deletes []s
 		if len(deletes) == 0 && len(patch) == 0 {
 			return fmt.Errorf("%w: nothing to update: give deleteParams or a JSON body {\"scope\":{\"key\":\"value\"}}", model.ErrInvalidArgument)
 		}
-		if t.State != model.StateStopped && t.State != model.StateException {
-			return &model.IllegalTransitionError{From: t.State, Op: "update (allowed when STOPPED or EXCEPTION)"}
+		if err := checkState(t, "update (allowed when STOPPED or EXCEPTION)", model.StateStopped, model.StateException); err != nil {
+			return err
 		}
 		if err := patch.Validate(); err != nil {
 			return err
@@ -571,12 +593,32 @@ func mapStoreErr(err error) error {
 	return err
 }
 
+// checkState is the state check of a call that is not an event of the
+// transition table (update, pullback): allowed lists the states it runs
+// from. A transitional state answers ErrBusy, as transition does, since the
+// same call may succeed once the task settles; any other state outside
+// allowed is an *IllegalTransitionError.
+func checkState(t *model.Task, op string, allowed ...model.State) error {
+	if slices.Contains(allowed, t.State) {
+		return nil
+	}
+	if t.State.Transitional() {
+		return busyIn(t)
+	}
+	return &model.IllegalTransitionError{From: t.State, Op: op}
+}
+
+// busyIn is the refusal of a call while t is STARTING or STOPPING.
+func busyIn(t *model.Task) error {
+	return fmt.Errorf("%w: %s is %s; retry when it settles", ErrBusy, t.Component, t.State)
+}
+
 func transition(t *model.Task, ev model.Event) error {
 	to, err := model.Next(t.State, ev, t.Desired)
 	if err != nil {
 		if t.State.Transitional() {
 			// It will settle shortly; the same call may then succeed.
-			return fmt.Errorf("%w: %s is %s; retry when it settles", ErrBusy, t.Component, t.State)
+			return busyIn(t)
 		}
 		return err
 	}

@@ -51,6 +51,8 @@ type Options struct {
 	// NoJobs keeps the node out of the leader election, so it never runs
 	// the cluster-wide jobs.
 	NoJobs bool
+	// HTTP adjusts the HTTP server config before start.
+	HTTP func(*server.Config)
 }
 
 // Start opens the store at url and serves a node until the test ends.
@@ -105,7 +107,11 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	}
 	lease := taskmgr.NewLease(cfg.Lease, taskmgr.LeaderLease, id, store, log)
 	sched := taskmgr.NewScheduler(cfg, store, mgr.Jobs(rec), log)
-	srv := server.New(server.DefaultConfig(), server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
+	scfg := server.DefaultConfig()
+	if opt.HTTP != nil {
+		opt.HTTP(&scfg)
+	}
+	srv := server.New(scfg, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
 
 	httpCtx, stopHTTP := context.WithCancel(ctx)
 	jobsCtx, stopJobs := context.WithCancel(ctx)
