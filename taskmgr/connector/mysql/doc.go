@@ -27,7 +27,12 @@
 // and DROP DATABASE of a selected database stop the source with the
 // permanent MYSQL_DDL_UNSUPPORTED, after delivering everything before the
 // statement. The contract has no DDL record, and applying later rows to an
-// unchanged target would silently diverge.
+// unchanged target would silently diverge. The error carries the tokens
+// just before and after the statement and the last batch ends at the one
+// before it, so resume with skipDdl=true can continue exactly after it
+// (stop.go). Without FULL row metadata, values are mapped by the current
+// definition: the task carries a warning and a rewind across a column
+// change is refused (rowmeta.go).
 //
 // Full import (SnapshotSource). Each table (subtopic db.table) is split by
 // primary key: a planner finds the key of every BatchSize-th row, readers
