@@ -34,6 +34,9 @@ type Sink struct {
 
 	db    *sql.DB
 	srcDB *sql.DB
+	// textDB runs the CREATE TABLE statements, as text (see charset.go);
+	// opened by the first one.
+	textDB *sql.DB
 	// tables holds target tables known to exist with a primary key, by
 	// source table.
 	tables   map[TableRef]*tableDef
@@ -190,12 +193,14 @@ func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
 	}
 	stmt = prefix + "IF NOT EXISTS " + stmt[len(prefix):]
 
-	db, err := openTextDB(s.cfg.Endpoint, sinkSession, 1)
-	if err != nil {
-		return err
+	if s.textDB == nil {
+		db, err := openTextDB(s.cfg.Endpoint, sinkSession, 1)
+		if err != nil {
+			return err
+		}
+		s.textDB = db
 	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
+	conn, err := s.textDB.Conn(ctx)
 	if err != nil {
 		return sinkFailure("connecting", err)
 	}
@@ -343,6 +348,10 @@ func (s *Sink) Close() error {
 	if s.srcDB != nil {
 		errs = append(errs, s.srcDB.Close())
 		s.srcDB = nil
+	}
+	if s.textDB != nil {
+		errs = append(errs, s.textDB.Close())
+		s.textDB = nil
 	}
 	for q, ps := range s.prepared {
 		errs = append(errs, ps.Close())
