@@ -453,7 +453,7 @@ func (m *Manager) Update(ctx context.Context, call Call, ref string, deletes []s
 		if len(deletes) == 0 && len(patch) == 0 {
 			return fmt.Errorf("%w: nothing to update: give deleteParams or a JSON body {\"scope\":{\"key\":\"value\"}}", model.ErrInvalidArgument)
 		}
-		if err := checkState(t, "update (allowed when STOPPED or EXCEPTION)", model.StateStopped, model.StateException); err != nil {
+		if err := checkState(t, "update (allowed when STOPPED or EXCEPTION)", updateStates...); err != nil {
 			return err
 		}
 		if err := patch.Validate(); err != nil {
@@ -592,6 +592,15 @@ func mapStoreErr(err error) error {
 	}
 	return err
 }
+
+// The states update and pullback run from (docs/api.md, States). A
+// pullback stops and restarts the task: while STOPPING it would restart a
+// task the operator is stopping or deleting, and while STARTING it would
+// race the call that is starting it.
+var (
+	updateStates   = []model.State{model.StateStopped, model.StateException}
+	pullbackStates = []model.State{model.StateCreated, model.StateRunning, model.StateStopped, model.StateException, model.StateFinished}
+)
 
 // checkState is the state check of a call that is not an event of the
 // transition table (update, pullback): allowed lists the states it runs

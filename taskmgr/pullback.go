@@ -95,11 +95,7 @@ func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) 
 		if t.Type != model.TypeIncr {
 			return fmt.Errorf("%w: pullback applies to incr_trans tasks; %s is %s (use resume with restartFlag=true)", model.ErrInvalidArgument, t.Component, t.Type)
 		}
-		// A pullback stops and restarts the task: while STOPPING it would
-		// restart a task the operator is stopping (or deleting), and while
-		// STARTING it races the call that is starting it.
-		if err := checkState(t, "pullback", model.StateCreated, model.StateRunning, model.StateStopped,
-			model.StateException, model.StateFinished); err != nil {
+		if err := checkState(t, "pullback", pullbackStates...); err != nil {
 			return err
 		}
 		plan, err := m.planRewind(ctx, t, func(known []string) (map[string]int64, error) {
