@@ -55,6 +55,7 @@ var catalogue = []rule{
 	{is(taskmgr.ErrTaskFailed), Problem{http.StatusConflict, "TASK_EXCEPTION", false}},
 	{is(taskmgr.ErrSkipDDL), Problem{http.StatusConflict, "DDL_SKIP_REFUSED", false}},
 	{is(taskmgr.ErrRolledBack), Problem{http.StatusConflict, "OPERATION_ROLLED_BACK", false}},
+	{is(taskmgr.ErrRewindUnsafe), Problem{http.StatusConflict, "PULLBACK_UNSAFE", false}},
 	{is(taskmgr.ErrStopTimeout), Problem{http.StatusGatewayTimeout, "STOP_TIMEOUT", true}},
 	{is(taskmgr.ErrStartTimeout), Problem{http.StatusGatewayTimeout, "START_TIMEOUT", true}},
 	{is(taskmgr.ErrOperationTimeout), Problem{http.StatusGatewayTimeout, "OPERATION_TIMEOUT", true}},

@@ -27,6 +27,7 @@ func TestClassify(t *testing.T) {
 		{model.ErrConflict, 409, "TASK_BUSY", true},
 		{&taskmgr.FailedError{Task: "t"}, 409, "TASK_EXCEPTION", false},
 		{fmt.Errorf("x: %w", taskmgr.ErrSkipDDL), 409, "DDL_SKIP_REFUSED", false},
+		{fmt.Errorf("x: %w", taskmgr.ErrRewindUnsafe), 409, "PULLBACK_UNSAFE", false},
 		{&taskmgr.RolledBackError{Task: "t", Code: "MIGRATE_ROLLED_BACK", Reason: "target failed"}, 409, "OPERATION_ROLLED_BACK", false},
 		{taskmgr.ErrStopTimeout, 504, "STOP_TIMEOUT", true},
 		{taskmgr.ErrStartTimeout, 504, "START_TIMEOUT", true},

@@ -30,6 +30,9 @@ var (
 	// stopped at a statement it can skip, or its durable checkpoint is not
 	// exactly before it.
 	ErrSkipDDL = errors.New("cannot skip the statement")
+	// ErrRewindUnsafe: the source says a pullback to that time would not be
+	// replayed correctly (rows decoded with the wrong table definition).
+	ErrRewindUnsafe = errors.New("pullback would not replay correctly")
 	// ErrTaskFailed: the task went to EXCEPTION while the call waited.
 	ErrTaskFailed = errors.New("task failed")
 	// ErrInvalidConfig: the task config does not build a connector.

@@ -397,7 +397,7 @@ func (m *Manager) prepareRestart(ctx context.Context, t *model.Task, pullBack, f
 		if raw == "" {
 			return nil, nil, fmt.Errorf("%w: pullBackFlag=true needs source.checkpoint in the config; set it with update first", checkpoint.ErrInvalid)
 		}
-		plan, err := m.planRewind(ctx, t, func([]string) (map[string]int64, error) { return checkpoint.Parse(raw) }, force)
+		plan, err := m.planRewind(ctx, t, func([]string) (map[string]int64, error) { return checkpoint.Parse(raw) }, force, true)
 		if err != nil {
 			return nil, nil, err
 		}

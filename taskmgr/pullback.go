@@ -45,6 +45,9 @@ type journal struct {
 	VersionBefore    int64            `json:"versionBefore"`
 	// DesiredBefore is restored if the operation has to be rolled back.
 	DesiredBefore model.Desired `json:"desiredBefore"`
+	// Force lets the rewrite step move a subtopic forward past its durable
+	// progress (the operator's force=true).
+	Force bool `json:"force,omitempty"`
 	// From and To are the nodes a migrate moves the task between.
 	From    model.NodeID `json:"from,omitempty"`
 	To      model.NodeID `json:"to,omitempty"`
@@ -110,12 +113,12 @@ func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) 
 				target[s] = ts
 			}
 			return target, nil
-		}, req.Force)
+		}, req.Force, false)
 		if err != nil {
 			return err
 		}
 		j = &journal{Op: "pullback", Step: stepStopping, Target: plan.target, CheckpointBefore: plan.configBefore,
-			ProgressBefore: plan.progressBefore, VersionBefore: t.Version, DesiredBefore: t.Desired, Started: m.now().UTC()}
+			ProgressBefore: plan.progressBefore, VersionBefore: t.Version, DesiredBefore: t.Desired, Force: req.Force, Started: m.now().UTC()}
 		t.Journal = j.encode()
 		if t.State.Active() || t.State == model.StateException {
 			return transition(t, model.EventStop)
@@ -153,6 +156,11 @@ func (m *Manager) waitJournal(ctx context.Context, component string, auditID int
 		}
 		if err == nil && cur.Journal == "" {
 			if a, aerr := m.store.GetAudit(ctx, auditID); aerr == nil && a.Result == model.ResultFailure {
+				if a.ErrCode == CodeCheckpointForward {
+					// Found only once the task stopped: the same answer as a
+					// forward target refused at the call.
+					return cur.Name().String(), fmt.Errorf("%w: rolled back: %s", checkpoint.ErrForward, a.ErrMsg)
+				}
 				return cur.Name().String(), &RolledBackError{Task: cur.Name().String(), Code: a.ErrCode, Reason: a.ErrMsg}
 			}
 			if cur.State == model.StateException {
@@ -186,7 +194,10 @@ type rewindPlan struct {
 // planRewind works out and checks the guard rails of a rewind: known
 // subtopics, not in the future, not older than the source still holds, and
 // not forward past current progress unless forced.
-func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(known []string) (map[string]int64, error), force bool) (*rewindPlan, error) {
+//
+// configuredIsTarget says the target is the configured source.checkpoint
+// (the three-call form), so it cannot also be the baseline.
+func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(known []string) (map[string]int64, error), force, configuredIsTarget bool) (*rewindPlan, error) {
 	cfg, err := t.ParsedConfig()
 	if err != nil {
 		return nil, err
@@ -212,6 +223,13 @@ func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(k
 	if err != nil {
 		return nil, err
 	}
+	if !force {
+		// "Forward" is judged against what the task really has: its
+		// durable progress, else where it would start.
+		if err := m.startingPoints(ctx, src, cfg, target, current, !configuredIsTarget); err != nil {
+			return nil, err
+		}
+	}
 	var oldest map[string]int64
 	if r, ok := src.(connector.Ranger); ok {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -224,7 +242,55 @@ func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(k
 	if err := checkpoint.CheckPullback(current, target, known, oldest, force, m.now()); err != nil {
 		return nil, err
 	}
+	if rc, ok := src.(connector.RewindChecker); ok {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = rc.CheckRewind(rctx, target)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrRewindUnsafe, err)
+		}
+	}
 	return &rewindPlan{target: target, configBefore: cfg.Get("source", "checkpoint"), progressBefore: progress}, nil
+}
+
+// startingPoints fills current, for the target subtopics that have no
+// durable progress, with where the task would start them: the configured
+// source.checkpoint (unless it is the target), else the source's own start
+// when it is a time
+// (connector.Origin). A subtopic with neither starts wherever the source
+// resolves "start" (the binlog end: no pullback to the past is forward).
+func (m *Manager) startingPoints(ctx context.Context, src connector.Source, cfg model.Config, target map[string]int64, current map[string]checkpoint.Position, useConfigured bool) error {
+	var configured map[string]int64
+	if useConfigured {
+		configured, _ = checkpoint.Parse(cfg.Get("source", "checkpoint"))
+	}
+	var origin map[string]int64
+	for sub := range target {
+		if _, ok := current[sub]; ok {
+			continue
+		}
+		if ts, ok := configured[sub]; ok {
+			current[sub] = checkpoint.Position{Subtopic: sub, TS: ts}
+			continue
+		}
+		o, ok := src.(connector.Origin)
+		if !ok {
+			continue
+		}
+		if origin == nil {
+			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var err error
+			origin, err = o.Origin(octx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("asking the source where it starts: %w", err)
+			}
+		}
+		if ts, ok := origin[sub]; ok {
+			current[sub] = checkpoint.Position{Subtopic: sub, TS: ts}
+		}
+	}
+	return nil
 }
 
 // knownSubtopics: what the source declares, else what it has progress for,
@@ -299,6 +365,13 @@ func (r *Reconciler) rewrite(ctx context.Context, t *model.Task, j *journal) boo
 	if t.Version >= model.MaxVersion {
 		return r.rollback(ctx, t, j, fmt.Errorf("%w: last version reached", model.ErrInvalidArgument))
 	}
+	if !j.Force {
+		// The stop made the last progress durable: the call may have seen
+		// none, or less. Judge "forward" again on what is there now.
+		if err := r.checkNotForward(ctx, t, j, prevCheckpoint(cfg)); err != nil {
+			return r.rollback(ctx, t, j, err)
+		}
+	}
 	next := *t
 	cfg.Set("source", "checkpoint", checkpoint.Format(merged))
 	next.SetConfig(cfg)
@@ -320,6 +393,39 @@ func (r *Reconciler) rewrite(ctx context.Context, t *model.Task, j *journal) boo
 	})
 }
 
+func prevCheckpoint(cfg model.Config) map[string]int64 {
+	m, _ := checkpoint.Parse(cfg.Get("source", "checkpoint"))
+	return m
+}
+
+// checkNotForward refuses a target past the durable progress of the
+// stopped incarnation (or, for a subtopic without progress, past its
+// configured checkpoint).
+func (r *Reconciler) checkNotForward(ctx context.Context, t *model.Task, j *journal, configured map[string]int64) error {
+	rows, err := r.store.Checkpoints(ctx, t.Component)
+	if err != nil {
+		return err
+	}
+	current := map[string]checkpoint.Position{}
+	for _, row := range rows {
+		if row.Version == t.Version {
+			current[row.Subtopic] = checkpoint.Position{Subtopic: row.Subtopic, TS: row.TS, Token: row.Token}
+		}
+	}
+	for sub, ts := range configured {
+		if _, ok := current[sub]; !ok {
+			current[sub] = checkpoint.Position{Subtopic: sub, TS: ts}
+		}
+	}
+	for sub, ts := range j.Target {
+		if cur, ok := current[sub]; ok && ts > cur.TS {
+			return fmt.Errorf("%w: subtopic %q: %d (%s) is after the progress %d (%s) made durable by the stop; moving forward would skip data, set force=true to do it anyway",
+				checkpoint.ErrForward, sub, ts, checkpoint.FormatUnix(ts), cur.TS, checkpoint.FormatUnix(cur.TS))
+		}
+	}
+	return nil
+}
+
 // rollback abandons a pullback that cannot go on, restoring what the
 // operator had asked before, so the task is never left silently stopped,
 // and says so in the audit log.
@@ -332,7 +438,11 @@ func (r *Reconciler) rollback(ctx context.Context, t *model.Task, j *journal, ca
 			next.Desired = j.DesiredBefore
 		}
 	}
-	return r.writeIntent(ctx, t, &next, "pullback:rollback", finishAudit(ctx, j, model.ResultFailure, "PULLBACK_ROLLED_BACK", cause.Error()))
+	code := "PULLBACK_ROLLED_BACK"
+	if errors.Is(cause, checkpoint.ErrForward) {
+		code = CodeCheckpointForward
+	}
+	return r.writeIntent(ctx, t, &next, "pullback:rollback", finishAudit(ctx, j, model.ResultFailure, code, cause.Error()))
 }
 
 // closeJournal ends a pullback once the new incarnation runs (or failed).

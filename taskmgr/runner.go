@@ -128,6 +128,10 @@ func (r *runner) open(ctx context.Context) error {
 // not be written to the store.
 const CodeStartNotDurable = "START_NOT_DURABLE"
 
+// CodeCheckpointForward is the audit code of a pullback rolled back because
+// its target turned out to be past the progress its stop made durable.
+const CodeCheckpointForward = "CHECKPOINT_FORWARD"
+
 // CodeCheckpointTimeHeld: a warning on a task whose source reported a time
 // lower than one it reported before; the checkpoint kept the higher time.
 const CodeCheckpointTimeHeld = "CHECKPOINT_TIME_HELD"

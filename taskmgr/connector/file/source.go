@@ -167,6 +167,10 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	return nil
 }
 
+// Origin is where a task without a position starts: the ts of the file's
+// first line (connector.Origin).
+func (s *Source) Origin(ctx context.Context) (map[string]int64, error) { return s.Oldest(ctx) }
+
 // Start returns the start of the file when Open had no position for the
 // subtopic (connector.Starter): the runner records it before the first
 // line moves.
