@@ -178,9 +178,11 @@ func (m *Membership) Run(ctx context.Context) error {
 		case err == nil || ctx.Err() != nil:
 		case errors.Is(err, model.ErrConflict):
 			held := &NodeHeldError{Node: m.node, TakenOver: true}
-			if n, gerr := m.store.GetNode(ctx, m.node); gerr == nil {
-				held.Holder = *n
+			n, gerr := m.store.GetNode(ctx, m.node)
+			if gerr != nil {
+				n = &model.Node{Instance: "unknown (" + gerr.Error() + ")"}
 			}
+			held.Holder = *n
 			return held
 		case errors.Is(err, model.ErrNotFound):
 			// The row was deleted: register afresh. If another process
