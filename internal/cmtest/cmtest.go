@@ -134,6 +134,9 @@ func Start(t testing.TB, url string, opt Options) *Node {
 		jobsWG.Wait()
 		stopRun()
 		runWG.Wait()
+		// As cm serve does: give the node id up, so a node started again
+		// with it (same process, same pid) need not wait for it to age.
+		_ = members.Release(context.WithoutCancel(ctx))
 		waker.Close()
 		_ = store.Close()
 	}
