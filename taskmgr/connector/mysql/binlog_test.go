@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"cm/checkpoint"
 	"cm/model"
 	"cm/taskmgr/connector"
@@ -84,11 +86,14 @@ func TestBinlogSyncAndResume(t *testing.T) {
 	if want := e.host + "-" + e.port; sub != want {
 		t.Errorf("subtopic %q, want %q", sub, want)
 	}
-	// Without a position the source starts at the binlog end and says so at once.
-	b, err := p.step(t, ctx)
-	if err != nil || len(b.Records) != 0 || len(b.Positions) != 1 || b.Positions[0].Token == "" {
-		t.Fatalf("first batch %+v, %v: want the start position alone", b, err)
+	// Without a position the source starts at the binlog end, which it
+	// hands over as its start position (the runner makes it durable before
+	// the first batch), at the server's clock.
+	start := src.(connector.Starter).Start()
+	if len(start) != 1 || start[0].Subtopic != sub || start[0].Token == "" || start[0].TS < time.Now().Unix()-60 {
+		t.Fatalf("start = %+v: want the binlog end of subtopic %s at about now", start, sub)
 	}
+	p.positions[sub] = start[0]
 
 	e.workload(t, 1)
 	// A transaction larger than the row budget stays whole in one batch.
@@ -409,5 +414,30 @@ func TestBinlogIdleStaysAlive(t *testing.T) {
 	e.workload(t, 1)
 	if b, err := src.Read(ctx); err != nil || len(b.Records) == 0 {
 		t.Fatalf("read after the quiet time: %d records, %v", len(b.Records), err)
+	}
+}
+
+// TestBinlogTimeNeverGoesBack: a transaction's time is its first event's,
+// so on MySQL a long transaction that commits after short ones carries an
+// earlier time than they did. The position the source reports after it
+// moves on (its token) but keeps the higher time.
+func TestBinlogTimeNeverGoesBack(t *testing.T) {
+	s := &BinlogSource{log: zap.NewNop(), file: "binlog.000001"}
+	s.lastTS = 100 // where it resumed
+	for _, c := range []struct {
+		begin int64
+		end   uint32
+		want  int64
+	}{
+		{begin: 105, end: 400, want: 105},
+		{begin: 110, end: 800, want: 110},
+		{begin: 101, end: 1200, want: 110}, // the long one
+		{begin: 111, end: 1600, want: 111},
+	} {
+		s.begin(c.begin, true)
+		s.end(c.end)
+		if s.lastTS != c.want || s.last.Pos != c.end {
+			t.Fatalf("after a transaction begun at %d ending at %d: time %d at %d, want time %d", c.begin, c.end, s.lastTS, s.last.Pos, c.want)
+		}
 	}
 }
