@@ -148,11 +148,15 @@ func (m *Manager) waitJournal(ctx context.Context, component string, auditID int
 	defer cancel()
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
+	var cur *model.Task // the last task read
 	for {
 		ch := m.changes.changed()
-		cur, err := m.store.GetTask(ctx, component)
+		got, err := m.store.GetTask(ctx, component)
 		if err != nil && ctx.Err() == nil {
 			return "", err
+		}
+		if err == nil {
+			cur = got
 		}
 		if err == nil && cur.Journal == "" {
 			if a, aerr := m.store.GetAudit(ctx, auditID); aerr == nil && a.Result == model.ResultFailure {
