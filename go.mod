@@ -1,4 +1,4 @@
-module cm
+module github.com/connector-manager/cm
 
 go 1.25.0
 

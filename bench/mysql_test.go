@@ -21,9 +21,9 @@ import (
 
 	driver "github.com/go-sql-driver/mysql"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 const base = "/connector/task/v2/"

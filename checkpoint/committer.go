@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // ProgressStore is what the committer needs from the store.

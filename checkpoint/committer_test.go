@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 const node = "127.0.0.1-8088"

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 // cmBinary is a cm binary built once per test binary run: the crash tests
@@ -44,7 +44,7 @@ func buildCM(t *testing.T) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmBinary.path = filepath.Join(dir, "cm")
-		out, err := exec.CommandContext(ctx, goTool, "build", "-o", cmBinary.path, "cm/cmd/cm").CombinedOutput()
+		out, err := exec.CommandContext(ctx, goTool, "build", "-o", cmBinary.path, "github.com/connector-manager/cm/cmd/cm").CombinedOutput()
 		if err != nil {
 			cmBinary.err = fmt.Errorf("go build cm/cmd/cm: %v\n%s", err, out)
 		}

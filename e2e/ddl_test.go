@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/model"
 )
 
 // TestDDLSkipResume: an ALTER of a selected table in the middle of a

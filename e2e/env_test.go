@@ -18,8 +18,8 @@ import (
 
 	driver "github.com/go-sql-driver/mysql"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
 )
 
 const base = "/connector/task/v2/"

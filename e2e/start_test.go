@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
 )
 
 // TestKill9InFirstSecondOfNewIncrTask: a new incr_trans task without

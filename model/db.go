@@ -17,7 +17,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
-	"cm/migrations"
+	"github.com/connector-manager/cm/migrations"
 )
 
 // Dialect names the store backend.

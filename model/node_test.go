@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 // TestNodeClaimContract: a node id is claimed with a compare-and-swap on

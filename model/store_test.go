@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 func open(t *testing.T, url string) *model.Store {

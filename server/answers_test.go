@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
-	"cm/server"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // wantBusy checks an answer is TASK_BUSY: 409, retryable.

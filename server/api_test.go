@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
-	"cm/server"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
 )
 
 const base = "/connector/task/v2/"

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // setParam sets a system parameter through the API.

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
 )
 
 // TestProcessFirstPositionAcknowledged: a process connector that starts

@@ -6,7 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // Envelope is the OMS answer shape. On success the error fields are null; on

@@ -7,9 +7,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // Problem is how an error is answered: the HTTP status, the stable errCode

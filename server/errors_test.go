@@ -9,9 +9,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 func TestClassify(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"cm/model"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // TaskService is what the API needs from the task manager.

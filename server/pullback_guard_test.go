@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // TestPullbackForwardWithoutProgress: a task with no durable progress is

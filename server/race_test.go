@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
 )
 
 // TestRunningWhileTasksStart: Reconciler.Running is read from outside the

@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // Config of the HTTP server.

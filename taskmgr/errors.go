@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // Errors of the use cases, on top of model's categories.

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // Health statuses, from best to worst.

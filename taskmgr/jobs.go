@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // Names of the cluster-wide jobs.

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // LeaderLease is the name of the lease that elects the node running the

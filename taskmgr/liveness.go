@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // NodeState is how alive a node looks from its heartbeat age.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // TestStateChecksAnswerBusyWhileTransitional spells out, for every state,

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // Membership registers this node in the shared store and keeps its

@@ -13,8 +13,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 func openStore(t *testing.T, url string) *model.Store {

@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // A migrate is journaled on the task row like a pullback. The operator's

@@ -10,7 +10,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // System parameters this node knows. Values live in system_params and are

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // RestartPolicy decides whether and when auto-restart resumes a failed

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 func TestRestartPolicyNext(t *testing.T) {

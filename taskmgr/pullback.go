@@ -10,9 +10,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // A pullback is journaled on the task row: the operator's call writes the

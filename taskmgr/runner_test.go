@@ -11,9 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // seqSource yields batches 1..n, one record and one position each, then

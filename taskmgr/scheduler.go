@@ -8,7 +8,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // Job is a named cluster-wide job. Run must be idempotent: a run may be

@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // TestSchedulerRecoversAndSkips: a job that panics is recorded as failed

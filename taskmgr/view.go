@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // TaskView is what detail answers: the task as an operator sees it, secrets masked.

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // notifier wakes waiters when this node writes a task's state. Waiters also

@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // WakePath is the internal route a node serves so that other nodes can ask

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // fileConfig is the optional YAML file given with --config. Keys match the

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/cmtest"
 )
 
 func TestConfigLayering(t *testing.T) {

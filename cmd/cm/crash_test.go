@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
 )
 
 // TestMain lets the test binary run as cm itself, so the crash test can

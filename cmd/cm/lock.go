@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"cm/model"
+	"github.com/connector-manager/cm/model"
 )
 
 // lockStore takes the exclusive lock of a SQLite store, an flock on the

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/model"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 )
 
 // runCM runs the test binary as `cm ARGS` on db and waits, bounded, for it

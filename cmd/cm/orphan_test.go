@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/dbtest"
+	"github.com/connector-manager/cm/internal/dbtest"
 )
 
 // TestChildDiesWithCM: when cm is killed with SIGKILL, the connector

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"cm/internal/cmtest"
-	"cm/internal/dbtest"
-	"cm/taskmgr"
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/taskmgr"
 )
 
 // TestPullbackKill9AtEachStep arms a failpoint so that a real cm process

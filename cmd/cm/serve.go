@@ -15,10 +15,10 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"cm/model"
-	"cm/server"
-	"cm/taskmgr"
-	"cm/taskmgr/connector/builtin"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
+	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/connector/builtin"
 )
 
 func serveCmd() *cobra.Command { return serveCommand(&serveConfig{}) }

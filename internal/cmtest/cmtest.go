@@ -20,10 +20,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"cm/model"
-	"cm/server"
-	"cm/taskmgr"
-	"cm/taskmgr/connector/builtin"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
+	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/connector/builtin"
 )
 
 // GCPercent is the collector target cm serve runs with (its --gc-percent

@@ -11,8 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/model"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
 )
 
 // Config is what a connector is built from.

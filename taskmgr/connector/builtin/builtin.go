@@ -2,10 +2,10 @@
 package builtin
 
 import (
-	"cm/taskmgr/connector"
-	"cm/taskmgr/connector/file"
-	"cm/taskmgr/connector/mysql"
-	"cm/taskmgr/connector/process"
+	"github.com/connector-manager/cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector/file"
+	"github.com/connector-manager/cm/taskmgr/connector/mysql"
+	"github.com/connector-manager/cm/taskmgr/connector/process"
 )
 
 // Registry returns a registry with every built-in connector.

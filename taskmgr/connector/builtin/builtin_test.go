@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func TestRegistryBuilds(t *testing.T) {

@@ -1,6 +1,6 @@
 package file
 
-import "cm/taskmgr/connector"
+import "github.com/connector-manager/cm/taskmgr/connector"
 
 // Type is the source.type and sink.type of this package.
 const Type = "file"

@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 var _ connector.Sink = (*Sink)(nil)

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func openSink(t *testing.T, path string) *Sink {

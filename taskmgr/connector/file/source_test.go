@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func sourceConfig(typ model.TaskType, kv ...string) connector.Config {

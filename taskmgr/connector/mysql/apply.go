@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 const (

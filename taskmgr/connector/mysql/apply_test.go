@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func TestPlan(t *testing.T) {

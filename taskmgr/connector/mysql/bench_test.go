@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/checkpoint"
-	"cm/model"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
 )
 
 // BenchmarkBinlogSync measures the incremental path end to end: 100k rows

@@ -12,9 +12,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // createTables makes the tables the incremental tests write: one with an

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Character sets. A string value is copied as the bytes its column holds,

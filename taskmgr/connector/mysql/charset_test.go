@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // charsetTables creates the character set tables in the source database:

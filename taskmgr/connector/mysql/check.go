@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // checkBinlogServer verifies what reading row changes from the binlog

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func compactDef() (*tableDef, map[TableRef]*tableDef) {

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Config keys, as they appear in a task's scoped configuration.

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func TestParseSourceConfig(t *testing.T) {

@@ -15,10 +15,10 @@ import (
 	driver "github.com/go-sql-driver/mysql"
 	"go.uber.org/zap/zaptest"
 
-	"cm/checkpoint"
-	"cm/internal/dbtest"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // env is a source and a target database on the test MariaDB server.

@@ -8,7 +8,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	driver "github.com/go-sql-driver/mysql"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Error codes this package reports in errorDetails. Permanent ones are not

@@ -12,8 +12,8 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
-	"cm/checkpoint"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // The incremental token is "FILE:POS": the binlog file and the byte offset

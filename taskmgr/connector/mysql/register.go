@@ -1,8 +1,8 @@
 package mysql
 
 import (
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Type is the source.type and sink.type of this package.

@@ -10,9 +10,9 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"cm/internal/dbtest"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // TestBinlogRowMetadataMinimal, on a server of its own logging MINIMAL row

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Sink applies row changes to a MySQL or MariaDB server. A batch is one

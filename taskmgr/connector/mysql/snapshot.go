@@ -12,8 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // SnapshotSource is the full-import mysql source: it copies the selected

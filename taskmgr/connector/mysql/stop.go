@@ -6,8 +6,8 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // A DDL the source cannot pass stops it at an exact place. The error

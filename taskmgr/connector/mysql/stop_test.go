@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // TestBinlogDDLStopPosition: an ALTER in the middle of a second, with

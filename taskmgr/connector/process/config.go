@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Defaults of the optional source keys.

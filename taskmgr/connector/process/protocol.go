@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"cm/checkpoint"
-	"cm/model"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
 )
 
 // handshake is the one JSON line written to the program's stdin at start.

@@ -1,6 +1,6 @@
 package process
 
-import "cm/taskmgr/connector"
+import "github.com/connector-manager/cm/taskmgr/connector"
 
 // Type is the source.type of this package.
 const Type = "process"

@@ -19,9 +19,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"cm/checkpoint"
-	"cm/model"
-	"cm/taskmgr/connector"
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 var testTask = func() model.TaskName {
