@@ -15,6 +15,7 @@ import (
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // setParam sets a system parameter through the API.
@@ -79,37 +80,37 @@ func TestCrossNodeCall(t *testing.T) {
 // every change audited.
 func TestParams(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{NoJobs: true})
-	var list []taskmgr.ParamView
+	var list []params.View
 	if err := json.Unmarshal(n.OK(t, "GET", base+"params", nil).Result, &list); err != nil {
 		t.Fatal(err)
 	}
-	byKey := map[string]taskmgr.ParamView{}
+	byKey := map[string]params.View{}
 	for _, p := range list {
 		byKey[p.Key] = p
 	}
-	for _, k := range []string{taskmgr.ParamAuditRetention, taskmgr.ParamAutoRestartEnable, taskmgr.ParamAutoRestartMax,
-		taskmgr.ParamAutoRestartWindow, taskmgr.ParamAutoRestartInitial, taskmgr.ParamAutoRestartMaxWait, taskmgr.ParamDelayThreshold,
-		taskmgr.ParamHeartbeatStaleAfter, taskmgr.ParamHAEnable, taskmgr.ParamNodeSuspectAfter, taskmgr.ParamNodeDeadAfter,
-		taskmgr.JobScheduleParam(taskmgr.JobAuditRetention), taskmgr.JobScheduleParam(taskmgr.JobTaskLiveness)} {
+	for _, k := range []string{params.AuditRetention, params.AutoRestartEnable, params.AutoRestartMax,
+		params.AutoRestartWindow, params.AutoRestartInitial, params.AutoRestartMaxWait, params.DelayThreshold,
+		params.HeartbeatStaleAfter, params.HAEnable, params.NodeSuspectAfter, params.NodeDeadAfter,
+		params.JobSchedule(params.JobAuditRetention), params.JobSchedule(params.JobTaskLiveness)} {
 		if p, ok := byKey[k]; !ok || p.Value != p.Default || p.UpdatedAt != nil {
 			t.Errorf("param %s = %+v", k, p)
 		}
 	}
-	if byKey[taskmgr.ParamAuditRetention].Default != "7d" {
-		t.Errorf("retention default %q", byKey[taskmgr.ParamAuditRetention].Default)
+	if byKey[params.AuditRetention].Default != "7d" {
+		t.Errorf("retention default %q", byKey[params.AuditRetention].Default)
 	}
-	setParam(t, n, taskmgr.ParamHAEnable, "true")
+	setParam(t, n, params.HAEnable, "true")
 	if err := json.Unmarshal(n.OK(t, "GET", base+"params", nil).Result, &list); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range list {
-		if p.Key == taskmgr.ParamHAEnable && (p.Value != "true" || p.UpdatedAt == nil) {
+		if p.Key == params.HAEnable && (p.Value != "true" || p.UpdatedAt == nil) {
 			t.Fatalf("after update: %+v", p)
 		}
 	}
 	for _, c := range []struct{ key, value string }{
-		{"no.such.key", "1"}, {taskmgr.ParamHAEnable, "yes please"}, {taskmgr.ParamNodeDeadAfter, "0s"},
-		{taskmgr.JobScheduleParam(taskmgr.JobDelayWatch), "sometimes"}, {"", "1"},
+		{"no.such.key", "1"}, {params.HAEnable, "yes please"}, {params.NodeDeadAfter, "0s"},
+		{params.JobSchedule(params.JobDelayWatch), "sometimes"}, {"", "1"},
 	} {
 		env := n.Do(t, "POST", base+"params/update?key="+q(c.key)+"&value="+q(c.value), nil)
 		if env.Status != http.StatusBadRequest || env.Code() != "INVALID_ARGUMENT" {
@@ -117,7 +118,7 @@ func TestParams(t *testing.T) {
 		}
 	}
 	// An empty value resets to the default.
-	setParam(t, n, taskmgr.ParamHAEnable, "")
+	setParam(t, n, params.HAEnable, "")
 	var ops []struct {
 		Operation string          `json:"operation"`
 		Params    json.RawMessage `json:"params"`
@@ -154,15 +155,15 @@ func TestAuditRetentionJob(t *testing.T) {
 			}
 			return len(rows)
 		}
-		setParam(t, n, taskmgr.ParamAuditRetention, "1h")
-		setParam(t, n, taskmgr.JobScheduleParam(taskmgr.JobAuditRetention), "@every 1s")
+		setParam(t, n, params.AuditRetention, "1h")
+		setParam(t, n, params.JobSchedule(params.JobAuditRetention), "@every 1s")
 		cmtest.Eventually(t, 10*time.Second, "rows older than 1h purged", func() bool {
 			return count("old-72h0m0s") == 0 && count("old-2h0m0s") == 0
 		})
 		if c := count("old-30m0s"); c != 3 {
 			t.Fatalf("rows within the retention: %d left of 3", c)
 		}
-		setParam(t, n, taskmgr.ParamAuditRetention, "10m")
+		setParam(t, n, params.AuditRetention, "10m")
 		cmtest.Eventually(t, 10*time.Second, "rows older than 10m purged after the change", func() bool { return count("old-30m0s") == 0 })
 		if c := count("params:update"); c != 3 {
 			t.Fatalf("recent audit rows purged: %d params:update rows", c)
@@ -179,7 +180,7 @@ func TestAuditRetentionJob(t *testing.T) {
 				t.Fatalf("leader %q, want %s", jobs.Leader, n.ID)
 			}
 			for _, j := range jobs.Jobs {
-				if j.Name == taskmgr.JobAuditRetention {
+				if j.Name == params.JobAuditRetention {
 					view = j
 				}
 			}
@@ -195,9 +196,9 @@ func TestAuditRetentionJob(t *testing.T) {
 // with growing waits; one that fails permanently is left alone.
 func TestAutoRestart(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
-	setParam(t, n, taskmgr.ParamAutoRestartInitial, "500ms")
-	setParam(t, n, taskmgr.ParamAutoRestartMaxWait, "5s")
-	setParam(t, n, taskmgr.JobScheduleParam(taskmgr.JobAutoRestart), "@every 1s")
+	setParam(t, n, params.AutoRestartInitial, "500ms")
+	setParam(t, n, params.AutoRestartMaxWait, "5s")
+	setParam(t, n, params.JobSchedule(params.JobAutoRestart), "@every 1s")
 	dir := t.TempDir()
 	counter := filepath.Join(dir, "count")
 	flaky := `read -r hello; n=$(cat ` + counter + ` 2>/dev/null || echo 0); n=$((n+1)); echo $n > ` + counter + `
@@ -236,9 +237,9 @@ func TestAutoRestart(t *testing.T) {
 // EXCEPTION with HEARTBEAT_STALE, and its runner is stopped.
 func TestHeartbeatStale(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *taskmgr.Config) { c.Committer.Heartbeat = time.Hour }})
-	setParam(t, n, taskmgr.ParamAutoRestartEnable, "false")
-	setParam(t, n, taskmgr.ParamHeartbeatStaleAfter, "1s")
-	setParam(t, n, taskmgr.JobScheduleParam(taskmgr.JobTaskLiveness), "@every 1s")
+	setParam(t, n, params.AutoRestartEnable, "false")
+	setParam(t, n, params.HeartbeatStaleAfter, "1s")
+	setParam(t, n, params.JobSchedule(params.JobTaskLiveness), "@every 1s")
 	body, _, _ := fileTask(t, "p_hb-incr_trans-1-0", 5)
 	name := n.OK(t, "POST", base+"create", body).String()
 	cmtest.Eventually(t, 10*time.Second, "EXCEPTION for a stale heartbeat", func() bool { return n.Detail(t, name).State == model.StateException })
@@ -258,7 +259,7 @@ func TestHeartbeatStale(t *testing.T) {
 func TestHealthAndNodes(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, url string) {
 		n := cmtest.Start(t, url, cmtest.Options{})
-		setParam(t, n, taskmgr.ParamAutoRestartEnable, "false")
+		setParam(t, n, params.AutoRestartEnable, "false")
 		if env := n.Do(t, "GET", base+"health", nil); env.Status != 200 || !strings.Contains(env.Raw, `"status":"healthy"`) {
 			t.Fatalf("empty cluster: %d %s", env.Status, env.Raw)
 		}
@@ -359,7 +360,7 @@ func TestLeaderLease(t *testing.T) {
 // its errorDetails (WARNING) and clears the flag once it is within.
 func TestDelayWatch(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
-	setParam(t, n, taskmgr.JobScheduleParam(taskmgr.JobDelayWatch), "@every 1s")
+	setParam(t, n, params.JobSchedule(params.JobDelayWatch), "@every 1s")
 	body, _, _ := fileTask(t, "p_dw-incr_trans-1-0", 5) // ts from 1970
 	name := n.OK(t, "POST", base+"create", body).String()
 	flagged := func() bool {
@@ -372,6 +373,6 @@ func TestDelayWatch(t *testing.T) {
 		return false
 	}
 	cmtest.Eventually(t, 10*time.Second, "delay flagged", flagged)
-	setParam(t, n, taskmgr.ParamDelayThreshold, "36500d")
+	setParam(t, n, params.DelayThreshold, "36500d")
 	cmtest.Eventually(t, 10*time.Second, "flag cleared", func() bool { return !flagged() })
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // TaskService is what the API needs from the task manager.
@@ -36,7 +37,7 @@ type ClusterService interface {
 	Nodes(ctx context.Context) (*taskmgr.ClusterView, error)
 	Health(ctx context.Context, q taskmgr.HealthQuery) (*taskmgr.HealthReport, error)
 	JobRuns(ctx context.Context) (*taskmgr.JobsView, error)
-	ListParams(ctx context.Context) ([]taskmgr.ParamView, error)
+	ListParams(ctx context.Context) ([]params.View, error)
 	UpdateParam(ctx context.Context, call taskmgr.Call, key, value string) error
 }
 
@@ -435,7 +436,7 @@ func (h *handlers) nodes(c echo.Context) error {
 func (h *handlers) health(c echo.Context) error {
 	q := taskmgr.HealthQuery{Project: param(c, "project"), Node: param(c, "node")}
 	if v := param(c, "maxDelay"); v != "" {
-		d, err := taskmgr.ParseDuration(v)
+		d, err := params.ParseDuration(v)
 		if err != nil {
 			n, nerr := strconv.ParseInt(v, 10, 64)
 			if nerr != nil || n < 0 {

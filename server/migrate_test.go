@@ -11,6 +11,7 @@ import (
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // TestMigrate moves a streaming file task between two live nodes: the new
@@ -116,8 +117,8 @@ func TestMigrateFromDeadNode(t *testing.T) {
 	url := dbtest.SQLiteURL(t)
 	a := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
 	b := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
-	setParam(t, b, taskmgr.ParamNodeSuspectAfter, "1s")
-	setParam(t, b, taskmgr.ParamNodeDeadAfter, "1s")
+	setParam(t, b, params.NodeSuspectAfter, "1s")
+	setParam(t, b, params.NodeDeadAfter, "1s")
 	body, src, sink := fileTask(t, "p_d-incr_trans-1-0", 50)
 	name := a.OK(t, "POST", base+"create", body).String()
 	cmtest.Eventually(t, 5*time.Second, "streamed", func() bool { return a.Detail(t, name).Checkpoint["src.jsonl"].TS == 149 })
@@ -184,8 +185,8 @@ func TestHAFailover(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, url string) {
 		a := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
 		b := cmtest.Start(t, url, cmtest.Options{})
-		for k, v := range map[string]string{taskmgr.ParamNodeSuspectAfter: "1s", taskmgr.ParamNodeDeadAfter: "1s", taskmgr.ParamHAEnable: "true",
-			taskmgr.JobScheduleParam(taskmgr.JobNodeLiveness): "@every 1s"} {
+		for k, v := range map[string]string{params.NodeSuspectAfter: "1s", params.NodeDeadAfter: "1s", params.HAEnable: "true",
+			params.JobSchedule(params.JobNodeLiveness): "@every 1s"} {
 			setParam(t, b, k, v)
 		}
 		body, src, sink := fileTask(t, "p_ha-incr_trans-1-0", 50)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // Health statuses, from best to worst.
@@ -63,12 +64,12 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 	if err != nil {
 		return nil, err
 	}
-	threshold := set.Duration(ParamDelayThreshold)
+	threshold := set.Duration(params.DelayThreshold)
 	if q.MaxDelay > 0 {
 		threshold = q.MaxDelay
 	}
-	stale := set.Duration(ParamHeartbeatStaleAfter)
-	states, err := m.nodeStates(ctx, set.Liveness())
+	stale := set.Duration(params.HeartbeatStaleAfter)
+	states, err := m.nodeStates(ctx, livenessOf(set))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +188,7 @@ func (m *Manager) Nodes(ctx context.Context) (*ClusterView, error) {
 	if err != nil {
 		return nil, err
 	}
-	lv := set.Liveness()
+	lv := livenessOf(set)
 	nodes, err := m.store.Nodes(ctx)
 	if err != nil {
 		return nil, err
@@ -263,9 +264,9 @@ func (m *Manager) JobRuns(ctx context.Context) (*JobsView, error) {
 	if l, err := m.store.GetLease(ctx, LeaderLease); err == nil && l.Expires().After(m.now()) {
 		out.Leader = model.NodeID(l.Holder)
 	}
-	for _, j := range jobDefaults {
-		v := JobView{Name: j.name, Schedule: set.Schedule(j.name)}
-		if r, ok := byName[j.name]; ok {
+	for _, name := range params.Jobs() {
+		v := JobView{Name: name, Schedule: set.Schedule(name)}
+		if r, ok := byName[name]; ok {
 			at := r.StartedAt
 			v.LastRun, v.Node, v.DurationMS, v.Result, v.Summary, v.Error, v.Runs = &at, r.Node, r.DurationMS, r.Result, r.Summary, r.Error, r.Runs
 		}

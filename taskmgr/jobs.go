@@ -9,25 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
-
-// Names of the cluster-wide jobs.
-const (
-	JobTaskLiveness   = "task-liveness"
-	JobNodeLiveness   = "node-liveness"
-	JobAutoRestart    = "auto-restart"
-	JobDelayWatch     = "delay-watch"
-	JobAuditRetention = "audit-retention"
-)
-
-// jobDefaults are the jobs and their default schedules.
-var jobDefaults = []struct{ name, schedule string }{
-	{JobTaskLiveness, "@every 10s"},
-	{JobNodeLiveness, "@every 10s"},
-	{JobAutoRestart, "@every 5s"},
-	{JobDelayWatch, "@every 30s"},
-	{JobAuditRetention, "@every 1h"},
-}
 
 // Error codes the jobs write into errorDetails.
 const (
@@ -46,11 +29,11 @@ const (
 // local reconciler, which completes migrations whose old node died.
 func (m *Manager) Jobs(rec *Reconciler) []Job {
 	return []Job{
-		{JobTaskLiveness, m.taskLiveness},
-		{JobNodeLiveness, func(ctx context.Context, set ParamSet) (string, error) { return m.nodeLiveness(ctx, set, rec) }},
-		{JobAutoRestart, m.autoRestart},
-		{JobDelayWatch, m.delayWatch},
-		{JobAuditRetention, m.auditRetention},
+		{params.JobTaskLiveness, m.taskLiveness},
+		{params.JobNodeLiveness, func(ctx context.Context, set params.Set) (string, error) { return m.nodeLiveness(ctx, set, rec) }},
+		{params.JobAutoRestart, m.autoRestart},
+		{params.JobDelayWatch, m.delayWatch},
+		{params.JobAuditRetention, m.auditRetention},
 	}
 }
 
@@ -79,9 +62,9 @@ func stateOf(states map[model.NodeID]NodeState, id model.NodeID) NodeState {
 // taskLiveness: a RUNNING task whose heartbeat is older than
 // task.heartbeat.staleAfter becomes EXCEPTION (HEARTBEAT_STALE). Tasks of
 // dead nodes are left to node-liveness, which says why more precisely.
-func (m *Manager) taskLiveness(ctx context.Context, set ParamSet) (string, error) {
-	stale := set.Duration(ParamHeartbeatStaleAfter)
-	states, err := m.nodeStates(ctx, set.Liveness())
+func (m *Manager) taskLiveness(ctx context.Context, set params.Set) (string, error) {
+	stale := set.Duration(params.HeartbeatStaleAfter)
+	states, err := m.nodeStates(ctx, livenessOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -111,7 +94,7 @@ func (m *Manager) taskLiveness(ctx context.Context, set ParamSet) (string, error
 			Message:  fmt.Sprintf("no heartbeat from %s for %s (task.heartbeat.staleAfter is %s)", t.Node, now.Sub(last).Round(time.Second), stale),
 			Reason:   "the runner is wedged, or its node cannot reach the store",
 			Proposal: "check the node's logs; auto-restart resumes the task if enabled"}
-		if m.runtimeEvent(ctx, t, model.EventFailed, &d, JobTaskLiveness) {
+		if m.runtimeEvent(ctx, t, model.EventFailed, &d, params.JobTaskLiveness) {
 			failed++
 		}
 	}
@@ -122,8 +105,8 @@ func (m *Manager) taskLiveness(ctx context.Context, set ParamSet) (string, error
 // with ha.enable are migrated to the least loaded live node. A migrate
 // whose old node died while stopping is completed (the version bump
 // fences the dead node).
-func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconciler) (string, error) {
-	states, err := m.nodeStates(ctx, set.Liveness())
+func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconciler) (string, error) {
+	states, err := m.nodeStates(ctx, livenessOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -131,7 +114,7 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 	if err != nil {
 		return "", err
 	}
-	ha := set.Bool(ParamHAEnable)
+	ha := set.Bool(params.HAEnable)
 	var failed, moved, stopped, errs int
 	var lastErr error
 	for i := range tasks {
@@ -153,7 +136,7 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 				if t.State.Active() {
 					// Record the runner's end first, so the rebind's
 					// compare-and-swap starts from a settled row.
-					if !m.runtimeEvent(ctx, t, model.EventStopped, nil, JobNodeLiveness) {
+					if !m.runtimeEvent(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
 						continue
 					}
 					fresh, err := m.store.GetTask(ctx, t.Component)
@@ -172,7 +155,7 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 		if ha && wantRun {
 			to, err := m.pickNode(ctx, t.Node, MigrateTarget{})
 			if err == nil {
-				call := Call{Actor: "job:" + JobNodeLiveness, Params: map[string]string{"reason": "node " + string(t.Node) + " is dead", "ha.enable": "true"}}
+				call := Call{Actor: "job:" + params.JobNodeLiveness, Params: map[string]string{"reason": "node " + string(t.Node) + " is dead", "ha.enable": "true"}}
 				_, _, err = m.startMigrate(ctx, call, t.Name().String(), to)
 			}
 			if err == nil {
@@ -185,14 +168,14 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 		}
 		switch t.State {
 		case model.StateStopping:
-			if m.runtimeEvent(ctx, t, model.EventStopped, nil, JobNodeLiveness) {
+			if m.runtimeEvent(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
 				stopped++
 			}
 		case model.StateStarting, model.StateRunning:
 			d := model.ErrorDetail{Code: CodeNodeDead, Level: model.LevelError, Time: m.now().UTC(),
 				Message:  fmt.Sprintf("node %s is dead (not seen for over node.deadAfter)", t.Node),
 				Proposal: "restart the node, or migrate the task to a live node (ha.enable does it automatically)"}
-			if m.runtimeEvent(ctx, t, model.EventFailed, &d, JobNodeLiveness) {
+			if m.runtimeEvent(ctx, t, model.EventFailed, &d, params.JobNodeLiveness) {
 				failed++
 			}
 		case model.StateCreated, model.StateStopped, model.StateException, model.StateFinished, model.StateDeleted:
@@ -208,12 +191,12 @@ func (m *Manager) nodeLiveness(ctx context.Context, set ParamSet, rec *Reconcile
 // autoRestart resumes EXCEPTION tasks whose desired state is RUNNING, as
 // RestartPolicy allows: attempts are the auto-restart audit rows of the
 // task within the window, and the wait runs from the time of the failure.
-func (m *Manager) autoRestart(ctx context.Context, set ParamSet) (string, error) {
-	if !set.Bool(ParamAutoRestartEnable) {
+func (m *Manager) autoRestart(ctx context.Context, set params.Set) (string, error) {
+	if !set.Bool(params.AutoRestartEnable) {
 		return "disabled", nil
 	}
 	pol := policyFrom(set)
-	states, err := m.nodeStates(ctx, set.Liveness())
+	states, err := m.nodeStates(ctx, livenessOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -255,7 +238,7 @@ func (m *Manager) autoRestart(ctx context.Context, set ParamSet) (string, error)
 			waiting++
 			continue
 		}
-		call := Call{Actor: "job:" + JobAutoRestart}
+		call := Call{Actor: "job:" + params.JobAutoRestart}
 		detail := map[string]any{"attempt": attempts + 1, "maxAttempts": pol.MaxAttempts, "window": pol.Window.String(), "wait": wait.String()}
 		if last != nil {
 			detail["lastError"] = last.Code + ": " + last.Message
@@ -286,8 +269,8 @@ const opAutoRestart = "auto-restart"
 // task.delay.threshold with a WARNING in errorDetails, and clears the
 // flag once they catch up. Health computes delay itself; this makes it
 // visible in detail.
-func (m *Manager) delayWatch(ctx context.Context, set ParamSet) (string, error) {
-	threshold := set.Duration(ParamDelayThreshold)
+func (m *Manager) delayWatch(ctx context.Context, set params.Set) (string, error) {
+	threshold := set.Duration(params.DelayThreshold)
 	tasks, _, err := m.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
 	if err != nil {
 		return "", err
@@ -350,8 +333,8 @@ func hasCode(errs []model.ErrorDetail, code string) bool {
 
 // auditRetention purges audit rows older than
 // operation_audit_log.retention_time, in bounded batches.
-func (m *Manager) auditRetention(ctx context.Context, set ParamSet) (string, error) {
-	keep := set.Duration(ParamAuditRetention)
+func (m *Manager) auditRetention(ctx context.Context, set params.Set) (string, error) {
+	keep := set.Duration(params.AuditRetention)
 	before := m.now().Add(-keep)
 	var total int64
 	for i := 0; i < auditPurgeBatches; i++ {
@@ -426,7 +409,7 @@ func (m *Manager) flagTask(ctx context.Context, t *model.Task, detail *model.Err
 			errs = append(errs, *detail)
 		}
 		next.SetErrors(errs[max(0, len(errs)-10):])
-		audit := &model.Audit{At: m.now().UTC(), Actor: "job:" + JobDelayWatch, Operation: op, Component: cur.Component,
+		audit := &model.Audit{At: m.now().UTC(), Actor: "job:" + params.JobDelayWatch, Operation: op, Component: cur.Component,
 			TaskBefore: cur.Name().String(), TaskAfter: cur.Name().String(), StateBefore: cur.State, StateAfter: cur.State, Result: model.ResultSuccess}
 		if detail != nil {
 			audit.ErrCode, audit.ErrMsg = detail.Code, detail.Message

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // NodeState is how alive a node looks from its heartbeat age.
@@ -39,13 +40,18 @@ func (l Liveness) State(seen, now time.Time) NodeState {
 	}
 }
 
+// livenessOf is the node liveness thresholds of a parameter snapshot.
+func livenessOf(set params.Set) Liveness {
+	return Liveness{SuspectAfter: set.Duration(params.NodeSuspectAfter), DeadAfter: set.Duration(params.NodeDeadAfter)}
+}
+
 // liveness reads the current thresholds.
 func (m *Manager) liveness(ctx context.Context) (Liveness, error) {
 	set, err := m.params.Snapshot(ctx)
 	if err != nil {
 		return Liveness{}, err
 	}
-	return set.Liveness(), nil
+	return livenessOf(set), nil
 }
 
 // checkNodeLive refuses nodes that are not registered or not alive

@@ -14,6 +14,7 @@ import (
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // Config tunes the manager and the runtime of this node.
@@ -107,7 +108,7 @@ type Manager struct {
 	store    *model.Store
 	registry *connector.Registry
 	waker    Waker
-	params   *Params
+	params   *params.Service
 	changes  *notifier
 	log      *zap.Logger
 	now      func() time.Time
@@ -117,12 +118,12 @@ type Manager struct {
 // NewManager builds a manager. changes may be shared with the local
 // reconciler so waits wake on local state writes.
 func NewManager(cfg Config, store *model.Store, registry *connector.Registry, waker Waker, changes *notifier, log *zap.Logger) *Manager {
-	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: NewParams(store), changes: changes, log: log.Named("taskmgr"), now: time.Now,
+	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: params.New(store), changes: changes, log: log.Named("taskmgr"), now: time.Now,
 		errCode: func(error) string { return "ERROR" }}
 }
 
 // Params is the system parameter service the manager reads.
-func (m *Manager) Params() *Params { return m.params }
+func (m *Manager) Params() *params.Service { return m.params }
 
 // SetErrorCoder sets how refused calls are coded in the audit log, so the
 // audit shows the same errCode the API answers with.

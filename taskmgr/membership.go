@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // Membership registers this node in the shared store and keeps its
@@ -38,7 +39,7 @@ type Membership struct {
 	pid      int
 	sole     bool
 	store    *model.Store
-	params   *Params
+	params   *params.Service
 	interval time.Duration
 	log      *zap.Logger
 }
@@ -48,7 +49,7 @@ type Membership struct {
 func NewMembership(cfg Config, store *model.Store, addr, version string, log *zap.Logger) *Membership {
 	host, _ := os.Hostname()
 	m := &Membership{node: cfg.Node, addr: addr, version: version, instance: newInstanceID(), host: host, pid: os.Getpid(),
-		store: store, params: NewParams(store), interval: cfg.NodeHeartbeat}
+		store: store, params: params.New(store), interval: cfg.NodeHeartbeat}
 	m.log = log.Named("membership").With(zap.String("instance", m.instance))
 	return m
 }
@@ -106,7 +107,7 @@ func (m *Membership) Register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	window := set.Liveness().SuspectAfter
+	window := livenessOf(set).SuspectAfter
 	for range 3 {
 		now := time.Now().UTC()
 		seen, err := m.store.GetNode(ctx, m.node)

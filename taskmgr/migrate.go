@@ -371,7 +371,7 @@ func (r *Reconciler) nodeState(ctx context.Context, id model.NodeID) NodeState {
 	if err != nil {
 		return NodeSuspect
 	}
-	return set.Liveness().State(n.SeenAt, time.Now())
+	return livenessOf(set).State(n.SeenAt, time.Now())
 }
 
 func lastError(t *model.Task) string {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // RestartPolicy decides whether and when auto-restart resumes a failed
@@ -22,10 +23,10 @@ type RestartPolicy struct {
 }
 
 // policyFrom reads the policy from a parameter snapshot.
-func policyFrom(set ParamSet) RestartPolicy {
+func policyFrom(set params.Set) RestartPolicy {
 	return RestartPolicy{
-		Initial: set.Duration(ParamAutoRestartInitial), Max: set.Duration(ParamAutoRestartMaxWait),
-		MaxAttempts: set.Int(ParamAutoRestartMax), Window: set.Duration(ParamAutoRestartWindow), Jitter: 0.2,
+		Initial: set.Duration(params.AutoRestartInitial), Max: set.Duration(params.AutoRestartMaxWait),
+		MaxAttempts: set.Int(params.AutoRestartMax), Window: set.Duration(params.AutoRestartWindow), Jitter: 0.2,
 	}
 }
 

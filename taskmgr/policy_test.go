@@ -79,36 +79,3 @@ func TestLivenessState(t *testing.T) {
 		}
 	}
 }
-
-func TestParamCheck(t *testing.T) {
-	cases := []struct {
-		key, value string
-		ok         bool
-	}{
-		{ParamAuditRetention, "7d", true},
-		{ParamAuditRetention, "90m", true},
-		{ParamAuditRetention, "10s", false},
-		{ParamAuditRetention, "seven days", false},
-		{ParamAutoRestartEnable, "false", true},
-		{ParamAutoRestartEnable, "maybe", false},
-		{ParamAutoRestartMax, "3", true},
-		{ParamAutoRestartMax, "0", false},
-		{ParamNodeDeadAfter, "45s", true},
-		{ParamNodeDeadAfter, "-1s", false},
-		{JobScheduleParam("audit-retention"), "@every 1s", true},
-		{JobScheduleParam("audit-retention"), "*/5 * * * *", true},
-		{JobScheduleParam("audit-retention"), "every second", false},
-	}
-	for _, c := range cases {
-		s, ok := specOf(c.key)
-		if !ok {
-			t.Fatalf("unknown key %s", c.key)
-		}
-		if err := s.check(c.value); (err == nil) != c.ok {
-			t.Errorf("%s=%q: err %v, want ok=%v", c.key, c.value, err, c.ok)
-		}
-	}
-	if d, err := ParseDuration("7d"); err != nil || d != 7*24*time.Hour {
-		t.Fatalf("7d = %s %v", d, err)
-	}
-}

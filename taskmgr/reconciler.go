@@ -14,6 +14,7 @@ import (
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // Reconciler drives the runners of the tasks this node owns until their
@@ -30,7 +31,7 @@ type Reconciler struct {
 	registry  *connector.Registry
 	committer *checkpoint.Committer
 	changes   *notifier
-	params    *Params
+	params    *params.Service
 	waker     Waker
 	log       *zap.Logger
 
@@ -49,7 +50,7 @@ type Reconciler struct {
 // NewReconciler builds the reconciler of this node, with its committer.
 func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *notifier, log *zap.Logger) *Reconciler {
 	r := &Reconciler{
-		cfg: cfg, store: store, registry: registry, changes: changes, params: NewParams(store),
+		cfg: cfg, store: store, registry: registry, changes: changes, params: params.New(store),
 		log:     log.Named("reconciler"),
 		nudge:   make(chan struct{}, 1),
 		runners: map[string]*runner{},

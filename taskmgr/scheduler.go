@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // Job is a named cluster-wide job. Run must be idempotent: a run may be
@@ -16,7 +17,7 @@ import (
 // correctness.
 type Job struct {
 	Name string
-	Run  func(ctx context.Context, set ParamSet) (summary string, err error)
+	Run  func(ctx context.Context, set params.Set) (summary string, err error)
 }
 
 // Scheduler runs the cluster-wide jobs with robfig/cron while this node
@@ -27,7 +28,7 @@ type Job struct {
 type Scheduler struct {
 	node   model.NodeID
 	store  *model.Store
-	params *Params
+	params *params.Service
 	jobs   []Job
 	log    *zap.Logger
 	// Resync is how often schedules are re-read from the parameters.
@@ -36,14 +37,14 @@ type Scheduler struct {
 
 // NewScheduler builds the scheduler of this node's jobs.
 func NewScheduler(cfg Config, store *model.Store, jobs []Job, log *zap.Logger) *Scheduler {
-	return &Scheduler{node: cfg.Node, store: store, params: NewParams(store), jobs: jobs, log: log.Named("cron"), Resync: cfg.ScheduleResync}
+	return &Scheduler{node: cfg.Node, store: store, params: params.New(store), jobs: jobs, log: log.Named("cron"), Resync: cfg.ScheduleResync}
 }
 
 // Lead runs the jobs until ctx is done, then waits for running jobs to
 // return. It is the lead function of the leader lease.
 func (s *Scheduler) Lead(ctx context.Context) {
 	clog := cronLogger{s.log}
-	c := cron.New(cron.WithParser(scheduleParser), cron.WithLogger(clog), cron.WithLocation(time.UTC))
+	c := cron.New(cron.WithParser(params.ScheduleParser), cron.WithLogger(clog), cron.WithLocation(time.UTC))
 	type entry struct {
 		id   cron.EntryID
 		spec string

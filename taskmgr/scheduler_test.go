@@ -12,6 +12,7 @@ import (
 
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // TestSchedulerRecoversAndSkips: a job that panics is recorded as failed
@@ -25,19 +26,19 @@ func TestSchedulerRecoversAndSkips(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	params := taskmgr.NewParams(store)
-	for _, job := range []string{taskmgr.JobAuditRetention, taskmgr.JobDelayWatch} {
-		if err := params.Update(ctx, taskmgr.Call{Actor: "test"}, taskmgr.JobScheduleParam(job), "@every 1s"); err != nil {
+	ps := params.New(store)
+	for _, job := range []string{params.JobAuditRetention, params.JobDelayWatch} {
+		if err := ps.Update(ctx, "test", "", params.JobSchedule(job), "@every 1s"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var panics, slowRuns, running, overlap atomic.Int32
 	jobs := []taskmgr.Job{
-		{Name: taskmgr.JobAuditRetention, Run: func(context.Context, taskmgr.ParamSet) (string, error) {
+		{Name: params.JobAuditRetention, Run: func(context.Context, params.Set) (string, error) {
 			panics.Add(1)
 			panic("boom")
 		}},
-		{Name: taskmgr.JobDelayWatch, Run: func(ctx context.Context, _ taskmgr.ParamSet) (string, error) {
+		{Name: params.JobDelayWatch, Run: func(ctx context.Context, _ params.Set) (string, error) {
 			if running.Add(1) > 1 {
 				overlap.Add(1)
 			}
@@ -74,7 +75,7 @@ func TestSchedulerRecoversAndSkips(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range runs {
-		if r.Name == taskmgr.JobAuditRetention && (r.Result != model.ResultFailure || r.Error != "panic: boom") {
+		if r.Name == params.JobAuditRetention && (r.Result != model.ResultFailure || r.Error != "panic: boom") {
 			t.Fatalf("panicking job's run: %+v", r)
 		}
 	}

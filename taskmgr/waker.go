@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // WakePath is the internal route a node serves so that other nodes can ask
@@ -26,7 +27,7 @@ type ClusterWaker struct {
 	self    model.NodeID
 	local   Nudger
 	store   *model.Store
-	params  *Params
+	params  *params.Service
 	client  *http.Client
 	timeout time.Duration
 	log     *zap.Logger
@@ -35,7 +36,7 @@ type ClusterWaker struct {
 // NewClusterWaker builds the waker of node self.
 func NewClusterWaker(self model.NodeID, local Nudger, store *model.Store, log *zap.Logger) *ClusterWaker {
 	return &ClusterWaker{
-		self: self, local: local, store: store, params: NewParams(store),
+		self: self, local: local, store: store, params: params.New(store),
 		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
 		timeout: 500 * time.Millisecond, log: log.Named("waker"),
 	}
@@ -55,7 +56,7 @@ func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID) {
 		w.log.Debug("no address to wake", zap.String(logNode, string(node)), zap.Error(err))
 		return
 	}
-	if set, err := w.params.Snapshot(ctx); err == nil && set.Liveness().State(n.SeenAt, time.Now()) == NodeDead {
+	if set, err := w.params.Snapshot(ctx); err == nil && livenessOf(set).State(n.SeenAt, time.Now()) == NodeDead {
 		return // nobody there to wake
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.Addr+WakePath+"?node="+url.QueryEscape(string(node)), nil)
