@@ -212,6 +212,8 @@ func TestSupersededAndBareNames(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
 	body, src, _ := fileTask(t, "p_3-incr_trans-1-0", 3)
 	name := n.OK(t, "POST", base+"create", body).String()
+	// A pullback to 101 is a rewind only once the task is past it.
+	cmtest.Eventually(t, 10*time.Second, "the 3 lines checkpointed", func() bool { return n.Detail(t, name).Checkpoint["src.jsonl"].TS == 102 })
 	n.OK(t, "POST", base+"stop?taskName="+q(name), nil)
 	_ = src
 	n.OK(t, "POST", base+"update?taskName="+q("p_3-incr_trans-1-0"), `{"source":{"checkpoint":"{\"src.jsonl\":\"101\"}"}}`)

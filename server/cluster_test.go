@@ -15,6 +15,7 @@ import (
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
@@ -22,6 +23,23 @@ import (
 func setParam(t *testing.T, n *cmtest.Node, key, value string) {
 	t.Helper()
 	n.OK(t, "POST", base+"params/update?key="+q(key)+"&value="+q(value), nil)
+}
+
+// jobView reads one job's schedule and last recorded run from the jobs
+// endpoint; Runs counts the runs recorded so far.
+func jobView(t *testing.T, n *cmtest.Node, name string) taskmgr.JobView {
+	t.Helper()
+	var jobs taskmgr.JobsView
+	if err := json.Unmarshal(n.OK(t, "GET", base+"jobs", nil).Result, &jobs); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Jobs {
+		if j.Name == name {
+			return j
+		}
+	}
+	t.Fatalf("no job %q in %+v", name, jobs.Jobs)
+	return taskmgr.JobView{}
 }
 
 // appendLines appends JSON lines numbered from..to-1 (ts = 100 + i).
@@ -226,7 +244,18 @@ func TestAutoRestart(t *testing.T) {
 	argv, _ = json.Marshal([]string{"/bin/sh", "-c", perm})
 	n.Do(t, "POST", base+"create", map[string]any{"component": "p_ar-incr_trans-2-0", "config": map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}})
 	cmtest.Eventually(t, 5*time.Second, "EXCEPTION", func() bool { return n.Detail(t, "p_ar-incr_trans-2-0").State == model.StateException })
-	time.Sleep(3 * time.Second) // three runs of the job
+	// Three more recorded runs of the job: at least the last two began after
+	// the task was seen in EXCEPTION, and the last one looked at it and left
+	// it alone (the flaky task is RUNNING by now, so it is the one refused).
+	before := jobView(t, n, params.JobAutoRestart).Runs
+	var run taskmgr.JobView
+	cmtest.Eventually(t, 20*time.Second, "three more runs of the auto-restart job", func() bool {
+		run = jobView(t, n, params.JobAutoRestart)
+		return run.Runs >= before+3
+	})
+	if run.Result != model.ResultSuccess || run.Summary != "0 restarted, 0 waiting, 1 not retried" {
+		t.Fatalf("last auto-restart run %+v, want it to refuse the permanently failed task", run)
+	}
 	d = n.Detail(t, "p_ar-incr_trans-2-0")
 	if d.State != model.StateException || len(d.Restarts) != 0 || !d.ErrorDetails[len(d.ErrorDetails)-1].Permanent {
 		t.Fatalf("permanent error retried: %s %+v %+v", d.State, d.Restarts, d.ErrorDetails)
@@ -300,7 +329,7 @@ func TestHealthAndNodes(t *testing.T) {
 			t.Fatalf("cluster %+v", cv)
 		}
 		v := cv.Nodes[0]
-		if v.ID != n.ID || v.State != taskmgr.NodeAlive || !v.Leader || v.Total != 2 || v.Load[model.StateRunning] != 1 || v.Load[model.StateException] != 1 || len(v.Tasks) != 2 {
+		if v.ID != n.ID || v.State != cluster.NodeAlive || !v.Leader || v.Total != 2 || v.Load[model.StateRunning] != 1 || v.Load[model.StateException] != 1 || len(v.Tasks) != 2 {
 			t.Fatalf("node view %+v", v)
 		}
 	})
@@ -322,7 +351,7 @@ func TestLeaderLease(t *testing.T) {
 		}
 		// An intruder takes the lease (as if A's had expired): A must stop.
 		ctx := context.Background()
-		if ok, _, err := a.Store.AcquireLease(ctx, taskmgr.LeaderLease, "intruder", 0, time.Now().Add(time.Hour), time.Hour); !ok || err != nil {
+		if ok, _, err := a.Store.AcquireLease(ctx, cluster.LeaderLease, "intruder", 0, time.Now().Add(time.Hour), time.Hour); !ok || err != nil {
 			t.Fatalf("intruder: %v %v", ok, err)
 		}
 		cmtest.Eventually(t, 3*time.Second, "A gives up", func() bool { return !a.Lease.Leading() })
@@ -337,11 +366,11 @@ func TestLeaderLease(t *testing.T) {
 			t.Fatalf("jobs leader %q", jobs.Leader)
 		}
 		// Hand it back by expiring it, then shut the leader down: the other takes over.
-		l, err := a.Store.GetLease(ctx, taskmgr.LeaderLease)
+		l, err := a.Store.GetLease(ctx, cluster.LeaderLease)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Store.ReleaseLease(ctx, taskmgr.LeaderLease, "intruder", l.ExpiresAt); err != nil {
+		if err := a.Store.ReleaseLease(ctx, cluster.LeaderLease, "intruder", l.ExpiresAt); err != nil {
 			t.Fatal(err)
 		}
 		cmtest.Eventually(t, 3*time.Second, "someone leads again", func() bool { return a.Lease.Leading() || b.Lease.Leading() })

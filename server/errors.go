@@ -10,6 +10,7 @@ import (
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 )
 
 // Problem is how an error is answered: the HTTP status, the stable errCode
@@ -59,7 +60,7 @@ var catalogue = []rule{
 	{is(taskmgr.ErrStopTimeout), Problem{http.StatusGatewayTimeout, "STOP_TIMEOUT", true}},
 	{is(taskmgr.ErrStartTimeout), Problem{http.StatusGatewayTimeout, "START_TIMEOUT", true}},
 	{is(taskmgr.ErrOperationTimeout), Problem{http.StatusGatewayTimeout, "OPERATION_TIMEOUT", true}},
-	{is(taskmgr.ErrNodeNotFound), Problem{http.StatusNotFound, "NODE_NOT_FOUND", false}},
+	{is(cluster.ErrNodeNotFound), Problem{http.StatusNotFound, "NODE_NOT_FOUND", false}},
 	{is(taskmgr.ErrTaskNotFound), Problem{http.StatusNotFound, "TASK_NOT_FOUND", false}},
 	{is(taskmgr.ErrTaskExists), Problem{http.StatusConflict, "TASK_EXISTS", false}},
 	{is(taskmgr.ErrInvalidConfig), Problem{http.StatusBadRequest, "INVALID_CONFIG", false}},

@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
-	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 )
 
 // Config of the HTTP server.
@@ -93,7 +93,7 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 
 	h := &handlers{svc: svc.Tasks, cluster: svc.Cluster}
 	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
-	e.POST(taskmgr.WakePath, func(c echo.Context) error {
+	e.POST(cluster.WakePath, func(c echo.Context) error {
 		if svc.Nudge != nil {
 			svc.Nudge()
 		}

@@ -13,8 +13,6 @@ var (
 	// ErrBusy: another operation on the task won the race, or one is in
 	// flight; retry.
 	ErrBusy = errors.New("task is busy with another operation")
-	// ErrNodeNotFound: the named node is not a live registered node.
-	ErrNodeNotFound = errors.New("node not found")
 	// ErrStopTimeout: the runner did not stop within the wait; the task stays
 	// STOPPING and its node keeps converging.
 	ErrStopTimeout = errors.New("stop timed out")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
@@ -69,7 +70,7 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 		threshold = q.MaxDelay
 	}
 	stale := set.Duration(params.HeartbeatStaleAfter)
-	states, err := m.nodeStates(ctx, livenessOf(set))
+	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 		case model.StateException:
 			add(HealthCritical, "TASK_EXCEPTION", t, t.Node, "the task is in EXCEPTION: "+lastError(t))
 		case model.StateRunning:
-			if stateOf(states, t.Node) == NodeDead {
+			if cluster.StateOf(states, t.Node) == cluster.NodeDead {
 				break // reported once per node below
 			}
 			last := t.UpdatedAt
@@ -140,12 +141,12 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
 	for _, n := range nodes {
-		switch stateOf(states, n) {
-		case NodeDead:
+		switch cluster.StateOf(states, n) {
+		case cluster.NodeDead:
 			add(HealthCritical, CodeNodeDead, nil, n, fmt.Sprintf("node %s is dead and owns %d task(s) meant to run", n, nodeTasks[n]))
-		case NodeSuspect:
+		case cluster.NodeSuspect:
 			add(HealthWarning, "NODE_SUSPECT", nil, n, fmt.Sprintf("node %s has not been seen for over node.suspectAfter", n))
-		case NodeAlive:
+		case cluster.NodeAlive:
 		}
 	}
 	r.Status = HealthOK
@@ -165,7 +166,7 @@ type NodeView struct {
 	ID        model.NodeID          `json:"id"`
 	Addr      string                `json:"addr"`
 	Version   string                `json:"version"`
-	State     NodeState             `json:"state"`
+	State     cluster.NodeState     `json:"state"`
 	Leader    bool                  `json:"leader"`
 	StartedAt time.Time             `json:"startedAt"`
 	SeenAt    time.Time             `json:"seenAt"`
@@ -188,7 +189,7 @@ func (m *Manager) Nodes(ctx context.Context) (*ClusterView, error) {
 	if err != nil {
 		return nil, err
 	}
-	lv := livenessOf(set)
+	lv := cluster.LivenessOf(set)
 	nodes, err := m.store.Nodes(ctx)
 	if err != nil {
 		return nil, err
@@ -198,7 +199,7 @@ func (m *Manager) Nodes(ctx context.Context) (*ClusterView, error) {
 		return nil, err
 	}
 	out := &ClusterView{Nodes: []NodeView{}}
-	if l, err := m.store.GetLease(ctx, LeaderLease); err == nil && l.Expires().After(m.now()) {
+	if l, err := m.store.GetLease(ctx, cluster.LeaderLease); err == nil && l.Expires().After(m.now()) {
 		out.Leader = model.NodeID(l.Holder)
 		exp := l.Expires().UTC()
 		out.LeaseExpires = &exp
@@ -217,7 +218,7 @@ func (m *Manager) Nodes(ctx context.Context) (*ClusterView, error) {
 			// A task on a node that never registered here counts as dead.
 			i = len(out.Nodes)
 			idx[t.Node] = i
-			out.Nodes = append(out.Nodes, NodeView{ID: t.Node, State: NodeDead, Load: map[model.State]int64{}, Tasks: []string{}})
+			out.Nodes = append(out.Nodes, NodeView{ID: t.Node, State: cluster.NodeDead, Load: map[model.State]int64{}, Tasks: []string{}})
 		}
 		v := &out.Nodes[i]
 		v.Load[t.State]++
@@ -261,7 +262,7 @@ func (m *Manager) JobRuns(ctx context.Context) (*JobsView, error) {
 		byName[r.Name] = r
 	}
 	out := &JobsView{Jobs: []JobView{}}
-	if l, err := m.store.GetLease(ctx, LeaderLease); err == nil && l.Expires().After(m.now()) {
+	if l, err := m.store.GetLease(ctx, cluster.LeaderLease); err == nil && l.Expires().After(m.now()) {
 		out.Leader = model.NodeID(l.Holder)
 	}
 	for _, name := range params.Jobs() {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
@@ -37,34 +38,12 @@ func (m *Manager) Jobs(rec *Reconciler) []Job {
 	}
 }
 
-// nodeStates reads every node's state; nodes never registered are absent.
-func (m *Manager) nodeStates(ctx context.Context, lv Liveness) (map[model.NodeID]NodeState, error) {
-	nodes, err := m.store.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[model.NodeID]NodeState, len(nodes))
-	now := m.now()
-	for _, n := range nodes {
-		out[n.ID] = lv.State(n.SeenAt, now)
-	}
-	out[m.cfg.Node] = NodeAlive
-	return out, nil
-}
-
-func stateOf(states map[model.NodeID]NodeState, id model.NodeID) NodeState {
-	if s, ok := states[id]; ok {
-		return s
-	}
-	return NodeDead
-}
-
 // taskLiveness: a RUNNING task whose heartbeat is older than
 // task.heartbeat.staleAfter becomes EXCEPTION (HEARTBEAT_STALE). Tasks of
 // dead nodes are left to node-liveness, which says why more precisely.
 func (m *Manager) taskLiveness(ctx context.Context, set params.Set) (string, error) {
 	stale := set.Duration(params.HeartbeatStaleAfter)
-	states, err := m.nodeStates(ctx, livenessOf(set))
+	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -80,7 +59,7 @@ func (m *Manager) taskLiveness(ctx context.Context, set params.Set) (string, err
 	failed := 0
 	for i := range tasks {
 		t := &tasks[i]
-		if stateOf(states, t.Node) == NodeDead {
+		if cluster.StateOf(states, t.Node) == cluster.NodeDead {
 			continue
 		}
 		last := t.UpdatedAt
@@ -106,7 +85,7 @@ func (m *Manager) taskLiveness(ctx context.Context, set params.Set) (string, err
 // whose old node died while stopping is completed (the version bump
 // fences the dead node).
 func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconciler) (string, error) {
-	states, err := m.nodeStates(ctx, livenessOf(set))
+	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -119,7 +98,7 @@ func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconci
 	var lastErr error
 	for i := range tasks {
 		t := &tasks[i]
-		if stateOf(states, t.Node) != NodeDead {
+		if cluster.StateOf(states, t.Node) != cluster.NodeDead {
 			continue
 		}
 		if t.Journal != "" {
@@ -196,7 +175,7 @@ func (m *Manager) autoRestart(ctx context.Context, set params.Set) (string, erro
 		return "disabled", nil
 	}
 	pol := policyFrom(set)
-	states, err := m.nodeStates(ctx, livenessOf(set))
+	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +187,7 @@ func (m *Manager) autoRestart(ctx context.Context, set params.Set) (string, erro
 	var restarted, waiting, refused int
 	for i := range tasks {
 		t := &tasks[i]
-		if t.Desired != model.DesiredRunning || t.Journal != "" || stateOf(states, t.Node) != NodeAlive {
+		if t.Desired != model.DesiredRunning || t.Journal != "" || cluster.StateOf(states, t.Node) != cluster.NodeAlive {
 			continue
 		}
 		var last *model.ErrorDetail
@@ -383,7 +362,7 @@ func (m *Manager) runtimeEvent(ctx context.Context, t *model.Task, ev model.Even
 			return false
 		}
 		m.log.Info("task state by job", zap.String("job", job), zap.String(logTask, next.Name().String()), zap.String(logState, string(to)))
-		m.changes.broadcast()
+		m.changes.Broadcast()
 		m.waker.Wake(ctx, next.Node)
 		return true
 	}

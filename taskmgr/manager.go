@@ -13,6 +13,7 @@ import (
 
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
@@ -39,7 +40,7 @@ type Config struct {
 	// it well below node.suspectAfter.
 	NodeHeartbeat time.Duration
 	// Lease tunes the leader lease of the cluster-wide jobs.
-	Lease LeaseConfig
+	Lease cluster.LeaseConfig
 	// ScheduleResync is how often the leader re-reads job schedules.
 	ScheduleResync time.Duration
 	// Failpoint, when set, is one of Failpoints: the node kills its own
@@ -58,7 +59,7 @@ func DefaultConfig(node model.NodeID) Config {
 		DataDir:           "./data",
 		Committer:         checkpoint.DefaultCommitterConfig(),
 		NodeHeartbeat:     3 * time.Second,
-		Lease:             DefaultLeaseConfig(),
+		Lease:             cluster.DefaultLeaseConfig(),
 		ScheduleResync:    time.Second,
 	}
 }
@@ -109,7 +110,8 @@ type Manager struct {
 	registry *connector.Registry
 	waker    Waker
 	params   *params.Service
-	changes  *notifier
+	nodes    *cluster.Nodes
+	changes  *cluster.Changes
 	log      *zap.Logger
 	now      func() time.Time
 	errCode  func(error) string
@@ -117,9 +119,10 @@ type Manager struct {
 
 // NewManager builds a manager. changes may be shared with the local
 // reconciler so waits wake on local state writes.
-func NewManager(cfg Config, store *model.Store, registry *connector.Registry, waker Waker, changes *notifier, log *zap.Logger) *Manager {
-	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: params.New(store), changes: changes, log: log.Named("taskmgr"), now: time.Now,
-		errCode: func(error) string { return "ERROR" }}
+func NewManager(cfg Config, store *model.Store, registry *connector.Registry, waker Waker, changes *cluster.Changes, log *zap.Logger) *Manager {
+	ps := params.New(store)
+	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: ps, nodes: cluster.NewNodes(cfg.Node, store, ps),
+		changes: changes, log: log.Named("taskmgr"), now: time.Now, errCode: func(error) string { return "ERROR" }}
 }
 
 // Params is the system parameter service the manager reads.
@@ -151,7 +154,7 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 		if node, err = model.ParseNodeID(req.Node); err != nil {
 			return "", err
 		}
-		if err := m.checkNodeLive(ctx, node); err != nil {
+		if err := m.nodes.CheckLive(ctx, node); err != nil {
 			return "", err
 		}
 	}

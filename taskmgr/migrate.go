@@ -2,7 +2,6 @@ package taskmgr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 )
 
 // A migrate is journaled on the task row like a pullback. The operator's
@@ -67,10 +67,6 @@ func (m *Manager) Migrate(ctx context.Context, call Call, ref string, target Mig
 
 // startMigrate writes the migrate journal of ref towards to. It does not wait.
 func (m *Manager) startMigrate(ctx context.Context, call Call, ref string, to model.NodeID) (*model.Task, *model.Audit, error) {
-	lv, err := m.liveness(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
 	var j *journal
 	var fenced bool
 	return m.mutate(ctx, call, opMigrate, ref, func(t *model.Task) error {
@@ -80,7 +76,7 @@ func (m *Manager) startMigrate(ctx context.Context, call Call, ref string, to mo
 		if t.Node == to {
 			return fmt.Errorf("%w: %s already runs on %s", model.ErrInvalidArgument, t.Component, to)
 		}
-		fenced = m.nodeState(ctx, lv, t.Node) == NodeDead
+		fenced = m.nodes.State(ctx, t.Node) == cluster.NodeDead
 		j = &journal{Op: opMigrate, From: t.Node, To: to, DesiredBefore: t.Desired, VersionBefore: t.Version, Started: m.now().UTC()}
 		if t.State.Active() && !fenced {
 			j.Step = stepStopping
@@ -98,21 +94,6 @@ func (m *Manager) startMigrate(ctx context.Context, call Call, ref string, to mo
 		}
 		return tx.StartIncarnation(ctx, t, opMigrate)
 	})
-}
-
-// nodeState is the state of a registered node; unknown nodes count as dead.
-func (m *Manager) nodeState(ctx context.Context, lv Liveness, id model.NodeID) NodeState {
-	if id == m.cfg.Node {
-		return NodeAlive
-	}
-	n, err := m.store.GetNode(ctx, id)
-	if err != nil {
-		if errors.Is(err, model.ErrNotFound) {
-			return NodeDead
-		}
-		return NodeSuspect
-	}
-	return lv.State(n.SeenAt, m.now())
 }
 
 // rebindTo makes t the next incarnation on j.To: version + 1 and, if the
@@ -165,7 +146,7 @@ func (m *Manager) pickNode(ctx context.Context, from model.NodeID, target Migrat
 		if id == from {
 			return "", fmt.Errorf("%w: the task already runs on %s", model.ErrInvalidArgument, id)
 		}
-		return id, m.checkNodeLive(ctx, id)
+		return id, m.nodes.CheckLive(ctx, id)
 	}
 	nodes, err := m.liveNodes(ctx)
 	if err != nil {
@@ -180,9 +161,9 @@ func (m *Manager) pickNode(ctx context.Context, from model.NodeID, target Migrat
 	}
 	if len(cands) == 0 {
 		if target.IP != "" {
-			return "", fmt.Errorf("%w: no live node on %s other than %s", ErrNodeNotFound, target.IP, from)
+			return "", fmt.Errorf("%w: no live node on %s other than %s", cluster.ErrNodeNotFound, target.IP, from)
 		}
-		return "", fmt.Errorf("%w: no live node other than %s", ErrNodeNotFound, from)
+		return "", fmt.Errorf("%w: no live node other than %s", cluster.ErrNodeNotFound, from)
 	}
 	sort.Slice(cands, func(i, j int) bool {
 		if cands[i].load != cands[j].load {
@@ -200,11 +181,7 @@ type nodeLoad struct {
 
 // liveNodes lists the alive nodes with how many (non-deleted) tasks each owns.
 func (m *Manager) liveNodes(ctx context.Context) ([]nodeLoad, error) {
-	lv, err := m.liveness(ctx)
-	if err != nil {
-		return nil, err
-	}
-	nodes, err := m.store.Nodes(ctx)
+	nodes, err := m.nodes.Alive(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -216,11 +193,9 @@ func (m *Manager) liveNodes(ctx context.Context) ([]nodeLoad, error) {
 	for _, c := range counts {
 		load[c.Node] += c.N
 	}
-	var out []nodeLoad
+	out := make([]nodeLoad, 0, len(nodes))
 	for _, n := range nodes {
-		if lv.State(n.SeenAt, m.now()) == NodeAlive {
-			out = append(out, nodeLoad{n.ID, load[n.ID]})
-		}
+		out = append(out, nodeLoad{n.ID, load[n.ID]})
 	}
 	return out, nil
 }
@@ -259,7 +234,7 @@ func (r *Reconciler) advanceMigrate(ctx context.Context, t *model.Task, j *journ
 // The node-liveness job runs it too for a task whose old node died
 // mid-stop. If the target is no longer alive the migrate is rolled back.
 func (r *Reconciler) migrateRebind(ctx context.Context, t *model.Task, j *journal) bool {
-	if st := r.nodeState(ctx, j.To); st != NodeAlive {
+	if st := r.nodes.State(ctx, j.To); st != cluster.NodeAlive {
 		next := *t
 		next.Journal = ""
 		restoreDesired(&next, j)
@@ -301,7 +276,7 @@ func (r *Reconciler) migrateRollback(ctx context.Context, t *model.Task, j *jour
 	next.Journal = ""
 	var extra func(tx *model.Store) error
 	msg := cause.Error()
-	if r.nodeState(ctx, j.From) == NodeAlive && next.Version < model.MaxVersion {
+	if r.nodes.State(ctx, j.From) == cluster.NodeAlive && next.Version < model.MaxVersion {
 		next.Version++
 		next.Node = j.From
 		next.State = model.StateStopped
@@ -354,24 +329,6 @@ func (r *Reconciler) beatSince(ctx context.Context, t *model.Task) bool {
 	// connector has done anything; only a later beat, half a heartbeat
 	// period after RUNNING, shows the runner survived its start.
 	return ok && hb.Version == t.Version && !hb.At.Before(t.UpdatedAt.Add(r.cfg.Committer.Heartbeat/2))
-}
-
-func (r *Reconciler) nodeState(ctx context.Context, id model.NodeID) NodeState {
-	if id == r.cfg.Node {
-		return NodeAlive
-	}
-	n, err := r.store.GetNode(ctx, id)
-	if err != nil {
-		if errors.Is(err, model.ErrNotFound) {
-			return NodeDead
-		}
-		return NodeSuspect
-	}
-	set, err := r.params.Snapshot(ctx)
-	if err != nil {
-		return NodeSuspect
-	}
-	return livenessOf(set).State(n.SeenAt, time.Now())
 }
 
 func lastError(t *model.Task) string {

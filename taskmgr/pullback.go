@@ -150,7 +150,7 @@ func (m *Manager) waitJournal(ctx context.Context, component string, auditID int
 	defer tick.Stop()
 	var cur *model.Task // the last task read
 	for {
-		ch := m.changes.changed()
+		ch := m.changes.Changed()
 		got, err := m.store.GetTask(ctx, component)
 		if err != nil && ctx.Err() == nil {
 			return "", err
@@ -487,7 +487,7 @@ func (r *Reconciler) writeIntent(ctx context.Context, cur, next *model.Task, op 
 	}
 	r.log.Info("journal step", zap.String(logTask, next.Name().String()), zap.String("step", op))
 	r.cfg.reach(r.log, op)
-	r.changes.broadcast()
+	r.changes.Broadcast()
 	r.Nudge()
 	return true
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
@@ -30,8 +31,9 @@ type Reconciler struct {
 	store     *model.Store
 	registry  *connector.Registry
 	committer *checkpoint.Committer
-	changes   *notifier
+	changes   *cluster.Changes
 	params    *params.Service
+	nodes     *cluster.Nodes
 	waker     Waker
 	log       *zap.Logger
 
@@ -48,9 +50,10 @@ type Reconciler struct {
 }
 
 // NewReconciler builds the reconciler of this node, with its committer.
-func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *notifier, log *zap.Logger) *Reconciler {
+func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *cluster.Changes, log *zap.Logger) *Reconciler {
 	r := &Reconciler{
 		cfg: cfg, store: store, registry: registry, changes: changes, params: params.New(store),
+		nodes:   cluster.NewNodes(cfg.Node, store, params.New(store)),
 		log:     log.Named("reconciler"),
 		nudge:   make(chan struct{}, 1),
 		runners: map[string]*runner{},
@@ -446,7 +449,7 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 			r.log.Warn("writing task state", zap.String(logTask, component), zap.String(logState, string(to)), zap.Error(err))
 			return
 		}
-		r.changes.broadcast()
+		r.changes.Broadcast()
 		r.log.Info("task state", zap.String(logTask, t.Name().String()), zap.String(logState, string(to)))
 		if w.event == "" {
 			return

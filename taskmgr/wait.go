@@ -4,35 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/connector-manager/cm/model"
 )
-
-// notifier wakes waiters when this node writes a task's state. Waiters also
-// poll the store, so writes made by other nodes are seen too.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-// NewNotifier returns a notifier shared by a node's manager and reconciler.
-func NewNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
-
-// changed returns a channel closed at the next broadcast.
-func (n *notifier) changed() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	close(n.ch)
-	n.ch = make(chan struct{})
-}
 
 // pollEvery is how often a waiter re-reads the task when no local write woke it.
 const pollEvery = 25 * time.Millisecond
@@ -45,7 +20,7 @@ func (m *Manager) waitFor(ctx context.Context, t *model.Task, timeout time.Durat
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
-		ch := m.changes.changed()
+		ch := m.changes.Changed()
 		cur, err := m.store.GetTask(ctx, t.Component)
 		if err != nil && ctx.Err() == nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector/builtin"
 )
 
@@ -93,10 +94,10 @@ func migrateCmd() *cobra.Command {
 // next start resumes them) and the node heartbeat, then give the node id
 // up, then close the store (and release its lock).
 //
-// The node id is held like a lease (taskmgr.Membership): serve refuses to
+// The node id is held like a lease (cluster.Membership): serve refuses to
 // start while another live process holds it, and if another process takes
 // it over while this one runs, serve stops the runners at once, shuts down
-// and returns the *taskmgr.NodeHeldError (exit status 1), leaving the
+// and returns the *cluster.NodeHeldError (exit status 1), leaving the
 // task states to the new holder.
 func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger) error {
 	log = log.With(zap.String("node", string(node)))
@@ -118,7 +119,7 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	tcfg.DataDir = c.DataDir
 	tcfg.ReconcileInterval = c.ReconcileInterval
 	tcfg.NodeHeartbeat = c.NodeHeartbeat
-	tcfg.Lease = taskmgr.LeaseConfig{TTL: c.LeaseTTL, Renew: c.LeaseRenew}
+	tcfg.Lease = cluster.LeaseConfig{TTL: c.LeaseTTL, Renew: c.LeaseRenew}
 	// Crash tests only: the node kills itself right after the named step
 	// (taskmgr.Failpoints). Deliberately not a flag or a config key.
 	tcfg.Failpoint = os.Getenv("CM_FAILPOINT")
@@ -134,7 +135,7 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 		return err
 	}
 	addr := apiURL(node)
-	members := taskmgr.NewMembership(tcfg, store, addr, version, log)
+	members := cluster.NewMembership(tcfg.Node, tcfg.NodeHeartbeat, store, addr, version, log)
 	if dsn.Dialect == model.SQLite {
 		members.SoleProcess() // lockStore: no other process has the file open
 	}
@@ -155,14 +156,14 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	}
 
 	registry := builtin.Registry()
-	changes := taskmgr.NewNotifier()
+	changes := cluster.NewChanges()
 	rec := taskmgr.NewReconciler(tcfg, store, registry, changes, log)
-	waker := taskmgr.NewClusterWaker(node, rec, store, log)
+	waker := cluster.NewClusterWaker(node, rec, store, log)
 	defer waker.Close()
 	rec.SetWaker(waker)
 	mgr := taskmgr.NewManager(tcfg, store, registry, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
-	lease := taskmgr.NewLease(tcfg.Lease, taskmgr.LeaderLease, node, store, log)
+	lease := cluster.NewLease(tcfg.Lease, cluster.LeaderLease, node, store, log)
 	sched := taskmgr.NewScheduler(tcfg, store, mgr.Jobs(rec), log)
 	srv := server.New(scfg, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
 
@@ -185,21 +186,21 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	})
 	clusterCtx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCluster()
-	var cluster errgroup.Group
-	cluster.Go(func() error { lease.Run(clusterCtx, sched.Lead); return nil })
+	var jobs errgroup.Group
+	jobs.Go(func() error { lease.Run(clusterCtx, sched.Lead); return nil })
 
 	log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("addr", addr), zap.String("instance", members.Instance()),
 		zap.String("db", dsn.Redacted), zap.String("version", version))
 	serveErr := srv.Serve(ctx, ln)
 	log.Info("shutting down")
 	stopCluster()
-	_ = cluster.Wait()
+	_ = jobs.Wait()
 	log.Info("jobs stopped")
 	stopRuntime()
 	start := time.Now()
 	_ = runtime.Wait()
 	log.Info("runners stopped", zap.Duration("took", time.Since(start)))
-	var held *taskmgr.NodeHeldError
+	var held *cluster.NodeHeldError
 	if errors.As(context.Cause(ctx), &held) {
 		return held
 	}

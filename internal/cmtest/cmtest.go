@@ -23,6 +23,7 @@ import (
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
 	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector/builtin"
 )
 
@@ -38,7 +39,7 @@ type Node struct {
 	Store    *model.Store
 	Manager  *taskmgr.Manager
 	Rec      *taskmgr.Reconciler
-	Lease    *taskmgr.Lease
+	Lease    *cluster.Lease
 	Logs     *observer.ObservedLogs
 	stop     func()
 	stopOnce sync.Once
@@ -86,7 +87,7 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	cfg.Committer.Interval = 100 * time.Millisecond
 	cfg.Committer.Heartbeat = 300 * time.Millisecond
 	cfg.NodeHeartbeat = 300 * time.Millisecond
-	cfg.Lease = taskmgr.LeaseConfig{TTL: 2 * time.Second, Renew: 500 * time.Millisecond}
+	cfg.Lease = cluster.LeaseConfig{TTL: 2 * time.Second, Renew: 500 * time.Millisecond}
 	cfg.ScheduleResync = 200 * time.Millisecond
 	if opt.Tune != nil {
 		opt.Tune(&cfg)
@@ -95,17 +96,17 @@ func Start(t testing.TB, url string, opt Options) *Node {
 		t.Fatal(err)
 	}
 	registry := builtin.Registry()
-	changes := taskmgr.NewNotifier()
+	changes := cluster.NewChanges()
 	rec := taskmgr.NewReconciler(cfg, store, registry, changes, log)
-	waker := taskmgr.NewClusterWaker(id, rec, store, log)
+	waker := cluster.NewClusterWaker(id, rec, store, log)
 	rec.SetWaker(waker)
 	mgr := taskmgr.NewManager(cfg, store, registry, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
-	members := taskmgr.NewMembership(cfg, store, "http://"+ln.Addr().String(), "test", log)
+	members := cluster.NewMembership(cfg.Node, cfg.NodeHeartbeat, store, "http://"+ln.Addr().String(), "test", log)
 	if err := members.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lease := taskmgr.NewLease(cfg.Lease, taskmgr.LeaderLease, id, store, log)
+	lease := cluster.NewLease(cfg.Lease, cluster.LeaderLease, id, store, log)
 	sched := taskmgr.NewScheduler(cfg, store, mgr.Jobs(rec), log)
 	scfg := server.DefaultConfig()
 	if opt.HTTP != nil {

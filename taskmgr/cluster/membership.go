@@ -1,4 +1,4 @@
-package taskmgr
+package cluster
 
 import (
 	"context"
@@ -46,10 +46,10 @@ type Membership struct {
 
 // NewMembership builds the membership of this node; addr is its API base
 // URL, the one other nodes call. It draws the process's instance id.
-func NewMembership(cfg Config, store *model.Store, addr, version string, log *zap.Logger) *Membership {
+func NewMembership(node model.NodeID, heartbeat time.Duration, store *model.Store, addr, version string, log *zap.Logger) *Membership {
 	host, _ := os.Hostname()
-	m := &Membership{node: cfg.Node, addr: addr, version: version, instance: newInstanceID(), host: host, pid: os.Getpid(),
-		store: store, params: params.New(store), interval: cfg.NodeHeartbeat}
+	m := &Membership{node: node, addr: addr, version: version, instance: newInstanceID(), host: host, pid: os.Getpid(),
+		store: store, params: params.New(store), interval: heartbeat}
 	m.log = log.Named("membership").With(zap.String("instance", m.instance))
 	return m
 }
@@ -107,7 +107,7 @@ func (m *Membership) Register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	window := livenessOf(set).SuspectAfter
+	window := LivenessOf(set).SuspectAfter
 	for range 3 {
 		now := time.Now().UTC()
 		seen, err := m.store.GetNode(ctx, m.node)

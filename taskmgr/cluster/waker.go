@@ -1,4 +1,4 @@
-package taskmgr
+package cluster
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/connector-manager/cm/internal/logkey"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
@@ -53,25 +54,25 @@ func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID) {
 	defer cancel()
 	n, err := w.store.GetNode(ctx, node)
 	if err != nil {
-		w.log.Debug("no address to wake", zap.String(logNode, string(node)), zap.Error(err))
+		w.log.Debug("no address to wake", zap.String(logkey.Node, string(node)), zap.Error(err))
 		return
 	}
-	if set, err := w.params.Snapshot(ctx); err == nil && livenessOf(set).State(n.SeenAt, time.Now()) == NodeDead {
+	if set, err := w.params.Snapshot(ctx); err == nil && LivenessOf(set).State(n.SeenAt, time.Now()) == NodeDead {
 		return // nobody there to wake
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.Addr+WakePath+"?node="+url.QueryEscape(string(node)), nil)
 	if err != nil {
-		w.log.Debug("waking", zap.String(logNode, string(node)), zap.Error(err))
+		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Error(err))
 		return
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		w.log.Debug("waking", zap.String(logNode, string(node)), zap.Error(err))
+		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Error(err))
 		return
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		w.log.Debug("waking", zap.String(logNode, string(node)), zap.Int("status", resp.StatusCode))
+		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Int("status", resp.StatusCode))
 	}
 }
 

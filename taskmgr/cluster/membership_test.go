@@ -1,4 +1,4 @@
-package taskmgr
+package cluster
 
 import (
 	"context"
@@ -42,10 +42,10 @@ func TestNodeIDLease(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s1, s2 := openStore(t, url), openStore(t, url)
-		cfg := DefaultConfig("127.0.0.1-7001")
-		cfg.NodeHeartbeat = 10 * time.Millisecond
-		m1 := NewMembership(cfg, s1, "http://127.0.0.1:7001", "test", zap.NewNop())
-		m2 := NewMembership(cfg, s2, "http://127.0.0.1:7002", "test", zap.NewNop())
+		const node = model.NodeID("127.0.0.1-7001")
+		const beat = 10 * time.Millisecond
+		m1 := NewMembership(node, beat, s1, "http://127.0.0.1:7001", "test", zap.NewNop())
+		m2 := NewMembership(node, beat, s2, "http://127.0.0.1:7002", "test", zap.NewNop())
 		if m1.Instance() == m2.Instance() || len(m1.Instance()) != 24 {
 			t.Fatalf("instance ids %q and %q", m1.Instance(), m2.Instance())
 		}
@@ -85,7 +85,7 @@ func TestNodeIDLease(t *testing.T) {
 
 		// The holder's heartbeat ages past node.suspectAfter (10s by
 		// default): the other takes the id, the holder's Run says so.
-		n, err := s1.GetNode(ctx, cfg.Node)
+		n, err := s1.GetNode(ctx, node)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,9 +112,9 @@ func TestNodeIDLease(t *testing.T) {
 		if err := gone.Run(); err != nil {
 			t.Fatal(err)
 		}
-		third := NewMembership(cfg, s1, "http://127.0.0.1:7003", "test", zap.NewNop())
+		third := NewMembership(node, beat, s1, "http://127.0.0.1:7003", "test", zap.NewNop())
 		for _, pid := range []int{os.Getppid(), gone.Process.Pid} {
-			n, _ := s1.GetNode(ctx, cfg.Node)
+			n, _ := s1.GetNode(ctx, node)
 			n.Instance, n.PID, n.SeenAt = "someone", pid, time.Now()
 			if err := s1.UpsertNode(ctx, n); err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package taskmgr
+package cluster
 
 import (
 	"context"
