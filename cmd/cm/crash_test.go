@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,16 +34,7 @@ func TestMain(m *testing.M) {
 type cmProcess struct {
 	cmd  *exec.Cmd
 	base string
-	logs *bytes.Buffer
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	logs *outputBuffer
 }
 
 // startCM runs `cm serve` from the test binary and waits for /healthz;
@@ -62,12 +51,12 @@ func startCMEnv(t *testing.T, env []string, addr, db, dataDir string, extra ...s
 	cmd.Env = append(append(os.Environ(), env...), "CM_TEST_RUN_AS_CM=1",
 		"CM_TEST_ARGS=serve --listen "+addr+" --data-dir "+dataDir+" --log-level debug "+strings.Join(extra, " "),
 		"CM_DB="+db)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &outputBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &cmProcess{cmd: cmd, base: "http://" + addr, logs: &logs}
+	p := &cmProcess{cmd: cmd, base: "http://" + addr, logs: logs}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()

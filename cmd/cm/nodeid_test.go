@@ -25,16 +25,16 @@ func runCM(t *testing.T, db string, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CM_TEST_RUN_AS_CM=1", "CM_TEST_ARGS="+strings.Join(args, " "), "CM_DB="+db)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &outputBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return waitExit(t, cmd, &out)
+	return waitExit(t, cmd, out)
 }
 
 // waitExit waits up to 60 s for cmd to exit and returns its status.
-func waitExit(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) (int, string) {
+func waitExit(t *testing.T, cmd *exec.Cmd, out *outputBuffer) (int, string) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
