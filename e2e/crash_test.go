@@ -276,14 +276,18 @@ func TestKill9DuringIncrementalSync(t *testing.T) {
 	killedAt := last
 	atKill := txns.Load()
 	t.Logf("killed cm at durable checkpoint %s, %d source transactions committed so far", killedAt, atKill)
-	time.Sleep(time.Second) // the writer goes on while cm is down
+	// The writer goes on while cm is down.
+	cmtest.Eventually(t, 30*time.Second, "the writer commits while cm is down", func() bool { return txns.Load() >= atKill+20 })
 
 	p = startCM(t, bin, addr, store, dir)
 	if at := observe(p); at.before(killedAt) {
 		t.Fatalf("checkpoint after restart %s is behind %s seen before the kill", at, killedAt)
 	}
-	// Let it stream a little more, then stop the writer.
-	time.Sleep(time.Second)
+	// Let it stream again with the writer still going, then stop the writer.
+	atRestart := txns.Load()
+	cmtest.Eventually(t, 60*time.Second, "streaming again while the writer writes", func() bool {
+		return killedAt.before(observe(p)) && txns.Load() > atRestart
+	})
 	stopWriter()
 	wg.Wait()
 	if writerErr != nil {
