@@ -20,10 +20,11 @@ test: lint deps ## Lint, then run all tests with -race against a throwaway Maria
 bench: deps ## Run each benchmark once against a throwaway MariaDB, one package at a time (figures: docs/benchmarks.md)
 	$(WITH_DB) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -p 1 -timeout 30m ./...
 
-lint: ## Check formatting (gofmt -l prints nothing) and go vet
+lint: ## gofmt -l prints nothing, go vet, then golangci-lint (.golangci.yml; pinned in go.mod)
 	@out=$$($(GOFMT) -l .); \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need \`make fmt\`:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool golangci-lint run ./...
 
 fmt: ## Format all Go files in place
 	$(GOFMT) -w .

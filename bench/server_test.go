@@ -79,7 +79,7 @@ func startServer() (*server, error) {
 		"--datadir="+filepath.Join(dir, "data"), "--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput()
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
+		return nil, fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
@@ -116,7 +116,7 @@ func startServer() (*server, error) {
 				continue
 			}
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("mariadbd: %v\n%s", err, log)
+			return nil, fmt.Errorf("mariadbd: %w\n%s", err, log)
 		}
 		return s, nil
 	}
@@ -138,7 +138,7 @@ func (s *server) wait() error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not answering after 60 s: %v", err)
+			return fmt.Errorf("not answering after 60 s: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -144,7 +144,7 @@ func TestSentinelsDistinct(t *testing.T) {
 	}
 	oor := &OutOfRangeError{Subtopic: "p", Requested: 1, Oldest: 2}
 	for _, s := range sentinels {
-		if got := errors.Is(oor, s); got != (s == ErrOutOfRange) {
+		if got := errors.Is(oor, s); got != errors.Is(s, ErrOutOfRange) {
 			t.Errorf("errors.Is(*OutOfRangeError, %v) = %v", s, got)
 		}
 	}

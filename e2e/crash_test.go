@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,16 +39,15 @@ func buildCM(t *testing.T) string {
 			cmBinary.err = err
 			return
 		}
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
+		// go test puts the bin directory of the go command running it
+		// first on PATH, so "go" is that same toolchain.
+		goTool := "go"
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmBinary.path = filepath.Join(dir, "cm")
 		out, err := exec.CommandContext(ctx, goTool, "build", "-o", cmBinary.path, "github.com/connector-manager/cm/cmd/cm").CombinedOutput()
 		if err != nil {
-			cmBinary.err = fmt.Errorf("go build cm/cmd/cm: %v\n%s", err, out)
+			cmBinary.err = fmt.Errorf("go build cm/cmd/cm: %w\n%s", err, out)
 		}
 	})
 	if cmBinary.err != nil {

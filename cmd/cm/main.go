@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -14,7 +15,8 @@ var version = "dev"
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		if e, ok := err.(*exitError); !ok || !e.quiet {
+		var e *exitError
+		if !errors.As(err, &e) || !e.quiet {
 			fmt.Fprintln(os.Stderr, "cm:", err)
 		}
 		os.Exit(exitCode(err))
@@ -32,7 +34,8 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func exitCode(err error) int {
-	if e, ok := err.(*exitError); ok {
+	var e *exitError
+	if errors.As(err, &e) {
 		return e.code
 	}
 	return 1

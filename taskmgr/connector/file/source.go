@@ -370,7 +370,7 @@ func lineTS(line []byte) (int64, error) {
 		TS json.RawMessage `json:"ts"`
 	}
 	if err := json.Unmarshal(line, &v); err != nil {
-		return 0, fmt.Errorf("not a JSON object: %v", err)
+		return 0, fmt.Errorf("not a JSON object: %w", err)
 	}
 	if v.TS == nil {
 		return 0, errors.New(`no "ts" field`)

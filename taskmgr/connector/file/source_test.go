@@ -94,7 +94,7 @@ func readTS(t *testing.T, s *Source, n int) ([]int64, checkpoint.Position) {
 	return got, last
 }
 
-func wantCode(t *testing.T, err error, code string, permanent bool) *connector.Error {
+func wantCode(t *testing.T, err error, code string, permanent bool) model.ErrorDetail {
 	t.Helper()
 	var ce *connector.Error
 	if !errors.As(err, &ce) {
@@ -103,7 +103,7 @@ func wantCode(t *testing.T, err error, code string, permanent bool) *connector.E
 	if ce.Detail.Code != code || ce.Permanent != permanent {
 		t.Fatalf("got %s permanent=%v (%v), want %s permanent=%v", ce.Detail.Code, ce.Permanent, err, code, permanent)
 	}
-	return ce
+	return ce.Detail
 }
 
 func TestSourceReadsLines(t *testing.T) {
@@ -304,11 +304,11 @@ func TestSourceRejectsBadLines(t *testing.T) {
 				t.Fatalf("read %v up to %+v before the bad line", got, pos)
 			}
 			_, err := s.Read(timeout(t, 5*time.Second))
-			ce := wantCode(t, err, tc.code, true)
-			if !strings.Contains(ce.Detail.Message, "line 3 ") {
-				t.Fatalf("message %q does not name line 3", ce.Detail.Message)
+			detail := wantCode(t, err, tc.code, true)
+			if !strings.Contains(detail.Message, "line 3 ") {
+				t.Fatalf("message %q does not name line 3", detail.Message)
 			}
-			if _, again := s.Read(timeout(t, time.Second)); again != err {
+			if _, again := s.Read(timeout(t, time.Second)); !errors.Is(again, err) {
 				t.Fatalf("second Read returned %v, want the same error", again)
 			}
 		})

@@ -28,18 +28,6 @@ type chunk struct {
 // encodeValue); encoded keys survive JSON and compare for equality.
 type key []string
 
-func (k key) equal(o key) bool {
-	if len(k) != len(o) {
-		return false
-	}
-	for i := range k {
-		if k[i] != o[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // args decodes k into query arguments. Strings go as prepared statement
 // parameters in the connection character set, so they compare in the
 // column's collation, the same order ORDER BY used.

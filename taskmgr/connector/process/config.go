@@ -33,7 +33,7 @@ func parseConfig(c connector.Config) (config, error) {
 		return cfg, errors.New(`source.command is required: the argv as a JSON array, e.g. ["/usr/local/bin/my-connector","--verbose"]`)
 	}
 	if err := json.Unmarshal([]byte(raw), &cfg.command); err != nil {
-		return cfg, fmt.Errorf("source.command must be a JSON array of strings: %v", err)
+		return cfg, fmt.Errorf("source.command must be a JSON array of strings: %w", err)
 	}
 	if len(cfg.command) == 0 || cfg.command[0] == "" {
 		return cfg, errors.New("source.command must name a program first")

@@ -71,8 +71,8 @@ func fake(mode string) int {
 		}
 		say(`{"type":"future","x":1}`)
 		say(`{"type":"metrics","metrics":{"rows":10}}`)
-		// Runs until cm closes stdin or sends SIGTERM.
-		io.Copy(io.Discard, in)
+		// Runs until cm closes stdin or sends SIGTERM; either way it ends.
+		_, _ = io.Copy(io.Discard, in)
 		return 0
 	case "crash":
 		stderrLines(25)

@@ -71,7 +71,7 @@ type message struct {
 func parseMessage(line []byte) (message, error) {
 	var m message
 	if err := json.Unmarshal(line, &m); err != nil {
-		return m, fmt.Errorf("not a JSON message: %v", err)
+		return m, fmt.Errorf("not a JSON message: %w", err)
 	}
 	switch m.Type {
 	case "":

@@ -306,7 +306,7 @@ func (s *Source) copyStderr() {
 					s.log.Warn("writing the connector's stderr to its log", zap.String("path", s.logPath), zap.Error(werr))
 				}
 			}
-			s.tail.Write(buf[:n])
+			s.tail.add(buf[:n])
 		}
 		if err != nil {
 			return

@@ -72,7 +72,7 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func wantCode(t *testing.T, err error, code string, permanent bool) *connector.Error {
+func wantCode(t *testing.T, err error, code string, permanent bool) model.ErrorDetail {
 	t.Helper()
 	var ce *connector.Error
 	if !errors.As(err, &ce) {
@@ -81,7 +81,7 @@ func wantCode(t *testing.T, err error, code string, permanent bool) *connector.E
 	if ce.Detail.Code != code || ce.Permanent != permanent || ce.Detail.Level != model.LevelError {
 		t.Fatalf("got %s permanent=%v level %s (%v), want %s permanent=%v", ce.Detail.Code, ce.Permanent, ce.Detail.Level, err, code, permanent)
 	}
-	return ce
+	return ce.Detail
 }
 
 // readPositions reads until a batch with positions arrives.
@@ -172,18 +172,18 @@ func TestKilledProcessFailsRead(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("the death was noticed after %s", d)
 	}
-	ce := wantCode(t, err, CodeExited, false)
-	if !strings.Contains(ce.Detail.Message, "signal 9") {
-		t.Fatalf("message %q does not name the signal", ce.Detail.Message)
+	detail := wantCode(t, err, CodeExited, false)
+	if !strings.Contains(detail.Message, "signal 9") {
+		t.Fatalf("message %q does not name the signal", detail.Message)
 	}
 	var want []string
 	for i := 6; i <= 25; i++ {
 		want = append(want, fmt.Sprintf("stderr line %d", i))
 	}
-	if !reflect.DeepEqual(ce.Detail.Stderr, want) {
-		t.Fatalf("stderr tail %q, want %q", ce.Detail.Stderr, want)
+	if !reflect.DeepEqual(detail.Stderr, want) {
+		t.Fatalf("stderr tail %q, want %q", detail.Stderr, want)
 	}
-	if _, again := s.Read(timeout(t, time.Second)); again != err {
+	if _, again := s.Read(timeout(t, time.Second)); !errors.Is(again, err) {
 		t.Fatalf("second Read returned %v, want the same error", again)
 	}
 	if err := s.Close(); err != nil {
@@ -201,9 +201,9 @@ func TestKilledProcessFailsRead(t *testing.T) {
 func TestExitStatusFailsRead(t *testing.T) {
 	s := open(t, fakeConfig(t, "exit3"), nil)
 	_, err := s.Read(timeout(t, 10*time.Second))
-	ce := wantCode(t, err, CodeExited, false)
-	if !strings.Contains(ce.Detail.Message, "status 3") || len(ce.Detail.Stderr) != tailLines || ce.Detail.Stderr[tailLines-1] != "stderr line 25" {
-		t.Fatalf("got %q with stderr %q", ce.Detail.Message, ce.Detail.Stderr)
+	detail := wantCode(t, err, CodeExited, false)
+	if !strings.Contains(detail.Message, "status 3") || len(detail.Stderr) != tailLines || detail.Stderr[tailLines-1] != "stderr line 25" {
+		t.Fatalf("got %q with stderr %q", detail.Message, detail.Stderr)
 	}
 }
 
@@ -240,8 +240,7 @@ func TestExitZeroEndsRead(t *testing.T) {
 func TestErrorMessageFailsRead(t *testing.T) {
 	s := open(t, fakeConfig(t, "error"), nil)
 	_, err := s.Read(timeout(t, 10*time.Second))
-	ce := wantCode(t, err, "SRC_DENIED", true)
-	d := ce.Detail
+	d := wantCode(t, err, "SRC_DENIED", true)
 	if d.Message != "access denied" || d.Reason != "no SELECT privilege" || d.Proposal != "grant it" {
 		t.Fatalf("detail %+v", d)
 	}
@@ -321,8 +320,8 @@ func TestTemporaryLogDir(t *testing.T) {
 	c.Dir = ""
 	s := open(t, c, nil)
 	_, err := s.Read(timeout(t, 10*time.Second))
-	if ce := wantCode(t, err, CodeExited, false); !reflect.DeepEqual(ce.Detail.Stderr, []string{"oops"}) {
-		t.Fatalf("stderr %q", ce.Detail.Stderr)
+	if detail := wantCode(t, err, CodeExited, false); !reflect.DeepEqual(detail.Stderr, []string{"oops"}) {
+		t.Fatalf("stderr %q", detail.Stderr)
 	}
 	dir := s.tmpDir
 	if _, err := os.Stat(filepath.Join(dir, "stderr.log")); err != nil {
@@ -410,9 +409,9 @@ func TestTail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tl := newTail(3)
 			for _, w := range tc.writes {
-				tl.Write([]byte(w))
+				tl.add([]byte(w))
 			}
-			if got := tl.Lines(); !reflect.DeepEqual(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+			if got := tl.Lines(); !reflect.DeepEqual(got, tc.want) && (len(got) != 0 || len(tc.want) != 0) {
 				t.Fatalf("lines %q, want %q", got, tc.want)
 			}
 		})

@@ -12,8 +12,8 @@ const (
 	maxTailLine = 1024
 )
 
-// tail is an io.Writer that keeps the last lines written to it. The stderr
-// goroutine writes; Read and Close take Lines.
+// tail keeps the last lines added to it. The stderr goroutine adds what it
+// reads; Read and Close take Lines.
 type tail struct {
 	mu    sync.Mutex
 	max   int
@@ -23,15 +23,15 @@ type tail struct {
 
 func newTail(max int) *tail { return &tail{max: max} }
 
-func (t *tail) Write(p []byte) (int, error) {
+// add appends p, which may hold any part of one or more lines.
+func (t *tail) add(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := len(p)
 	for {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			t.cur = appendCapped(t.cur, p)
-			return n, nil
+			return
 		}
 		t.cur = appendCapped(t.cur, p[:i])
 		t.push(string(bytes.TrimSuffix(t.cur, []byte{'\r'})))
