@@ -185,3 +185,25 @@ func ParseState(v string) (State, error) {
 	}
 	return s, nil
 }
+
+// Apply moves t by ev through the transition table: its state, and for an
+// operator event its desired state. It is the one function that changes a
+// task's state fields; a task that (re)starts drops its error details. An
+// illegal event is an *IllegalTransitionError and leaves t alone.
+func (t *Task) Apply(ev Event) error {
+	d, operator := DesiredAfter(ev)
+	desired := t.Desired
+	if operator {
+		desired = d
+	}
+	to, err := Next(t.State, ev, desired)
+	if err != nil {
+		return err
+	}
+	t.Desired = desired
+	if to == StateStarting {
+		t.SetErrors(nil)
+	}
+	t.State = to
+	return nil
+}

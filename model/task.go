@@ -344,3 +344,27 @@ type JobRun struct {
 
 // TableName fixes the table name.
 func (JobRun) TableName() string { return "job_runs" }
+
+// Components lists the components of tasks, in order.
+func Components(tasks []Task) []string {
+	out := make([]string, len(tasks))
+	for i, t := range tasks {
+		out[i] = t.Component
+	}
+	return out
+}
+
+// CheckpointDelay is now minus the oldest checkpoint of t's current
+// incarnation among cps; ok is false when it has none.
+func CheckpointDelay(t *Task, cps []Checkpoint, now time.Time) (delay time.Duration, ok bool) {
+	for _, c := range cps {
+		if c.Version != t.Version {
+			continue
+		}
+		d := now.Sub(time.Unix(c.TS, 0))
+		if !ok || d > delay {
+			delay, ok = d, true
+		}
+	}
+	return delay, ok
+}

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connector-manager/cm/internal/app"
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
-	"github.com/connector-manager/cm/taskmgr"
 )
 
 // wantBusy checks an answer is TASK_BUSY: 409, retryable.
@@ -76,7 +76,7 @@ func TestStoppingAnswersBusy(t *testing.T) {
 // TestStartingAnswersBusy: a task whose source never answers its handshake
 // stays STARTING; update and pullback answer TASK_BUSY meanwhile.
 func TestStartingAnswersBusy(t *testing.T) {
-	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *taskmgr.Config) { c.OpenTimeout = 10 * time.Minute }})
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *app.Config) { c.Runtime.OpenTimeout = 10 * time.Minute }})
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

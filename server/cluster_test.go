@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connector-manager/cm/internal/app"
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
@@ -62,7 +63,7 @@ func appendLines(t *testing.T, path string, from, to int) {
 // periodic pass is 30 s, so only the wake can make it fast.
 func TestCrossNodeCall(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, url string) {
-		a := cmtest.Start(t, url, cmtest.Options{NoJobs: true, Tune: func(c *taskmgr.Config) { c.ReconcileInterval = 30 * time.Second }})
+		a := cmtest.Start(t, url, cmtest.Options{NoJobs: true, Tune: func(c *app.Config) { c.Runtime.ReconcileInterval = 30 * time.Second }})
 		c := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
 		body, src, sink := fileTask(t, "p_x-incr_trans-1-0", 20)
 		body["node"] = string(a.ID)
@@ -265,7 +266,7 @@ func TestAutoRestart(t *testing.T) {
 // TestHeartbeatStale: a RUNNING task whose heartbeat stops becomes
 // EXCEPTION with HEARTBEAT_STALE, and its runner is stopped.
 func TestHeartbeatStale(t *testing.T) {
-	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *taskmgr.Config) { c.Committer.Heartbeat = time.Hour }})
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *app.Config) { c.Runtime.Committer.Heartbeat = time.Hour }})
 	setParam(t, n, params.AutoRestartEnable, "false")
 	setParam(t, n, params.HeartbeatStaleAfter, "1s")
 	setParam(t, n, params.JobSchedule(params.JobTaskLiveness), "@every 1s")
@@ -273,7 +274,7 @@ func TestHeartbeatStale(t *testing.T) {
 	name := n.OK(t, "POST", base+"create", body).String()
 	cmtest.Eventually(t, 10*time.Second, "EXCEPTION for a stale heartbeat", func() bool { return n.Detail(t, name).State == model.StateException })
 	d := n.Detail(t, name)
-	if e := d.ErrorDetails[len(d.ErrorDetails)-1]; e.Code != taskmgr.CodeHeartbeatStale {
+	if e := d.ErrorDetails[len(d.ErrorDetails)-1]; e.Code != model.CodeHeartbeatStale {
 		t.Fatalf("errorDetails %+v", d.ErrorDetails)
 	}
 	cmtest.Eventually(t, 5*time.Second, "runner stopped", func() bool { return n.Rec.Running() == 0 })
@@ -296,7 +297,7 @@ func TestHealthAndNodes(t *testing.T) {
 		name := n.OK(t, "POST", base+"create", body).String()
 		cmtest.Eventually(t, 5*time.Second, "checkpoint", func() bool { return n.Detail(t, name).Checkpoint["src.jsonl"].TS == 104 })
 		env := n.Do(t, "GET", base+"health", nil)
-		if env.Status != 503 || !strings.Contains(env.Raw, `"status":"warning"`) || !strings.Contains(env.Raw, taskmgr.CodeDelay) {
+		if env.Status != 503 || !strings.Contains(env.Raw, `"status":"warning"`) || !strings.Contains(env.Raw, model.CodeDelay) {
 			t.Fatalf("delayed task: %d %s", env.Status, env.Raw)
 		}
 		if env := n.Do(t, "GET", base+"health?maxDelay=36500d", nil); env.Status != 200 {
@@ -395,7 +396,7 @@ func TestDelayWatch(t *testing.T) {
 	flagged := func() bool {
 		d := n.Detail(t, name)
 		for _, e := range d.ErrorDetails {
-			if e.Code == taskmgr.CodeDelay && e.Level == model.LevelWarning {
+			if e.Code == model.CodeDelay && e.Level == model.LevelWarning {
 				return d.State == model.StateRunning
 			}
 		}

@@ -125,7 +125,7 @@ func TestMigrateFromDeadNode(t *testing.T) {
 	a.Stop() // leaves the task RUNNING for a restart, as a crash would
 	cmtest.Eventually(t, 5*time.Second, "A dead", func() bool {
 		env := b.Do(t, "GET", base+"health", nil)
-		return strings.Contains(env.Raw, taskmgr.CodeNodeDead)
+		return strings.Contains(env.Raw, model.CodeNodeDead)
 	})
 	appendLines(t, src, 50, 60)
 	got := b.OK(t, "POST", base+"migrate?taskName="+q(name), nil).String()

@@ -9,7 +9,6 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
 )
 
 // TestBackwardTimeHurtsOnlyItsTask: a process connector reports ts
@@ -38,7 +37,7 @@ while :; do echo '{"type":"heartbeat"}'; sleep 0.1; done`
 		}
 		cmtest.Eventually(t, 5*time.Second, "a warning on the process task", func() bool {
 			for _, d := range n.Detail(t, proc).ErrorDetails {
-				if d.Code == taskmgr.CodeCheckpointTimeHeld && d.Level == model.LevelWarning {
+				if d.Code == model.CodeCheckpointTimeHeld && d.Level == model.LevelWarning {
 					return true
 				}
 			}

@@ -10,7 +10,6 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
 )
 
 // TestPullbackForwardWithoutProgress: a task with no durable progress is
@@ -93,7 +92,7 @@ func TestPullbackForwardFoundAfterStop(t *testing.T) {
 			return err == nil && a.Result == model.ResultFailure
 		})
 		a, _ := n.Store.GetAudit(ctx, audit.ID)
-		if a.ErrCode != taskmgr.CodeCheckpointForward || !strings.Contains(a.ErrMsg, "made durable by the stop") {
+		if a.ErrCode != model.CodeCheckpointForward || !strings.Contains(a.ErrMsg, "made durable by the stop") {
 			t.Fatalf("rollback recorded %q %q, want CHECKPOINT_FORWARD", a.ErrCode, a.ErrMsg)
 		}
 		cmtest.Eventually(t, 10*time.Second, "the task runs again at version 1", func() bool {

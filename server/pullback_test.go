@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connector-manager/cm/internal/app"
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
 )
 
 // sinkTS returns the ts of every line in the sink, in order.
@@ -220,7 +220,7 @@ func TestPullbackRecovery(t *testing.T) {
 			}
 			store.Close()
 
-			b := cmtest.Start(t, url, cmtest.Options{Tune: func(c *taskmgr.Config) { c.Node = a.ID }})
+			b := cmtest.Start(t, url, cmtest.Options{Tune: func(c *app.Config) { c.Node = a.ID }})
 			cmtest.Eventually(t, 10*time.Second, "pullback completes", func() bool {
 				d := b.Detail(t, comp)
 				return d.Operation == nil && d.State == model.StateRunning && d.Version == 2

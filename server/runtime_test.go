@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connector-manager/cm/internal/app"
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
 )
 
 // processTask creates a task running script under /bin/sh.
@@ -29,7 +29,7 @@ func processTask(t *testing.T, n *cmtest.Node, component, script string, extra m
 // TestProcessKilledFromOutside: a connector that dies puts the task in
 // EXCEPTION with its stderr tail, without waiting for a heartbeat timeout.
 func TestProcessKilledFromOutside(t *testing.T) {
-	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *taskmgr.Config) { c.Committer.Heartbeat = time.Second }})
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{Tune: func(c *app.Config) { c.Runtime.Committer.Heartbeat = time.Second }})
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	script := `read -r hello; echo $$ > ` + pidFile + `; echo "loading the widget" >&2; echo "widget broke: disk on fire" >&2
 	while :; do echo '{"type":"checkpoint","subtopic":"s","ts":100,"token":"t"}'; echo '{"type":"heartbeat"}'; sleep 0.1; done`

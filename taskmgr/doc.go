@@ -22,12 +22,3 @@
 // that are read afresh on every use. Migrate and pullback are journaled
 // on the task row and advanced step by step by the owning reconciler.
 package taskmgr
-
-// Log field keys.
-const (
-	logTask      = "task"
-	logNode      = "node"
-	logVersion   = "version"
-	logState     = "state"
-	logRequestID = "request_id"
-)

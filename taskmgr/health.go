@@ -78,7 +78,7 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 	if err != nil {
 		return nil, err
 	}
-	comps := components(tasks)
+	comps := model.Components(tasks)
 	hbs, err := m.store.Heartbeats(ctx, comps)
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 		}
 		switch t.State {
 		case model.StateException:
-			add(HealthCritical, "TASK_EXCEPTION", t, t.Node, "the task is in EXCEPTION: "+lastError(t))
+			add(HealthCritical, model.CodeTaskException, t, t.Node, "the task is in EXCEPTION: "+lastError(t))
 		case model.StateRunning:
 			if cluster.StateOf(states, t.Node) == cluster.NodeDead {
 				break // reported once per node below
@@ -115,10 +115,10 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 				last = hb.At
 			}
 			if age := now.Sub(last); age > stale {
-				add(HealthCritical, CodeHeartbeatStale, t, t.Node, fmt.Sprintf("no heartbeat for %s (task.heartbeat.staleAfter %s)", age.Round(time.Second), stale))
+				add(HealthCritical, model.CodeHeartbeatStale, t, t.Node, fmt.Sprintf("no heartbeat for %s (task.heartbeat.staleAfter %s)", age.Round(time.Second), stale))
 			}
-			if d, ok := taskDelay(t, cps[t.Component], now); ok && d > threshold {
-				add(HealthWarning, CodeDelay, t, t.Node, fmt.Sprintf("checkpoint delay %s exceeds %s", d.Round(time.Second), threshold))
+			if d, ok := model.CheckpointDelay(t, cps[t.Component], now); ok && d > threshold {
+				add(HealthWarning, model.CodeDelay, t, t.Node, fmt.Sprintf("checkpoint delay %s exceeds %s", d.Round(time.Second), threshold))
 			}
 		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateFinished, model.StateDeleted:
 		}
@@ -143,9 +143,9 @@ func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 	for _, n := range nodes {
 		switch cluster.StateOf(states, n) {
 		case cluster.NodeDead:
-			add(HealthCritical, CodeNodeDead, nil, n, fmt.Sprintf("node %s is dead and owns %d task(s) meant to run", n, nodeTasks[n]))
+			add(HealthCritical, model.CodeNodeDead, nil, n, fmt.Sprintf("node %s is dead and owns %d task(s) meant to run", n, nodeTasks[n]))
 		case cluster.NodeSuspect:
-			add(HealthWarning, "NODE_SUSPECT", nil, n, fmt.Sprintf("node %s has not been seen for over node.suspectAfter", n))
+			add(HealthWarning, model.CodeNodeSuspect, nil, n, fmt.Sprintf("node %s has not been seen for over node.suspectAfter", n))
 		case cluster.NodeAlive:
 		}
 	}

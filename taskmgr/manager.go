@@ -12,74 +12,43 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/internal/failpoint"
+	"github.com/connector-manager/cm/internal/logkey"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
-// Config tunes the manager and the runtime of this node.
+// Config tunes the operator use cases of this node.
 type Config struct {
-	// Node is this node's id; it prefixes the names of the tasks it runs.
+	// Node is this node's id: new tasks are created on it unless the call
+	// names another node.
 	Node model.NodeID
 	// StopTimeout bounds how long stop and delete wait for a runner to exit.
 	StopTimeout time.Duration
 	// StartTimeout bounds how long create and resume wait for RUNNING.
 	StartTimeout time.Duration
-	// OpenTimeout bounds a runner's opening of its connectors: a server
-	// that accepts connections but never answers fails the task with
-	// OPEN_TIMEOUT instead of leaving it STARTING.
-	OpenTimeout time.Duration
-	// ReconcileInterval is the reconciler's period besides nudges.
-	ReconcileInterval time.Duration
-	// DataDir holds per-task working directories (child process logs).
-	DataDir string
-	// Committer tunes checkpoint and heartbeat flushing.
-	Committer checkpoint.CommitterConfig
-	// NodeHeartbeat is how often this node records that it is alive; keep
-	// it well below node.suspectAfter.
-	NodeHeartbeat time.Duration
-	// Lease tunes the leader lease of the cluster-wide jobs.
-	Lease cluster.LeaseConfig
-	// ScheduleResync is how often the leader re-reads job schedules.
-	ScheduleResync time.Duration
-	// Failpoint, when set, is one of Failpoints: the node kills its own
-	// process right after that step commits. For crash tests only.
-	Failpoint string
+	// Failpoint, when set, kills the process right after the pullback call
+	// commits. For crash tests only.
+	Failpoint failpoint.Armed
 }
 
 // DefaultConfig returns the defaults for node.
 func DefaultConfig(node model.NodeID) Config {
-	return Config{
-		Node:              node,
-		StopTimeout:       30 * time.Second,
-		StartTimeout:      30 * time.Second,
-		OpenTimeout:       2 * time.Minute,
-		ReconcileInterval: time.Second,
-		DataDir:           "./data",
-		Committer:         checkpoint.DefaultCommitterConfig(),
-		NodeHeartbeat:     3 * time.Second,
-		Lease:             cluster.DefaultLeaseConfig(),
-		ScheduleResync:    time.Second,
-	}
+	return Config{Node: node, StopTimeout: 30 * time.Second, StartTimeout: 30 * time.Second}
 }
 
-// Validate refuses configs the runtime cannot work with.
+// Validate refuses configs the use cases cannot work with.
 func (c Config) Validate() error {
 	if _, err := model.ParseNodeID(string(c.Node)); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if c.Failpoint != "" && !slices.Contains(Failpoints, c.Failpoint) {
-		return fmt.Errorf("failpoint %q is not one of %v", c.Failpoint, Failpoints)
+	if err := c.Failpoint.Validate(); err != nil {
+		return err
 	}
-	if c.StopTimeout <= 0 || c.StartTimeout <= 0 || c.OpenTimeout <= 0 || c.ReconcileInterval <= 0 || c.NodeHeartbeat <= 0 || c.ScheduleResync <= 0 {
-		return fmt.Errorf("%w: timeouts and intervals must be positive", model.ErrInvalidArgument)
-	}
-	if c.Lease.TTL <= 0 || c.Lease.Renew <= 0 || c.Lease.Renew*2 > c.Lease.TTL {
-		return fmt.Errorf("%w: the lease must be renewed at least twice per TTL (renew %s, ttl %s)", model.ErrInvalidArgument, c.Lease.Renew, c.Lease.TTL)
-	}
-	if c.DataDir == "" {
-		return fmt.Errorf("%w: data dir is empty", model.ErrInvalidArgument)
+	if c.StopTimeout <= 0 || c.StartTimeout <= 0 {
+		return fmt.Errorf("%w: the stop and start timeouts must be positive", model.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -117,11 +86,12 @@ type Manager struct {
 	errCode  func(error) string
 }
 
-// NewManager builds a manager. changes may be shared with the local
-// reconciler so waits wake on local state writes.
-func NewManager(cfg Config, store *model.Store, registry *connector.Registry, waker Waker, changes *cluster.Changes, log *zap.Logger) *Manager {
-	ps := params.New(store)
-	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: ps, nodes: cluster.NewNodes(cfg.Node, store, ps),
+// NewManager builds a manager. changes is shared with the local
+// reconciler so waits wake on local state writes; nodes answers whether a
+// node is alive.
+func NewManager(cfg Config, store *model.Store, registry *connector.Registry, ps *params.Service, nodes *cluster.Nodes, waker Waker,
+	changes *cluster.Changes, log *zap.Logger) *Manager {
+	return &Manager{cfg: cfg, store: store, registry: registry, waker: waker, params: ps, nodes: nodes,
 		changes: changes, log: log.Named("taskmgr"), now: time.Now, errCode: func(error) string { return "ERROR" }}
 }
 
@@ -198,7 +168,7 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 		m.auditFailure(ctx, call, "create", comp.String(), nil, err, started)
 		return "", err
 	}
-	m.log.Info("task created", zap.String(logTask, t.Name().String()), zap.Bool("start", start))
+	m.log.Info("task created", zap.String(logkey.Task, t.Name().String()), zap.Bool("start", start))
 	if !start {
 		m.finish(ctx, audit, nil, started)
 		return t.Name().String(), nil
@@ -571,7 +541,7 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
 			return nil, nil, err
 		}
-		m.log.Info("task "+op, zap.String(logTask, t.Name().String()), zap.String(logState, string(t.State)), zap.String(logRequestID, call.RequestID))
+		m.log.Info("task "+op, zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)), zap.String(logkey.RequestID, call.RequestID))
 		if t.State != cur.State || t.Node != cur.Node || t.Version != cur.Version {
 			m.waker.Wake(ctx, t.Node)
 			if cur.Node != t.Node {
@@ -626,25 +596,15 @@ func busyIn(t *model.Task) error {
 	return fmt.Errorf("%w: %s is %s; retry when it settles", ErrBusy, t.Component, t.State)
 }
 
+// transition applies an operator event; in a transitional state a refusal
+// is ErrBusy, since the same call may succeed once the task settles.
 func transition(t *model.Task, ev model.Event) error {
-	to, err := model.Next(t.State, ev, t.Desired)
-	if err != nil {
+	if err := t.Apply(ev); err != nil {
 		if t.State.Transitional() {
-			// It will settle shortly; the same call may then succeed.
 			return busyIn(t)
 		}
 		return err
 	}
-	if d, ok := model.DesiredAfter(ev); ok {
-		t.Desired = d
-		if to == model.StateStopped && d == model.DesiredDeleted {
-			to = model.StateDeleted
-		}
-	}
-	if to == model.StateStarting {
-		t.SetErrors(nil)
-	}
-	t.State = to
 	return nil
 }
 

@@ -141,7 +141,7 @@ func (m *Manager) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 	if err != nil {
 		return nil, err
 	}
-	rows, err := m.store.ListAudit(ctx, model.AuditFilter{Components: comps, Operation: opAutoRestart, Limit: maxRestartsShown * len(comps)})
+	rows, err := m.store.ListAudit(ctx, model.AuditFilter{Components: comps, Operation: model.OpAutoRestart, Limit: maxRestartsShown * len(comps)})
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
-	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/internal/failpoint"
 )
 
 // TestPullbackKill9AtEachStep arms a failpoint so that a real cm process
@@ -21,7 +21,7 @@ import (
 // before it twice, and the operator's pullback call is recorded as a
 // success.
 func TestPullbackKill9AtEachStep(t *testing.T) {
-	for _, point := range taskmgr.Failpoints {
+	for _, point := range failpoint.All {
 		t.Run(point, func(t *testing.T) {
 			dbtest.Each(t, func(t *testing.T, db string) {
 				dir := t.TempDir()

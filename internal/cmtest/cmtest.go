@@ -1,6 +1,7 @@
 // Package cmtest starts a real cm node in a test: the store, the reconciler
-// with its runners and the HTTP API over a loopback listener, wired the way
-// cm serve wires them, and offers helpers to call the API.
+// with its runners and the HTTP API over a loopback listener, built by
+// internal/app exactly as cm serve builds it, and offers helpers to call the
+// API.
 package cmtest
 
 import (
@@ -20,11 +21,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/connector-manager/cm/internal/app"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
-	"github.com/connector-manager/cm/taskmgr/connector/builtin"
+	"github.com/connector-manager/cm/taskmgr/supervisor"
 )
 
 // GCPercent is the collector target cm serve runs with (its --gc-percent
@@ -38,7 +40,7 @@ type Node struct {
 	ID       model.NodeID
 	Store    *model.Store
 	Manager  *taskmgr.Manager
-	Rec      *taskmgr.Reconciler
+	Rec      *supervisor.Reconciler
 	Lease    *cluster.Lease
 	Logs     *observer.ObservedLogs
 	stop     func()
@@ -47,8 +49,8 @@ type Node struct {
 
 // Options tune a test node.
 type Options struct {
-	// Tune adjusts the task manager config before start.
-	Tune func(*taskmgr.Config)
+	// Tune adjusts the node's config before start.
+	Tune func(*app.Config)
 	// NoJobs keeps the node out of the leader election, so it never runs
 	// the cluster-wide jobs.
 	NoJobs bool
@@ -81,64 +83,43 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	}
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(core)
-	cfg := taskmgr.DefaultConfig(id)
-	cfg.DataDir = t.TempDir()
-	cfg.ReconcileInterval = 200 * time.Millisecond
-	cfg.Committer.Interval = 100 * time.Millisecond
-	cfg.Committer.Heartbeat = 300 * time.Millisecond
+	cfg := app.DefaultConfig(id, "http://"+ln.Addr().String())
+	cfg.Version = "test"
+	cfg.Runtime.DataDir = t.TempDir()
+	cfg.Runtime.ReconcileInterval = 200 * time.Millisecond
+	cfg.Runtime.Committer.Interval = 100 * time.Millisecond
+	cfg.Runtime.Committer.Heartbeat = 300 * time.Millisecond
 	cfg.NodeHeartbeat = 300 * time.Millisecond
 	cfg.Lease = cluster.LeaseConfig{TTL: 2 * time.Second, Renew: 500 * time.Millisecond}
 	cfg.ScheduleResync = 200 * time.Millisecond
+	cfg.NoJobs = opt.NoJobs
+	if opt.HTTP != nil {
+		opt.HTTP(&cfg.HTTP)
+	}
 	if opt.Tune != nil {
 		opt.Tune(&cfg)
+		// A test that names the node (a restart under the same id) names it once.
+		id = cfg.Node
+		cfg.Tasks.Node, cfg.Runtime.Node = cfg.Node, cfg.Node
 	}
-	if err := cfg.Validate(); err != nil {
+	node, err := app.New(cfg, store, log)
+	if err != nil {
 		t.Fatal(err)
 	}
-	registry := builtin.Registry()
-	changes := cluster.NewChanges()
-	rec := taskmgr.NewReconciler(cfg, store, registry, changes, log)
-	waker := cluster.NewClusterWaker(id, rec, store, log)
-	rec.SetWaker(waker)
-	mgr := taskmgr.NewManager(cfg, store, registry, waker, changes, log)
-	mgr.SetErrorCoder(server.ErrCode)
-	members := cluster.NewMembership(cfg.Node, cfg.NodeHeartbeat, store, "http://"+ln.Addr().String(), "test", log)
-	if err := members.Register(ctx); err != nil {
+	if err := node.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lease := cluster.NewLease(cfg.Lease, cluster.LeaderLease, id, store, log)
-	sched := taskmgr.NewScheduler(cfg, store, mgr.Jobs(rec), log)
-	scfg := server.DefaultConfig()
-	if opt.HTTP != nil {
-		opt.HTTP(&scfg)
-	}
-	srv := server.New(scfg, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log)
-
-	httpCtx, stopHTTP := context.WithCancel(ctx)
-	jobsCtx, stopJobs := context.WithCancel(ctx)
 	runCtx, stopRun := context.WithCancel(ctx)
-	var httpWG, jobsWG, runWG sync.WaitGroup
-	httpWG.Add(1)
-	go func() { defer httpWG.Done(); _ = srv.Serve(httpCtx, ln) }()
-	if !opt.NoJobs {
-		jobsWG.Add(1)
-		go func() { defer jobsWG.Done(); lease.Run(jobsCtx, sched.Lead) }()
-	}
-	runWG.Add(2)
-	go func() { defer runWG.Done(); rec.Run(runCtx) }()
-	go func() { defer runWG.Done(); members.Run(runCtx) }()
-	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: mgr, Rec: rec, Lease: lease, Logs: logs}
+	done := make(chan error, 1)
+	go func() { done <- node.Run(runCtx, ln) }()
+	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: node.Manager, Rec: node.Reconciler, Lease: node.Lease, Logs: logs}
 	n.stop = func() {
-		stopHTTP()
-		httpWG.Wait()
-		stopJobs()
-		jobsWG.Wait()
+		// As cm serve does: app.Node.Run stops in order and gives the node
+		// id up, so a node started again with it need not wait.
 		stopRun()
-		runWG.Wait()
-		// As cm serve does: give the node id up, so a node started again
-		// with it (same process, same pid) need not wait for it to age.
-		_ = members.Release(context.WithoutCancel(ctx))
-		waker.Close()
+		if err := <-done; err != nil {
+			t.Errorf("node %s: %v", id, err)
+		}
 		_ = store.Close()
 	}
 	t.Cleanup(n.Stop)

@@ -1,61 +1,88 @@
-package taskmgr
+// Package job runs the cluster-wide jobs under the leader lease: task and
+// node liveness, auto-restart under RestartPolicy, the delay watch and audit
+// retention. Each job is a struct with its own dependencies; the Scheduler
+// runs them on the schedules of their system parameters. No job is the only
+// path to correctness: every run is idempotent and may be cut short.
+package job
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/connector-manager/cm/internal/logkey"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/cluster"
+	"github.com/connector-manager/cm/taskmgr/journal"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
-// Error codes the jobs write into errorDetails.
-const (
-	CodeHeartbeatStale = "HEARTBEAT_STALE"
-	CodeNodeDead       = "NODE_DEAD"
-	CodeDelay          = "DELAY_OVER_THRESHOLD"
-)
+// Tasks is what the jobs ask of the operator use cases (taskmgr.Manager):
+// an automatic resume and a move off a dead node, each audited like an
+// operator's call.
+type Tasks interface {
+	// AutoResume resumes an EXCEPTION task whose desired state is RUNNING,
+	// audited as operation auto-restart with detail.
+	AutoResume(ctx context.Context, t *model.Task, detail map[string]any) error
+	// MoveOff starts migrating t off its dead node to the least loaded live
+	// node, without waiting.
+	MoveOff(ctx context.Context, t *model.Task, reason string) error
+}
 
-// auditPurgeBatch bounds one purge statement; auditPurgeBatches bounds a run.
-const (
-	auditPurgeBatch   = 500
-	auditPurgeBatches = 200
-)
+// Waker nudges the reconciler of a task's node (cluster.Waker).
+type Waker interface {
+	Wake(ctx context.Context, node model.NodeID)
+}
 
-// Jobs returns the cluster-wide jobs, bodies over this manager; rec is the
-// local reconciler, which completes migrations whose old node died.
-func (m *Manager) Jobs(rec *Reconciler) []Job {
+// Deps are what the jobs are built from.
+type Deps struct {
+	Store   *model.Store
+	Nodes   *cluster.Nodes
+	Tasks   Tasks
+	Waker   Waker
+	Changes *cluster.Changes
+	Log     *zap.Logger
+}
+
+// All returns the cluster-wide jobs.
+func All(d Deps) []Job {
+	w := &writer{store: d.Store, changes: d.Changes, waker: d.Waker, log: d.Log.Named("job")}
 	return []Job{
-		{params.JobTaskLiveness, m.taskLiveness},
-		{params.JobNodeLiveness, func(ctx context.Context, set params.Set) (string, error) { return m.nodeLiveness(ctx, set, rec) }},
-		{params.JobAutoRestart, m.autoRestart},
-		{params.JobDelayWatch, m.delayWatch},
-		{params.JobAuditRetention, m.auditRetention},
+		{params.JobTaskLiveness, (&TaskLiveness{store: d.Store, nodes: d.Nodes, w: w}).Run},
+		{params.JobNodeLiveness, (&NodeLiveness{store: d.Store, nodes: d.Nodes, tasks: d.Tasks, w: w}).Run},
+		{params.JobAutoRestart, (&AutoRestart{store: d.Store, nodes: d.Nodes, tasks: d.Tasks}).Run},
+		{params.JobDelayWatch, (&DelayWatch{store: d.Store, w: w}).Run},
+		{params.JobAuditRetention, (&AuditRetention{store: d.Store}).Run},
 	}
 }
 
-// taskLiveness: a RUNNING task whose heartbeat is older than
+// TaskLiveness: a RUNNING task whose heartbeat is older than
 // task.heartbeat.staleAfter becomes EXCEPTION (HEARTBEAT_STALE). Tasks of
 // dead nodes are left to node-liveness, which says why more precisely.
-func (m *Manager) taskLiveness(ctx context.Context, set params.Set) (string, error) {
+type TaskLiveness struct {
+	store *model.Store
+	nodes *cluster.Nodes
+	w     *writer
+}
+
+// Run is one run of the job.
+func (j *TaskLiveness) Run(ctx context.Context, set params.Set) (string, error) {
 	stale := set.Duration(params.HeartbeatStaleAfter)
-	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
+	states, err := j.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
 	}
-	tasks, _, err := m.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
+	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
 	if err != nil {
 		return "", err
 	}
-	hbs, err := m.store.Heartbeats(ctx, components(tasks))
+	hbs, err := j.store.Heartbeats(ctx, model.Components(tasks))
 	if err != nil {
 		return "", err
 	}
-	now := m.now()
+	now := time.Now()
 	failed := 0
 	for i := range tasks {
 		t := &tasks[i]
@@ -69,27 +96,35 @@ func (m *Manager) taskLiveness(ctx context.Context, set params.Set) (string, err
 		if now.Sub(last) <= stale {
 			continue
 		}
-		d := model.ErrorDetail{Code: CodeHeartbeatStale, Level: model.LevelError, Time: now.UTC(),
+		d := model.ErrorDetail{Code: model.CodeHeartbeatStale, Level: model.LevelError, Time: now.UTC(),
 			Message:  fmt.Sprintf("no heartbeat from %s for %s (task.heartbeat.staleAfter is %s)", t.Node, now.Sub(last).Round(time.Second), stale),
 			Reason:   "the runner is wedged, or its node cannot reach the store",
 			Proposal: "check the node's logs; auto-restart resumes the task if enabled"}
-		if m.runtimeEvent(ctx, t, model.EventFailed, &d, params.JobTaskLiveness) {
+		if j.w.event(ctx, t, model.EventFailed, &d, params.JobTaskLiveness) {
 			failed++
 		}
 	}
 	return fmt.Sprintf("%d running, %d stale", len(tasks), failed), nil
 }
 
-// nodeLiveness: the tasks of a dead node become EXCEPTION (NODE_DEAD), or
+// NodeLiveness: the tasks of a dead node become EXCEPTION (NODE_DEAD), or
 // with ha.enable are migrated to the least loaded live node. A migrate
-// whose old node died while stopping is completed (the version bump
-// fences the dead node).
-func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconciler) (string, error) {
-	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
+// whose old node died while stopping is completed (the version bump fences
+// the dead node); one whose target died while starting is rolled back.
+type NodeLiveness struct {
+	store *model.Store
+	nodes *cluster.Nodes
+	tasks Tasks
+	w     *writer
+}
+
+// Run is one run of the job.
+func (j *NodeLiveness) Run(ctx context.Context, set params.Set) (string, error) {
+	states, err := j.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
 	}
-	tasks, _, err := m.store.ListTasks(ctx, model.TaskFilter{})
+	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{})
 	if err != nil {
 		return "", err
 	}
@@ -102,41 +137,14 @@ func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconci
 			continue
 		}
 		if t.Journal != "" {
-			j, err := decodeJournal(t.Journal)
-			if err == nil && j.Op == opMigrate && j.Step == stepStarting && rec != nil {
-				// The target died before the new incarnation was up.
-				if rec.migrateRollback(ctx, t, j, fmt.Errorf("target node %s died while starting the task", t.Node)) {
-					moved++
-				}
-				continue
-			}
-			if err == nil && j.Op == opMigrate && j.Step == stepStopping && rec != nil {
-				cp := *t
-				if t.State.Active() {
-					// Record the runner's end first, so the rebind's
-					// compare-and-swap starts from a settled row.
-					if !m.runtimeEvent(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
-						continue
-					}
-					fresh, err := m.store.GetTask(ctx, t.Component)
-					if err != nil {
-						continue
-					}
-					cp = *fresh
-				}
-				if rec.migrateRebind(ctx, &cp, j) {
-					moved++
-				}
+			if j.finishMigrate(ctx, t, states) {
+				moved++
 			}
 			continue
 		}
 		wantRun := t.Desired == model.DesiredRunning && (t.State.Active() || (t.State == model.StateException && !permanentFailure(t)))
 		if ha && wantRun {
-			to, err := m.pickNode(ctx, t.Node, MigrateTarget{})
-			if err == nil {
-				call := Call{Actor: "job:" + params.JobNodeLiveness, Params: map[string]string{"reason": "node " + string(t.Node) + " is dead", "ha.enable": "true"}}
-				_, _, err = m.startMigrate(ctx, call, t.Name().String(), to)
-			}
+			err := j.tasks.MoveOff(ctx, t, "node "+string(t.Node)+" is dead")
 			if err == nil {
 				moved++
 				continue
@@ -147,14 +155,14 @@ func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconci
 		}
 		switch t.State {
 		case model.StateStopping:
-			if m.runtimeEvent(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
+			if j.w.event(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
 				stopped++
 			}
 		case model.StateStarting, model.StateRunning:
-			d := model.ErrorDetail{Code: CodeNodeDead, Level: model.LevelError, Time: m.now().UTC(),
+			d := model.ErrorDetail{Code: model.CodeNodeDead, Level: model.LevelError, Time: time.Now().UTC(),
 				Message:  fmt.Sprintf("node %s is dead (not seen for over node.deadAfter)", t.Node),
 				Proposal: "restart the node, or migrate the task to a live node (ha.enable does it automatically)"}
-			if m.runtimeEvent(ctx, t, model.EventFailed, &d, params.JobNodeLiveness) {
+			if j.w.event(ctx, t, model.EventFailed, &d, params.JobNodeLiveness) {
 				failed++
 			}
 		case model.StateCreated, model.StateStopped, model.StateException, model.StateFinished, model.StateDeleted:
@@ -167,23 +175,82 @@ func (m *Manager) nodeLiveness(ctx context.Context, set params.Set, rec *Reconci
 	return summary, nil
 }
 
-// autoRestart resumes EXCEPTION tasks whose desired state is RUNNING, as
+// finishMigrate advances a migrate whose current node is dead, as its own
+// reconciler cannot: a target that died while starting the task rolls the
+// migrate back; an old node that died while stopping it has its runner's
+// end recorded, then the task is rebound to the target.
+func (j *NodeLiveness) finishMigrate(ctx context.Context, t *model.Task, states map[model.NodeID]cluster.NodeState) bool {
+	jr, err := journal.Decode(t.Journal)
+	if err != nil || jr.Op != journal.OpMigrate {
+		return false
+	}
+	facts := journal.Facts{
+		FromAlive: cluster.StateOf(states, jr.From) == cluster.NodeAlive,
+		ToAlive:   cluster.StateOf(states, jr.To) == cluster.NodeAlive,
+		ToState:   string(cluster.StateOf(states, jr.To)),
+	}
+	version := t.Version
+	switch jr.Step {
+	case journal.StepStarting:
+	case journal.StepStopping:
+		if t.State.Active() && !j.w.event(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
+			return false
+		}
+	default:
+		return false
+	}
+	step, err := journal.Write(ctx, j.store, t.Component, version, "job:"+params.JobNodeLiveness, func(cur *model.Task, jr *journal.Journal) (journal.Step, error) {
+		if jr.Op != journal.OpMigrate {
+			return journal.Step{}, nil
+		}
+		if jr.Step == journal.StepStarting {
+			// The target died before the new incarnation was up.
+			return journal.RollbackMigrate(cur, jr, facts, fmt.Errorf("target node %s died while starting the task", cur.Node)), nil
+		}
+		return journal.Advance(cur, jr, facts), nil
+	})
+	if err != nil {
+		j.w.log.Warn("completing a migrate off a dead node", zap.String(logkey.Task, t.Name().String()), zap.Error(err))
+		return false
+	}
+	if step.Next == nil {
+		return false
+	}
+	j.w.written(ctx, step.Next)
+	if step.Wake != "" && step.Wake != step.Next.Node {
+		j.w.waker.Wake(ctx, step.Wake)
+	}
+	return true
+}
+
+// AutoRestart resumes EXCEPTION tasks whose desired state is RUNNING, as
 // RestartPolicy allows: attempts are the auto-restart audit rows of the
 // task within the window, and the wait runs from the time of the failure.
-func (m *Manager) autoRestart(ctx context.Context, set params.Set) (string, error) {
+type AutoRestart struct {
+	store *model.Store
+	nodes *cluster.Nodes
+	tasks Tasks
+}
+
+// model.OpAutoRestart is the audit operation of an automatic resume; its rows
+// are the restart history.
+
+
+// Run is one run of the job.
+func (j *AutoRestart) Run(ctx context.Context, set params.Set) (string, error) {
 	if !set.Bool(params.AutoRestartEnable) {
 		return "disabled", nil
 	}
 	pol := policyFrom(set)
-	states, err := m.nodes.States(ctx, cluster.LivenessOf(set))
+	states, err := j.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
 	}
-	tasks, _, err := m.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateException}})
+	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateException}})
 	if err != nil {
 		return "", err
 	}
-	now := m.now()
+	now := time.Now()
 	var restarted, waiting, refused int
 	for i := range tasks {
 		t := &tasks[i]
@@ -198,7 +265,7 @@ func (m *Manager) autoRestart(ctx context.Context, set params.Set) (string, erro
 				failedAt = last.Time
 			}
 		}
-		rows, err := m.store.ListAudit(ctx, model.AuditFilter{Component: t.Component, Operation: opAutoRestart, Since: now.Add(-pol.Window), Limit: 1000})
+		rows, err := j.store.ListAudit(ctx, model.AuditFilter{Component: t.Component, Operation: model.OpAutoRestart, Since: now.Add(-pol.Window), Limit: 1000})
 		if err != nil {
 			return "", err
 		}
@@ -217,67 +284,58 @@ func (m *Manager) autoRestart(ctx context.Context, set params.Set) (string, erro
 			waiting++
 			continue
 		}
-		call := Call{Actor: "job:" + params.JobAutoRestart}
 		detail := map[string]any{"attempt": attempts + 1, "maxAttempts": pol.MaxAttempts, "window": pol.Window.String(), "wait": wait.String()}
 		if last != nil {
 			detail["lastError"] = last.Code + ": " + last.Message
 		}
-		_, audit, err := m.mutate(ctx, call, opAutoRestart, t.Name().String(), func(t *model.Task) error {
-			if t.State != model.StateException || t.Desired != model.DesiredRunning {
-				return fmt.Errorf("%w: %s is now %s", ErrBusy, t.Component, t.State)
-			}
-			return transition(t, model.EventResume)
-		}, func(_ *model.Store, _ *model.Task, a *model.Audit) error {
-			a.Detail = jsonString(detail)
-			return nil
-		})
-		if err != nil {
-			continue // audited by mutate; the next run looks again
+		if err := j.tasks.AutoResume(ctx, t, detail); err != nil {
+			continue // audited by the use case; the next run looks again
 		}
-		m.finish(ctx, audit, nil, now)
 		restarted++
 	}
 	return fmt.Sprintf("%d restarted, %d waiting, %d not retried", restarted, waiting, refused), nil
 }
 
-// opAutoRestart is the audit operation of an automatic resume; its rows
-// are the restart history.
-const opAutoRestart = "auto-restart"
+// DelayWatch flags RUNNING tasks whose checkpoint delay exceeds
+// task.delay.threshold with a WARNING in errorDetails, and clears the flag
+// once they catch up. Health computes delay itself; this makes it visible
+// in detail.
+type DelayWatch struct {
+	store *model.Store
+	w     *writer
+}
 
-// delayWatch flags RUNNING tasks whose checkpoint delay exceeds
-// task.delay.threshold with a WARNING in errorDetails, and clears the
-// flag once they catch up. Health computes delay itself; this makes it
-// visible in detail.
-func (m *Manager) delayWatch(ctx context.Context, set params.Set) (string, error) {
+// Run is one run of the job.
+func (j *DelayWatch) Run(ctx context.Context, set params.Set) (string, error) {
 	threshold := set.Duration(params.DelayThreshold)
-	tasks, _, err := m.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
+	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
 	if err != nil {
 		return "", err
 	}
-	cps, err := m.store.CheckpointsOf(ctx, components(tasks))
+	cps, err := j.store.CheckpointsOf(ctx, model.Components(tasks))
 	if err != nil {
 		return "", err
 	}
-	now := m.now()
+	now := time.Now()
 	var over, raised, cleared int
 	for i := range tasks {
 		t := &tasks[i]
-		delay, ok := taskDelay(t, cps[t.Component], now)
+		delay, ok := model.CheckpointDelay(t, cps[t.Component], now)
 		isOver := ok && delay > threshold
-		flagged := hasCode(t.Errors(), CodeDelay)
+		flagged := hasCode(t.Errors(), model.CodeDelay)
 		if isOver {
 			over++
 		}
 		switch {
 		case isOver && !flagged:
-			d := model.ErrorDetail{Code: CodeDelay, Level: model.LevelWarning, Time: now.UTC(),
+			d := model.ErrorDetail{Code: model.CodeDelay, Level: model.LevelWarning, Time: now.UTC(),
 				Message:  fmt.Sprintf("checkpoint delay %s exceeds task.delay.threshold %s", delay.Round(time.Second), threshold),
 				Proposal: "check the source and sink throughput"}
-			if m.flagTask(ctx, t, &d, "delay:flag") {
+			if j.w.flag(ctx, t, &d, "delay:flag") {
 				raised++
 			}
 		case !isOver && flagged:
-			if m.flagTask(ctx, t, nil, "delay:clear") {
+			if j.w.flag(ctx, t, nil, "delay:clear") {
 				cleared++
 			}
 		}
@@ -285,39 +343,25 @@ func (m *Manager) delayWatch(ctx context.Context, set params.Set) (string, error
 	return fmt.Sprintf("%d over threshold, %d flagged, %d cleared", over, raised, cleared), nil
 }
 
-// taskDelay is now minus the oldest checkpoint of the current incarnation.
-func taskDelay(t *model.Task, cps []model.Checkpoint, now time.Time) (time.Duration, bool) {
-	var delay time.Duration
-	found := false
-	for _, c := range cps {
-		if c.Version != t.Version {
-			continue
-		}
-		d := now.Sub(time.Unix(c.TS, 0))
-		if !found || d > delay {
-			delay, found = d, true
-		}
-	}
-	return delay, found
-}
+// auditPurgeBatch bounds one purge statement; auditPurgeBatches bounds a run.
+const (
+	auditPurgeBatch   = 500
+	auditPurgeBatches = 200
+)
 
-func hasCode(errs []model.ErrorDetail, code string) bool {
-	for _, e := range errs {
-		if e.Code == code {
-			return true
-		}
-	}
-	return false
-}
-
-// auditRetention purges audit rows older than
+// AuditRetention purges audit rows older than
 // operation_audit_log.retention_time, in bounded batches.
-func (m *Manager) auditRetention(ctx context.Context, set params.Set) (string, error) {
+type AuditRetention struct {
+	store *model.Store
+}
+
+// Run is one run of the job.
+func (j *AuditRetention) Run(ctx context.Context, set params.Set) (string, error) {
 	keep := set.Duration(params.AuditRetention)
-	before := m.now().Add(-keep)
+	before := time.Now().Add(-keep)
 	var total int64
 	for i := 0; i < auditPurgeBatches; i++ {
-		n, err := m.store.PurgeAudit(ctx, before, auditPurgeBatch)
+		n, err := j.store.PurgeAudit(ctx, before, auditPurgeBatch)
 		total += n
 		if err != nil {
 			return fmt.Sprintf("purged %d", total), err
@@ -329,94 +373,102 @@ func (m *Manager) auditRetention(ctx context.Context, set params.Set) (string, e
 	return fmt.Sprintf("purged %d rows older than %s (retention %s)", total, before.UTC().Format(time.RFC3339), keep), nil
 }
 
-// runtimeEvent applies a runtime event decided by a job (the runner or its
-// node cannot report it) with a compare-and-swap and an audit row, if the
-// task is still the incarnation t and in state t.State. It wakes the owner.
-func (m *Manager) runtimeEvent(ctx context.Context, t *model.Task, ev model.Event, detail *model.ErrorDetail, job string) bool {
-	for attempt := 0; attempt < 5; attempt++ {
-		cur, err := m.store.GetTask(ctx, t.Component)
-		if err != nil || cur.Version != t.Version || cur.Node != t.Node || cur.State != t.State {
-			return false
-		}
-		to, err := model.Next(cur.State, ev, cur.Desired)
-		if err != nil {
-			return false
+// writer is how the jobs write task rows: through model.Store.ChangeTask,
+// then a broadcast and a wake of the task's node.
+type writer struct {
+	store   *model.Store
+	changes *cluster.Changes
+	waker   Waker
+	log     *zap.Logger
+}
+
+// event applies a runtime event decided by a job (the runner or its node
+// cannot report it) with a compare-and-swap and an audit row, if the task
+// is still the incarnation t and in state t.State.
+func (w *writer) event(ctx context.Context, t *model.Task, ev model.Event, detail *model.ErrorDetail, job string) bool {
+	next, err := w.store.ChangeTask(ctx, t.Component, func(cur *model.Task) (*model.TaskWrite, error) {
+		if cur.Version != t.Version || cur.Node != t.Node || cur.State != t.State {
+			return nil, nil
 		}
 		next := *cur
-		next.State = to
-		if detail != nil {
-			errs := append(cur.Errors(), *detail)
-			next.SetErrors(errs[max(0, len(errs)-10):])
+		if err := next.Apply(ev); err != nil {
+			return nil, nil
 		}
-		audit := &model.Audit{At: m.now().UTC(), Actor: "job:" + job, Operation: "runtime:" + string(ev), Component: cur.Component,
-			TaskBefore: cur.Name().String(), TaskAfter: next.Name().String(), StateBefore: cur.State, StateAfter: to, Result: model.ResultSuccess}
+		if detail != nil {
+			next.SetErrors(keepLast(append(cur.Errors(), *detail)))
+		}
+		audit := &model.Audit{At: time.Now().UTC(), Actor: "job:" + job, Operation: "runtime:" + string(ev), Component: cur.Component,
+			TaskBefore: cur.Name().String(), TaskAfter: next.Name().String(), StateBefore: cur.State, StateAfter: next.State, Result: model.ResultSuccess}
 		if detail != nil {
 			audit.ErrCode, audit.ErrMsg = detail.Code, detail.Message
 		}
-		err = m.store.WriteTask(ctx, &next, audit, nil)
-		if errors.Is(err, model.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			m.log.Warn("job write", zap.String("job", job), zap.String(logTask, cur.Name().String()), zap.Error(err))
-			return false
-		}
-		m.log.Info("task state by job", zap.String("job", job), zap.String(logTask, next.Name().String()), zap.String(logState, string(to)))
-		m.changes.Broadcast()
-		m.waker.Wake(ctx, next.Node)
-		return true
+		return &model.TaskWrite{Next: &next, Audit: audit}, nil
+	})
+	if err != nil {
+		w.log.Warn("job write", zap.String("job", job), zap.String(logkey.Task, t.Name().String()), zap.Error(err))
+		return false
 	}
-	return false
+	if next == nil {
+		return false
+	}
+	w.log.Info("task state by job", zap.String("job", job), zap.String(logkey.Task, next.Name().String()), zap.String(logkey.State, string(next.State)))
+	w.written(ctx, next)
+	return true
 }
 
-// flagTask adds detail to (or, when nil, removes the delay flag from) a
-// task's errorDetails without changing its state.
-func (m *Manager) flagTask(ctx context.Context, t *model.Task, detail *model.ErrorDetail, op string) bool {
-	for attempt := 0; attempt < 5; attempt++ {
-		cur, err := m.store.GetTask(ctx, t.Component)
-		if err != nil || cur.Version != t.Version || cur.State != t.State {
-			return false
+// flag adds detail to (or, when nil, removes the delay flag from) a task's
+// errorDetails without changing its state.
+func (w *writer) flag(ctx context.Context, t *model.Task, detail *model.ErrorDetail, op string) bool {
+	next, err := w.store.ChangeTask(ctx, t.Component, func(cur *model.Task) (*model.TaskWrite, error) {
+		if cur.Version != t.Version || cur.State != t.State {
+			return nil, nil
 		}
 		next := *cur
 		var errs []model.ErrorDetail
 		for _, e := range cur.Errors() {
-			if e.Code != CodeDelay {
+			if e.Code != model.CodeDelay {
 				errs = append(errs, e)
 			}
 		}
 		if detail != nil {
 			errs = append(errs, *detail)
 		}
-		next.SetErrors(errs[max(0, len(errs)-10):])
-		audit := &model.Audit{At: m.now().UTC(), Actor: "job:" + params.JobDelayWatch, Operation: op, Component: cur.Component,
+		next.SetErrors(keepLast(errs))
+		audit := &model.Audit{At: time.Now().UTC(), Actor: "job:" + params.JobDelayWatch, Operation: op, Component: cur.Component,
 			TaskBefore: cur.Name().String(), TaskAfter: cur.Name().String(), StateBefore: cur.State, StateAfter: cur.State, Result: model.ResultSuccess}
 		if detail != nil {
 			audit.ErrCode, audit.ErrMsg = detail.Code, detail.Message
 		}
-		err = m.store.WriteTask(ctx, &next, audit, nil)
-		if errors.Is(err, model.ErrConflict) {
-			continue
+		return &model.TaskWrite{Next: &next, Audit: audit}, nil
+	})
+	return err == nil && next != nil
+}
+
+// written tells this node's waiters and the task's node.
+func (w *writer) written(ctx context.Context, t *model.Task) {
+	w.changes.Broadcast()
+	w.waker.Wake(ctx, t.Node)
+}
+
+// maxErrorDetails bounds the error details kept on a task row.
+const maxErrorDetails = 10
+
+func keepLast(errs []model.ErrorDetail) []model.ErrorDetail {
+	return errs[max(0, len(errs)-maxErrorDetails):]
+}
+
+func hasCode(errs []model.ErrorDetail, code string) bool {
+	for _, e := range errs {
+		if e.Code == code {
+			return true
 		}
-		return err == nil
 	}
 	return false
 }
 
-func components(tasks []model.Task) []string {
-	out := make([]string, len(tasks))
-	for i, t := range tasks {
-		out[i] = t.Component
-	}
-	return out
-}
-
 // permanentFailure reports whether a task's last error says retrying (or
-// moving it) will not help.
+// moving it) will not help: its Permanent flag, nothing else.
 func permanentFailure(t *model.Task) bool {
 	errs := t.Errors()
-	if len(errs) == 0 {
-		return false
-	}
-	last := errs[len(errs)-1]
-	return last.Permanent || last.Code == "INVALID_CONFIG"
+	return len(errs) > 0 && errs[len(errs)-1].Permanent
 }

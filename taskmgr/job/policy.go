@@ -1,4 +1,4 @@
-package taskmgr
+package job
 
 import (
 	"hash/fnv"
@@ -36,7 +36,7 @@ func policyFrom(set params.Set) RestartPolicy {
 // jitter is derived from now and attempts, so the same failure always gets
 // the same wait: Next is a pure function.
 func (p RestartPolicy) Next(attempts int, lastErr *model.ErrorDetail, now time.Time) (wait time.Duration, ok bool) {
-	if lastErr != nil && (lastErr.Permanent || lastErr.Code == "INVALID_CONFIG") {
+	if lastErr != nil && lastErr.Permanent {
 		return 0, false
 	}
 	if attempts < 0 {

@@ -1,4 +1,4 @@
-package taskmgr
+package job
 
 import (
 	"testing"
@@ -27,7 +27,8 @@ func TestRestartPolicyNext(t *testing.T) {
 		{"budget spent", p, 5, transient, 0, false},
 		{"over budget", p, 9, transient, 0, false},
 		{"permanent flag", p, 0, &model.ErrorDetail{Code: "SRC_DENIED", Permanent: true}, 0, false},
-		{"invalid config", p, 0, &model.ErrorDetail{Code: "INVALID_CONFIG"}, 0, false},
+		{"invalid config (permanent)", p, 0, &model.ErrorDetail{Code: model.CodeInvalidConfig, Permanent: true}, 0, false},
+		{"a code alone is not permanence", p, 0, &model.ErrorDetail{Code: model.CodeInvalidConfig}, time.Second, true},
 		{"negative attempts count as none", p, -1, transient, time.Second, true},
 	}
 	for _, c := range cases {

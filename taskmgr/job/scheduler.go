@@ -1,4 +1,4 @@
-package taskmgr
+package job
 
 import (
 	"context"
@@ -21,7 +21,7 @@ type Job struct {
 }
 
 // Scheduler runs the cluster-wide jobs with robfig/cron while this node
-// leads (see Lease). Each job's schedule is the system parameter
+// leads (see cluster.Lease). Each job's schedule is the system parameter
 // job.<name>.schedule, re-read every Resync, so a change applies without a
 // restart. Each job recovers from panics, is skipped while its previous
 // run is still going, and records its last run in job_runs.
@@ -35,9 +35,10 @@ type Scheduler struct {
 	Resync time.Duration
 }
 
-// NewScheduler builds the scheduler of this node's jobs.
-func NewScheduler(cfg Config, store *model.Store, jobs []Job, log *zap.Logger) *Scheduler {
-	return &Scheduler{node: cfg.Node, store: store, params: params.New(store), jobs: jobs, log: log.Named("cron"), Resync: cfg.ScheduleResync}
+// NewScheduler builds the scheduler of node's jobs; their schedules are
+// re-read every resync.
+func NewScheduler(node model.NodeID, resync time.Duration, store *model.Store, ps *params.Service, jobs []Job, log *zap.Logger) *Scheduler {
+	return &Scheduler{node: node, store: store, params: ps, jobs: jobs, log: log.Named("cron"), Resync: resync}
 }
 
 // Lead runs the jobs until ctx is done, then waits for running jobs to

@@ -1,4 +1,4 @@
-package taskmgr_test
+package job_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/job"
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
@@ -27,13 +27,13 @@ func TestSchedulerRecoversAndSkips(t *testing.T) {
 	}
 	defer store.Close()
 	ps := params.New(store)
-	for _, job := range []string{params.JobAuditRetention, params.JobDelayWatch} {
-		if err := ps.Update(ctx, "test", "", params.JobSchedule(job), "@every 1s"); err != nil {
+	for _, name := range []string{params.JobAuditRetention, params.JobDelayWatch} {
+		if err := ps.Update(ctx, "test", "", params.JobSchedule(name), "@every 1s"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var panics, slowRuns, running, overlap atomic.Int32
-	jobs := []taskmgr.Job{
+	jobs := []job.Job{
 		{Name: params.JobAuditRetention, Run: func(context.Context, params.Set) (string, error) {
 			panics.Add(1)
 			panic("boom")
@@ -51,8 +51,7 @@ func TestSchedulerRecoversAndSkips(t *testing.T) {
 			return "slow", nil
 		}},
 	}
-	cfg := taskmgr.DefaultConfig("127.0.0.1-1")
-	s := taskmgr.NewScheduler(cfg, store, jobs, zap.NewNop())
+	s := job.NewScheduler("127.0.0.1-1", time.Second, store, ps, jobs, zap.NewNop())
 	lctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -1,4 +1,4 @@
-package taskmgr
+package supervisor
 
 import (
 	"context"
@@ -12,10 +12,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/internal/failpoint"
+	"github.com/connector-manager/cm/internal/logkey"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector"
-	"github.com/connector-manager/cm/taskmgr/params"
+	"github.com/connector-manager/cm/taskmgr/journal"
 )
 
 // Reconciler drives the runners of the tasks this node owns until their
@@ -32,7 +34,6 @@ type Reconciler struct {
 	registry  *connector.Registry
 	committer *checkpoint.Committer
 	changes   *cluster.Changes
-	params    *params.Service
 	nodes     *cluster.Nodes
 	waker     Waker
 	log       *zap.Logger
@@ -50,10 +51,11 @@ type Reconciler struct {
 }
 
 // NewReconciler builds the reconciler of this node, with its committer.
-func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *cluster.Changes, log *zap.Logger) *Reconciler {
+// changes is shared with the use cases, so their waits wake on this node's
+// writes; nodes answers whether a migrate's nodes are alive.
+func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *cluster.Changes, nodes *cluster.Nodes, log *zap.Logger) *Reconciler {
 	r := &Reconciler{
-		cfg: cfg, store: store, registry: registry, changes: changes, params: params.New(store),
-		nodes:   cluster.NewNodes(cfg.Node, store, params.New(store)),
+		cfg: cfg, store: store, registry: registry, changes: changes, nodes: nodes,
 		log:     log.Named("reconciler"),
 		nudge:   make(chan struct{}, 1),
 		runners: map[string]*runner{},
@@ -64,7 +66,7 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 		},
 		Held: func(component string, version int64, h checkpoint.HeldTime) {
 			r.push(runnerEvent{kind: evWarning, component: component, version: version, warnings: []model.ErrorDetail{{
-				Code: CodeCheckpointTimeHeld, Level: model.LevelWarning, Time: time.Now().UTC(),
+				Code: model.CodeCheckpointTimeHeld, Level: model.LevelWarning, Time: time.Now().UTC(),
 				Message: fmt.Sprintf("the connector reported time %d for subtopic %s after a later time %d; the checkpoint keeps %d and its position moves on",
 					h.Reported, h.Subtopic, h.Kept, h.Kept),
 				Reason:   "a source's reported times went backwards",
@@ -237,7 +239,7 @@ func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
 // progress, else from the configured checkpoint, else from the beginning of
 // the source.
 func (r *Reconciler) start(ctx context.Context, t *model.Task) {
-	log := r.log.With(zap.String(logTask, t.Name().String()))
+	log := r.log.With(zap.String(logkey.Task, t.Name().String()))
 	cfg, err := t.ParsedConfig()
 	if err != nil {
 		r.fail(ctx, t, err)
@@ -301,7 +303,7 @@ func (r *Reconciler) resumeFrom(ctx context.Context, t *model.Task, cfg model.Co
 	if raw := cfg.Get("source", "checkpoint"); raw != "" {
 		target, err := checkpoint.Parse(raw)
 		if err != nil {
-			return nil, connector.Fail("INVALID_CHECKPOINT", "source.checkpoint cannot be parsed", err.Error(),
+			return nil, connector.Fail(model.CodeInvalidCheckpoint, "source.checkpoint cannot be parsed", err.Error(),
 				"correct source.checkpoint with update, then resume", true, err)
 		}
 		for sub, ts := range target {
@@ -333,7 +335,7 @@ func (r *Reconciler) drainEvents(ctx context.Context) {
 				r.apply(ctx, ev.component, ev.version, runtimeWrite{warnings: ev.warnings})
 			}
 		case evFenced:
-			r.log.Warn("stopping a superseded runner", zap.String(logTask, rn.name.String()))
+			r.log.Warn("stopping a superseded runner", zap.String(logkey.Task, rn.name.String()))
 			if rn.stopping == notStopping {
 				rn.stopping = stopSuperseded
 			}
@@ -402,66 +404,58 @@ type runtimeWrite struct {
 }
 
 // apply writes w to the task with a compare-and-swap and an audit row, if
-// the task is still this incarnation on this node.
+// the task is still this incarnation on this node (model.Store.ChangeTask).
 func (r *Reconciler) apply(ctx context.Context, component string, version int64, w runtimeWrite) {
 	op := "runtime:" + string(w.event)
 	if w.event == "" {
 		op = "runtime:warning"
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		t, err := r.store.GetTask(ctx, component)
-		if err != nil {
-			r.log.Warn("loading task", zap.String(logTask, component), zap.Error(err))
-			return
+	t, err := r.store.ChangeTask(ctx, component, func(cur *model.Task) (*model.TaskWrite, error) {
+		if cur.Version != version || cur.Node != r.cfg.Node {
+			return nil, nil
 		}
-		if t.Version != version || t.Node != r.cfg.Node {
-			return
-		}
-		to := t.State
+		next := *cur
 		if w.event != "" {
-			if to, err = model.Next(t.State, w.event, t.Desired); err != nil {
-				r.log.Debug("ignoring runtime event", zap.String(logTask, component), zap.Error(err))
-				return
+			if err := next.Apply(w.event); err != nil {
+				r.log.Debug("ignoring runtime event", zap.String(logkey.Task, component), zap.Error(err))
+				return nil, nil
 			}
 		}
-		before := *t
-		t.State = to
-		errs, changed := mergeDetails(t.Errors(), w)
+		errs, changed := mergeDetails(cur.Errors(), w)
 		if changed {
-			t.SetErrors(errs)
+			next.SetErrors(errs)
 		}
-		if to == before.State && !changed {
-			return
+		if next.State == cur.State && !changed {
+			return nil, nil
 		}
 		audit := &model.Audit{
-			At: time.Now().UTC(), Actor: "node:" + string(r.cfg.Node), Operation: op,
-			Component: component, TaskBefore: before.Name().String(), TaskAfter: t.Name().String(),
-			StateBefore: before.State, StateAfter: to, Result: model.ResultSuccess,
+			At: time.Now().UTC(), Actor: r.actor(), Operation: op,
+			Component: component, TaskBefore: cur.Name().String(), TaskAfter: next.Name().String(),
+			StateBefore: cur.State, StateAfter: next.State, Result: model.ResultSuccess,
 		}
 		if first := append(append([]model.ErrorDetail{}, w.details...), w.warnings...); len(first) > 0 {
 			audit.ErrCode, audit.ErrMsg = first[0].Code, first[0].Message
 		}
-		err = r.store.WriteTask(ctx, t, audit, nil)
-		if errors.Is(err, model.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			r.log.Warn("writing task state", zap.String(logTask, component), zap.String(logState, string(to)), zap.Error(err))
-			return
-		}
-		r.changes.Broadcast()
-		r.log.Info("task state", zap.String(logTask, t.Name().String()), zap.String(logState, string(to)))
-		if w.event == "" {
-			return
-		}
-		if to == model.StateStopped && t.Journal != "" {
-			if j, err := decodeJournal(t.Journal); err == nil && j.Op == "pullback" {
-				r.cfg.reach(r.log, FailpointPullbackStopped)
-			}
-		}
+		return &model.TaskWrite{Next: &next, Audit: audit}, nil
+	})
+	if err != nil {
+		r.log.Warn("writing task state", zap.String(logkey.Task, component), zap.String("event", string(w.event)), zap.Error(err))
 		return
 	}
+	if t == nil {
+		return
+	}
+	r.changes.Broadcast()
+	r.log.Info("task state", zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)))
+	if w.event != "" && t.State == model.StateStopped && t.Journal != "" {
+		if j, err := journal.Decode(t.Journal); err == nil && j.Op == journal.OpPullback {
+			r.cfg.Failpoint.Reach(r.log, failpoint.PullbackStopped)
+		}
+	}
 }
+
+// actor is how this node signs its audit rows.
+func (r *Reconciler) actor() string { return "node:" + string(r.cfg.Node) }
 
 // maxErrorDetails bounds the error details kept on a task row.
 const maxErrorDetails = 10

@@ -1,4 +1,4 @@
-package taskmgr
+package supervisor
 
 import (
 	"context"
@@ -106,8 +106,6 @@ func (r *runner) run(ctx context.Context) {
 // errOpenTimeout is the cause of an open that ran out of time.
 var errOpenTimeout = errors.New("open timed out")
 
-// CodeOpenTimeout: the connectors did not open within Config.OpenTimeout.
-const CodeOpenTimeout = "OPEN_TIMEOUT"
 
 // open opens the source, then the sink, within openTimeout. A connector
 // that outlives the deadline (a server that accepts connections but never
@@ -118,23 +116,13 @@ func (r *runner) open(ctx context.Context) error {
 	defer cancel()
 	err := r.openConnectors(octx)
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(octx), errOpenTimeout) {
-		return connector.Fail(CodeOpenTimeout, fmt.Sprintf("the connectors did not open within %s", r.openTimeout),
+		return connector.Fail(model.CodeOpenTimeout, fmt.Sprintf("the connectors did not open within %s", r.openTimeout),
 			err.Error(), "check that the servers the task connects to are up and answer", false, err)
 	}
 	return err
 }
 
-// CodeStartNotDurable: the start positions a source resolved at open could
-// not be written to the store.
-const CodeStartNotDurable = "START_NOT_DURABLE"
 
-// CodeCheckpointForward is the audit code of a pullback rolled back because
-// its target turned out to be past the progress its stop made durable.
-const CodeCheckpointForward = "CHECKPOINT_FORWARD"
-
-// CodeCheckpointTimeHeld: a warning on a task whose source reported a time
-// lower than one it reported before; the checkpoint kept the higher time.
-const CodeCheckpointTimeHeld = "CHECKPOINT_TIME_HELD"
 
 // anchor makes durable where the subtopics without a position start, before
 // any record moves: a restart then continues from that place instead of
@@ -154,7 +142,7 @@ func (r *runner) anchor(ctx context.Context) error {
 		return nil
 	}
 	if err := r.makeDurable(ctx, positions); err != nil {
-		return connector.Fail(CodeStartNotDurable, "the start position could not be recorded", err.Error(),
+		return connector.Fail(model.CodeStartNotDurable, "the start position could not be recorded", err.Error(),
 			"check that the store is reachable; the task starts again from its last durable position", false, err)
 	}
 	return nil
@@ -253,7 +241,7 @@ type readResult struct {
 func (r *runner) move(ctx context.Context, b connector.Batch) error {
 	if len(b.Records) > 0 {
 		if r.snk == nil {
-			return connector.Fail("NO_SINK", "the source produced records but the task has no sink", "", "set sink.type", true, nil)
+			return connector.Fail(model.CodeNoSink, "the source produced records but the task has no sink", "", "set sink.type", true, nil)
 		}
 		if err := r.snk.Write(ctx, b); err != nil {
 			return fmt.Errorf("writing to sink: %w", err)
@@ -268,7 +256,7 @@ func (r *runner) move(ctx context.Context, b connector.Batch) error {
 			if errors.Is(err, model.ErrFenced) {
 				return err
 			}
-			return connector.Fail(CodeStartNotDurable, "the first position could not be recorded", err.Error(),
+			return connector.Fail(model.CodeStartNotDurable, "the first position could not be recorded", err.Error(),
 				"check that the store is reachable; the task starts again from its last durable position", false, err)
 		}
 		if a, ok := r.src.(connector.Acker); ok {
@@ -310,7 +298,7 @@ func exitDetail(typ model.TaskType, err error, now time.Time) (model.Event, []mo
 			return model.EventDone, nil
 		}
 		return model.EventFailed, []model.ErrorDetail{{
-			Code: "SOURCE_ENDED", Level: model.LevelError, Time: now,
+			Code: model.CodeSourceEnded, Level: model.LevelError, Time: now,
 			Message:  "the source of an incremental task ended",
 			Reason:   "an incr_trans source is expected to run until stopped",
 			Proposal: "check the connector; resume the task to start it again",
@@ -331,10 +319,10 @@ func exitDetail(typ model.TaskType, err error, now time.Time) (model.Event, []mo
 		}
 		return model.EventFailed, []model.ErrorDetail{d}
 	}
-	d := model.ErrorDetail{Code: "CONNECTOR_ERROR", Level: model.LevelError, Message: err.Error(), Time: now,
+	d := model.ErrorDetail{Code: model.CodeConnectorError, Level: model.LevelError, Message: err.Error(), Time: now,
 		Proposal: "fix the cause and resume the task"}
 	if errors.Is(err, connector.ErrConfig) {
-		d.Code, d.Level, d.Permanent = "INVALID_CONFIG", model.LevelFatal, true
+		d.Code, d.Level, d.Permanent = model.CodeInvalidConfig, model.LevelFatal, true
 		d.Proposal = "correct the task config with update, then resume"
 	}
 	return model.EventFailed, []model.ErrorDetail{d}

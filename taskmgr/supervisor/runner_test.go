@@ -1,4 +1,4 @@
-package taskmgr
+package supervisor
 
 import (
 	"context"
@@ -190,8 +190,8 @@ func TestRunnerOpenTimeout(t *testing.T) {
 	r := &runner{src: &hungSource{}, log: zap.NewNop(), openTimeout: 100 * time.Millisecond}
 	err := r.open(context.Background())
 	var ce *connector.Error
-	if !errors.As(err, &ce) || ce.Detail.Code != CodeOpenTimeout || ce.Permanent {
-		t.Fatalf("open of a hung source: %v, want a retryable %s", err, CodeOpenTimeout)
+	if !errors.As(err, &ce) || ce.Detail.Code != model.CodeOpenTimeout || ce.Permanent {
+		t.Fatalf("open of a hung source: %v, want a retryable %s", err, model.CodeOpenTimeout)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.openTimeout = time.Minute

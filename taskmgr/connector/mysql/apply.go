@@ -270,6 +270,8 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 			put(ref, keyOf(rc.After, rc.PK), r)
 		case connector.OpDelete:
 			put(ref, keyOf(rc.Before, rc.PK), r)
+		case connector.OpUpdate:
+			fallthrough
 		default:
 			before, after := keyOf(rc.Before, rc.PK), keyOf(rc.After, rc.PK)
 			if before == after {

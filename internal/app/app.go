@@ -1,0 +1,206 @@
+// Package app builds one cm node from a validated config and owns its start
+// and shutdown order. `cm serve` and the test harness (internal/cmtest)
+// both build their node here, so the tests run the wiring production runs.
+//
+// Start order: the node id is taken (cluster.Membership.Register), then the
+// runtime (the reconciler, its committer and runners, the node heartbeat),
+// the leader election with the cluster-wide jobs, and the HTTP API last.
+// Shutdown runs the other way round: stop taking HTTP requests, stop the
+// jobs (giving the lease up), stop the runners (flushing their last
+// checkpoints, leaving task states so the next start resumes them) and the
+// heartbeat, then give the node id up. The caller closes the store.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
+	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
+	"github.com/connector-manager/cm/taskmgr/connector/builtin"
+	"github.com/connector-manager/cm/taskmgr/job"
+	"github.com/connector-manager/cm/taskmgr/params"
+	"github.com/connector-manager/cm/taskmgr/supervisor"
+)
+
+// Config is everything one node is built from.
+type Config struct {
+	// Node is the node id; Addr the API base URL other nodes call (the
+	// advertised address).
+	Node model.NodeID
+	Addr string
+	// Version is the build's version, recorded in the nodes table.
+	Version string
+	HTTP    server.Config
+	Tasks   taskmgr.Config
+	Runtime supervisor.Config
+	// NodeHeartbeat is how often this node records that it is alive; keep
+	// it well below node.suspectAfter.
+	NodeHeartbeat time.Duration
+	// Lease tunes the leader lease of the cluster-wide jobs.
+	Lease cluster.LeaseConfig
+	// ScheduleResync is how often the leader re-reads job schedules.
+	ScheduleResync time.Duration
+	// NoJobs keeps the node out of the leader election, so it never runs
+	// the cluster-wide jobs.
+	NoJobs bool
+	// SoleProcess says no other process can use the store (cm serve holds
+	// the lock of its SQLite file): whoever holds the node id in it has
+	// exited.
+	SoleProcess bool
+}
+
+// DefaultConfig returns the defaults for node, serving at addr.
+func DefaultConfig(node model.NodeID, addr string) Config {
+	return Config{
+		Node: node, Addr: addr, Version: "dev",
+		HTTP:           server.DefaultConfig(),
+		Tasks:          taskmgr.DefaultConfig(node),
+		Runtime:        supervisor.DefaultConfig(node),
+		NodeHeartbeat:  3 * time.Second,
+		Lease:          cluster.DefaultLeaseConfig(),
+		ScheduleResync: time.Second,
+	}
+}
+
+// Validate refuses a config the node cannot run with.
+func (c Config) Validate() error {
+	if _, err := model.ParseNodeID(string(c.Node)); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if c.Tasks.Node != c.Node || c.Runtime.Node != c.Node {
+		return fmt.Errorf("%w: the use cases and the runtime must run as node %s", model.ErrInvalidArgument, c.Node)
+	}
+	if c.Addr == "" {
+		return fmt.Errorf("%w: the node's API address is empty", model.ErrInvalidArgument)
+	}
+	if c.NodeHeartbeat <= 0 || c.ScheduleResync <= 0 {
+		return fmt.Errorf("%w: the node heartbeat and the schedule resync must be positive", model.ErrInvalidArgument)
+	}
+	if c.Lease.TTL <= 0 || c.Lease.Renew <= 0 || c.Lease.Renew*2 > c.Lease.TTL {
+		return fmt.Errorf("%w: the lease must be renewed at least twice per TTL (renew %s, ttl %s)", model.ErrInvalidArgument, c.Lease.Renew, c.Lease.TTL)
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		return err
+	}
+	if err := c.Tasks.Validate(); err != nil {
+		return err
+	}
+	return c.Runtime.Validate()
+}
+
+// Node is one built cm node.
+type Node struct {
+	cfg        Config
+	log        *zap.Logger
+	Store      *model.Store
+	Manager    *taskmgr.Manager
+	Reconciler *supervisor.Reconciler
+	Membership *cluster.Membership
+	Lease      *cluster.Lease
+	waker      *cluster.ClusterWaker
+	scheduler  *job.Scheduler
+	http       *server.Server
+}
+
+// New builds a node over an open, migrated store. Nothing runs yet.
+func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log = log.With(zap.String("node", string(cfg.Node)))
+	registry := builtin.Registry()
+	ps := params.New(store)
+	nodes := cluster.NewNodes(cfg.Node, store, ps)
+	changes := cluster.NewChanges()
+	rec := supervisor.NewReconciler(cfg.Runtime, store, registry, changes, nodes, log)
+	waker := cluster.NewClusterWaker(cfg.Node, rec, store, log)
+	rec.SetWaker(waker)
+	mgr := taskmgr.NewManager(cfg.Tasks, store, registry, ps, nodes, waker, changes, log)
+	mgr.SetErrorCoder(server.ErrCode)
+	members := cluster.NewMembership(cfg.Node, cfg.NodeHeartbeat, store, cfg.Addr, cfg.Version, log)
+	if cfg.SoleProcess {
+		members.SoleProcess()
+	}
+	jobs := job.All(job.Deps{Store: store, Nodes: nodes, Tasks: mgr, Waker: waker, Changes: changes, Log: log})
+	return &Node{
+		cfg: cfg, log: log, Store: store, Manager: mgr, Reconciler: rec, Membership: members, waker: waker,
+		Lease:     cluster.NewLease(cfg.Lease, cluster.LeaderLease, cfg.Node, store, log),
+		scheduler: job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log),
+		http:      server.New(cfg.HTTP, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log),
+	}, nil
+}
+
+// Register takes the node id for this process, or refuses with a
+// *cluster.NodeHeldError while another live process holds it. Call it
+// before listening, so a refused process never binds its port.
+func (n *Node) Register(ctx context.Context) error { return n.Membership.Register(ctx) }
+
+// Release gives the node id up; Run does it on a clean shutdown. For a
+// process that registered and then cannot run.
+func (n *Node) Release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := n.Membership.Release(rctx); err != nil {
+		n.log.Warn("giving the node id up", zap.Error(err))
+	}
+}
+
+// Run serves the node on ln until ctx is done, then shuts it down in order
+// (see the package comment). If another process takes the node id over
+// while it runs, Run stops the runners at once (every moment both run the
+// tasks, records are delivered twice), shuts the rest down, and returns the
+// *cluster.NodeHeldError, leaving the task states and the id to the new
+// holder. The node must be registered.
+func (n *Node) Run(ctx context.Context, ln net.Listener) error {
+	defer n.waker.Close()
+	ctx, takenOver := context.WithCancelCause(ctx)
+	defer takenOver(nil)
+	runtimeCtx, stopRuntime := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRuntime()
+	var runtime errgroup.Group
+	runtime.Go(func() error { n.Reconciler.Run(runtimeCtx); return nil })
+	runtime.Go(func() error {
+		if err := n.Membership.Run(runtimeCtx); err != nil {
+			n.log.Error("node id taken over: stopping the runners and shutting down", zap.Error(err))
+			stopRuntime()
+			takenOver(err)
+		}
+		return nil
+	})
+	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	var jobs errgroup.Group
+	if !n.cfg.NoJobs {
+		jobs.Go(func() error { n.Lease.Run(jobsCtx, n.scheduler.Lead); return nil })
+	}
+
+	n.log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("addr", n.cfg.Addr),
+		zap.String("instance", n.Membership.Instance()), zap.String("version", n.cfg.Version))
+	serveErr := n.http.Serve(ctx, ln)
+	n.log.Info("shutting down")
+	stopJobs()
+	_ = jobs.Wait()
+	n.log.Info("jobs stopped")
+	stopRuntime()
+	start := time.Now()
+	_ = runtime.Wait()
+	n.log.Info("runners stopped", zap.Duration("took", time.Since(start)))
+	var held *cluster.NodeHeldError
+	if errors.As(context.Cause(ctx), &held) {
+		return held
+	}
+	n.Release(ctx)
+	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
+		return serveErr
+	}
+	return nil
+}

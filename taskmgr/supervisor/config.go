@@ -1,0 +1,63 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/internal/failpoint"
+	"github.com/connector-manager/cm/model"
+)
+
+// Config tunes the runtime of one node.
+type Config struct {
+	// Node is this node's id: the reconciler runs the tasks named after it.
+	Node model.NodeID
+	// OpenTimeout bounds a runner's opening of its connectors: a server
+	// that accepts connections but never answers fails the task with
+	// OPEN_TIMEOUT instead of leaving it STARTING.
+	OpenTimeout time.Duration
+	// ReconcileInterval is the reconciler's period besides nudges.
+	ReconcileInterval time.Duration
+	// DataDir holds per-task working directories (child process logs).
+	DataDir string
+	// Committer tunes checkpoint and heartbeat flushing.
+	Committer checkpoint.CommitterConfig
+	// Failpoint, when set, kills the process right after that journal
+	// step commits. For crash tests only.
+	Failpoint failpoint.Armed
+}
+
+// DefaultConfig returns the defaults for node.
+func DefaultConfig(node model.NodeID) Config {
+	return Config{
+		Node:              node,
+		OpenTimeout:       2 * time.Minute,
+		ReconcileInterval: time.Second,
+		DataDir:           "./data",
+		Committer:         checkpoint.DefaultCommitterConfig(),
+	}
+}
+
+// Validate refuses configs the runtime cannot work with.
+func (c Config) Validate() error {
+	if _, err := model.ParseNodeID(string(c.Node)); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := c.Failpoint.Validate(); err != nil {
+		return err
+	}
+	if c.OpenTimeout <= 0 || c.ReconcileInterval <= 0 {
+		return fmt.Errorf("%w: the open timeout and the reconcile interval must be positive", model.ErrInvalidArgument)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data dir is empty", model.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Waker tells another node's reconciler to reconcile now (cluster.Waker).
+type Waker interface {
+	Wake(ctx context.Context, node model.NodeID)
+}
