@@ -574,7 +574,7 @@ func (s *BinlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEv
 	case replication.EnumRowsEventTypeUnknown:
 		return nil // not a row change
 	default:
-		return nil // a kind this go-mysql version does not name: not read either
+		return nil // no value go-mysql names: not a row change either
 	}
 	// One allocation for the event's changes rather than one per row.
 	changes := make([]connector.RowChange, len(e.Rows)/step)
