@@ -11,7 +11,7 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/view"
 )
 
 // TestRowMetadataMinimal: a source server of the test's own logging
@@ -47,13 +47,13 @@ func TestRowMetadataMinimal(t *testing.T) {
 		t.Fatalf("%s: no MYSQL_ROW_METADATA_MINIMAL warning in %+v", where, errs)
 	}
 	warned("detail", n.Detail(t, name).ErrorDetails)
-	var health taskmgr.HealthReport
+	var health view.HealthReport
 	if err := json.Unmarshal(n.Do(t, http.MethodGet, base+"health", nil).Result, &health); err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, p := range health.Problems {
-		found = found || (p.Code == "MYSQL_ROW_METADATA_MINIMAL" && p.Severity == taskmgr.HealthWarning)
+		found = found || (p.Code == "MYSQL_ROW_METADATA_MINIMAL" && p.Severity == view.HealthWarning)
 	}
 	if !found {
 		t.Fatalf("health shows no row metadata warning: %+v", health)

@@ -15,9 +15,9 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/params"
+	"github.com/connector-manager/cm/taskmgr/view"
 )
 
 // setParam sets a system parameter through the API.
@@ -28,9 +28,9 @@ func setParam(t *testing.T, n *cmtest.Node, key, value string) {
 
 // jobView reads one job's schedule and last recorded run from the jobs
 // endpoint; Runs counts the runs recorded so far.
-func jobView(t *testing.T, n *cmtest.Node, name string) taskmgr.JobView {
+func jobView(t *testing.T, n *cmtest.Node, name string) view.JobView {
 	t.Helper()
-	var jobs taskmgr.JobsView
+	var jobs view.JobsView
 	if err := json.Unmarshal(n.OK(t, "GET", base+"jobs", nil).Result, &jobs); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func jobView(t *testing.T, n *cmtest.Node, name string) taskmgr.JobView {
 		}
 	}
 	t.Fatalf("no job %q in %+v", name, jobs.Jobs)
-	return taskmgr.JobView{}
+	return view.JobView{}
 }
 
 // appendLines appends JSON lines numbered from..to-1 (ts = 100 + i).
@@ -189,9 +189,9 @@ func TestAuditRetentionJob(t *testing.T) {
 		}
 		// The job records its run just after the purge commits; read the
 		// view once that record names the new retention.
-		var view taskmgr.JobView
+		var jv view.JobView
 		cmtest.Eventually(t, 5*time.Second, "job view shows the run with the new retention", func() bool {
-			var jobs taskmgr.JobsView
+			var jobs view.JobsView
 			if err := json.Unmarshal(n.OK(t, "GET", base+"jobs", nil).Result, &jobs); err != nil {
 				t.Fatal(err)
 			}
@@ -200,13 +200,13 @@ func TestAuditRetentionJob(t *testing.T) {
 			}
 			for _, j := range jobs.Jobs {
 				if j.Name == params.JobAuditRetention {
-					view = j
+					jv = j
 				}
 			}
-			return strings.Contains(view.Summary, "retention 10m")
+			return strings.Contains(jv.Summary, "retention 10m")
 		})
-		if view.LastRun == nil || view.Result != model.ResultSuccess || view.Schedule != "@every 1s" || view.Runs < 2 {
-			t.Fatalf("job view %+v", view)
+		if jv.LastRun == nil || jv.Result != model.ResultSuccess || jv.Schedule != "@every 1s" || jv.Runs < 2 {
+			t.Fatalf("job view %+v", jv)
 		}
 	})
 }
@@ -249,7 +249,7 @@ func TestAutoRestart(t *testing.T) {
 	// the task was seen in EXCEPTION, and the last one looked at it and left
 	// it alone (the flaky task is RUNNING by now, so it is the one refused).
 	before := jobView(t, n, params.JobAutoRestart).Runs
-	var run taskmgr.JobView
+	var run view.JobView
 	cmtest.Eventually(t, 20*time.Second, "three more runs of the auto-restart job", func() bool {
 		run = jobView(t, n, params.JobAutoRestart)
 		return run.Runs >= before+3
@@ -322,7 +322,7 @@ func TestHealthAndNodes(t *testing.T) {
 		}
 
 		cmtest.Eventually(t, 5*time.Second, "leader elected", func() bool { return n.Lease.Leading() })
-		var cv taskmgr.ClusterView
+		var cv view.ClusterView
 		if err := json.Unmarshal(n.OK(t, "GET", base+"nodes", nil).Result, &cv); err != nil {
 			t.Fatal(err)
 		}
@@ -359,7 +359,7 @@ func TestLeaderLease(t *testing.T) {
 		if b.Lease.Leading() {
 			t.Fatal("B leads while the intruder holds the lease")
 		}
-		var jobs taskmgr.JobsView
+		var jobs view.JobsView
 		if err := json.Unmarshal(a.OK(t, "GET", base+"jobs", nil).Result, &jobs); err != nil {
 			t.Fatal(err)
 		}

@@ -16,9 +16,10 @@ import (
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/params"
+	"github.com/connector-manager/cm/taskmgr/view"
 )
 
-// TaskService is what the API needs from the task manager.
+// TaskService is what the API needs from the operator use cases (taskmgr).
 type TaskService interface {
 	Create(ctx context.Context, call taskmgr.Call, req taskmgr.CreateRequest) (string, error)
 	Resume(ctx context.Context, call taskmgr.Call, ref string, opt taskmgr.ResumeOptions) (string, error)
@@ -27,23 +28,23 @@ type TaskService interface {
 	Migrate(ctx context.Context, call taskmgr.Call, ref string, target taskmgr.MigrateTarget, timeout time.Duration) (string, error)
 	Delete(ctx context.Context, call taskmgr.Call, ref string, timeout time.Duration) (string, error)
 	Pullback(ctx context.Context, call taskmgr.Call, req taskmgr.PullbackRequest) (string, error)
-	Detail(ctx context.Context, ref string) (*taskmgr.TaskView, error)
-	List(ctx context.Context, q taskmgr.ListQuery) ([]taskmgr.TaskView, int64, error)
-	Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error)
-}
-
-// ClusterService is what the cluster and parameter routes need.
-type ClusterService interface {
-	Nodes(ctx context.Context) (*taskmgr.ClusterView, error)
-	Health(ctx context.Context, q taskmgr.HealthQuery) (*taskmgr.HealthReport, error)
-	JobRuns(ctx context.Context) (*taskmgr.JobsView, error)
 	ListParams(ctx context.Context) ([]params.View, error)
 	UpdateParam(ctx context.Context, call taskmgr.Call, key, value string) error
 }
 
+// ReadService is what the read routes need (taskmgr/view).
+type ReadService interface {
+	Detail(ctx context.Context, ref string) (*view.TaskView, error)
+	List(ctx context.Context, q view.ListQuery) ([]view.TaskView, int64, error)
+	Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error)
+	Nodes(ctx context.Context) (*view.ClusterView, error)
+	Health(ctx context.Context, q view.HealthQuery) (*view.HealthReport, error)
+	JobRuns(ctx context.Context) (*view.JobsView, error)
+}
+
 type handlers struct {
-	svc     TaskService
-	cluster ClusterService
+	svc   TaskService
+	reads ReadService
 }
 
 // param reads a parameter from the query string or a form body.
@@ -274,7 +275,7 @@ func (h *handlers) detail(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := h.svc.Detail(c.Request().Context(), name)
+	v, err := h.reads.Detail(c.Request().Context(), name)
 	if err != nil {
 		return err
 	}
@@ -283,12 +284,12 @@ func (h *handlers) detail(c echo.Context) error {
 
 // Page is batchDetail's result.
 type Page struct {
-	Items []taskmgr.TaskView `json:"items"`
-	Total int64              `json:"total"`
+	Items []view.TaskView `json:"items"`
+	Total int64           `json:"total"`
 }
 
 func (h *handlers) batchDetail(c echo.Context) error {
-	q := taskmgr.ListQuery{State: param(c, "state"), Node: param(c, "node"), Project: param(c, "project")}
+	q := view.ListQuery{State: param(c, "state"), Node: param(c, "node"), Project: param(c, "project")}
 	if v := param(c, "taskNames"); v != "" {
 		for _, n := range strings.Split(v, ",") {
 			if n = strings.TrimSpace(n); n != "" {
@@ -300,15 +301,15 @@ func (h *handlers) batchDetail(c echo.Context) error {
 	if q.Page, err = intParam(c, "page", 1, 1_000_000); err != nil {
 		return err
 	}
-	if q.Size, err = intParam(c, "size", 1, taskmgr.MaxPageSize); err != nil {
+	if q.Size, err = intParam(c, "size", 1, view.MaxPageSize); err != nil {
 		return err
 	}
-	items, total, err := h.svc.List(c.Request().Context(), q)
+	items, total, err := h.reads.List(c.Request().Context(), q)
 	if err != nil {
 		return err
 	}
 	if items == nil {
-		items = []taskmgr.TaskView{}
+		items = []view.TaskView{}
 	}
 	return ok(c, Page{Items: items, Total: total})
 }
@@ -379,7 +380,7 @@ func (h *handlers) operations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, err := h.svc.Operations(c.Request().Context(), strings.TrimSpace(param(c, "taskName")), since, limit)
+	rows, err := h.reads.Operations(c.Request().Context(), strings.TrimSpace(param(c, "taskName")), since, limit)
 	if err != nil {
 		return err
 	}
@@ -394,7 +395,7 @@ func (h *handlers) operations(c echo.Context) error {
 }
 
 func (h *handlers) params(c echo.Context) error {
-	out, err := h.cluster.ListParams(c.Request().Context())
+	out, err := h.svc.ListParams(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -408,14 +409,14 @@ func (h *handlers) updateParam(c echo.Context) error {
 	}
 	value := param(c, "value")
 	cl := taskmgr.Call{Actor: c.RealIP(), RequestID: requestID(c)}
-	if err := h.cluster.UpdateParam(c.Request().Context(), cl, key, value); err != nil {
+	if err := h.svc.UpdateParam(c.Request().Context(), cl, key, value); err != nil {
 		return err
 	}
 	return ok(c, key)
 }
 
 func (h *handlers) jobs(c echo.Context) error {
-	out, err := h.cluster.JobRuns(c.Request().Context())
+	out, err := h.reads.JobRuns(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -423,7 +424,7 @@ func (h *handlers) jobs(c echo.Context) error {
 }
 
 func (h *handlers) nodes(c echo.Context) error {
-	out, err := h.cluster.Nodes(c.Request().Context())
+	out, err := h.reads.Nodes(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -434,7 +435,7 @@ func (h *handlers) nodes(c echo.Context) error {
 // problems otherwise: the one route where 503 means "unhealthy" rather than
 // "cm could not answer". The report is the result either way.
 func (h *handlers) health(c echo.Context) error {
-	q := taskmgr.HealthQuery{Project: param(c, "project"), Node: param(c, "node")}
+	q := view.HealthQuery{Project: param(c, "project"), Node: param(c, "node")}
 	if v := param(c, "maxDelay"); v != "" {
 		d, err := params.ParseDuration(v)
 		if err != nil {
@@ -446,7 +447,7 @@ func (h *handlers) health(c echo.Context) error {
 		}
 		q.MaxDelay = d
 	}
-	r, err := h.cluster.Health(c.Request().Context(), q)
+	r, err := h.reads.Health(c.Request().Context(), q)
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/params"
+	"github.com/connector-manager/cm/taskmgr/view"
 )
 
 // TestMigrate moves a streaming file task between two live nodes: the new
@@ -195,7 +195,7 @@ func TestHAFailover(t *testing.T) {
 		a.Stop()
 		died := time.Now()
 		appendLines(t, src, 50, 80)
-		var d taskmgr.TaskView
+		var d view.TaskView
 		cmtest.Eventually(t, 10*time.Second, "RUNNING on B", func() bool {
 			d = b.Detail(t, "p_ha-incr_trans-1-0")
 			return d.State == model.StateRunning && d.Node == b.ID && d.Operation == nil

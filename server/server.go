@@ -67,8 +67,8 @@ type Server struct {
 
 // Services are what the routes call.
 type Services struct {
-	Tasks   TaskService
-	Cluster ClusterService
+	Tasks TaskService
+	Reads ReadService
 	// Nudge asks this node's reconciler for a pass; other nodes call it
 	// through the internal wake route after writing a task this node owns.
 	Nudge func()
@@ -91,7 +91,7 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(readBody(cfg.BodyTimeout))
 
-	h := &handlers{svc: svc.Tasks, cluster: svc.Cluster}
+	h := &handlers{svc: svc.Tasks, reads: svc.Reads}
 	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
 	e.POST(cluster.WakePath, func(c echo.Context) error {
 		if svc.Nudge != nil {

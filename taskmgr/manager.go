@@ -608,14 +608,21 @@ func transition(t *model.Task, ev model.Event) error {
 	return nil
 }
 
-// load resolves what a caller named. For writes, a superseded full name is
-// refused with the current name; reads answer for the current incarnation.
+// load resolves what a caller named (Resolve).
 func (m *Manager) load(ctx context.Context, ref string, write bool) (*model.Task, error) {
+	return Resolve(ctx, m.store, ref, write)
+}
+
+// Resolve loads the task a caller named: a component, or a full task name.
+// For writes, a superseded full name is refused with the current name
+// (*SupersededError); reads answer for the current incarnation. A name of
+// no incarnation is ErrTaskNotFound.
+func Resolve(ctx context.Context, store *model.Store, ref string, write bool) (*model.Task, error) {
 	r, err := model.ParseTaskRef(ref)
 	if err != nil {
 		return nil, err
 	}
-	t, err := m.store.GetTask(ctx, r.Component.String())
+	t, err := store.GetTask(ctx, r.Component.String())
 	if errors.Is(err, model.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, r.Component)
 	}

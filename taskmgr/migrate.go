@@ -154,12 +154,3 @@ func (m *Manager) liveNodes(ctx context.Context) ([]nodeLoad, error) {
 	}
 	return out, nil
 }
-
-func lastError(t *model.Task) string {
-	errs := t.Errors()
-	if len(errs) == 0 {
-		return "no error detail"
-	}
-	e := errs[len(errs)-1]
-	return e.Code + ": " + e.Message
-}

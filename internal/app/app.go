@@ -29,6 +29,7 @@ import (
 	"github.com/connector-manager/cm/taskmgr/job"
 	"github.com/connector-manager/cm/taskmgr/params"
 	"github.com/connector-manager/cm/taskmgr/supervisor"
+	"github.com/connector-manager/cm/taskmgr/view"
 )
 
 // Config is everything one node is built from.
@@ -135,7 +136,7 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 		cfg: cfg, log: log, Store: store, Manager: mgr, Reconciler: rec, Membership: members, waker: waker,
 		Lease:     cluster.NewLease(cfg.Lease, cluster.LeaderLease, cfg.Node, store, log),
 		scheduler: job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log),
-		http:      server.New(cfg.HTTP, server.Services{Tasks: mgr, Cluster: mgr, Nudge: rec.Nudge}, log),
+		http:      server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: view.New(store, ps, nodes), Nudge: rec.Nudge}, log),
 	}, nil
 }
 

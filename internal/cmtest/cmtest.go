@@ -27,6 +27,7 @@ import (
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/supervisor"
+	"github.com/connector-manager/cm/taskmgr/view"
 )
 
 // GCPercent is the collector target cm serve runs with (its --gc-percent
@@ -209,10 +210,10 @@ func (n *Node) OK(t testing.TB, method, path string, body any) Envelope {
 }
 
 // Detail fetches a task's detail.
-func (n *Node) Detail(t testing.TB, name string) taskmgr.TaskView {
+func (n *Node) Detail(t testing.TB, name string) view.TaskView {
 	t.Helper()
 	env := n.OK(t, http.MethodGet, "/connector/task/v2/detail?taskName="+name, nil)
-	var v taskmgr.TaskView
+	var v view.TaskView
 	if err := json.Unmarshal(env.Result, &v); err != nil {
 		t.Fatal(err)
 	}

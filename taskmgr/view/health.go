@@ -1,4 +1,4 @@
-package taskmgr
+package view
 
 import (
 	"context"
@@ -49,7 +49,7 @@ type HealthReport struct {
 // heartbeat and a dead node are critical; a delay over the threshold and a
 // suspect node are warnings. It reads the store directly, so it is right
 // even when no job has run.
-func (m *Manager) Health(ctx context.Context, q HealthQuery) (*HealthReport, error) {
+func (m *Service) Health(ctx context.Context, q HealthQuery) (*HealthReport, error) {
 	f := model.TaskFilter{Project: q.Project}
 	if q.Node != "" {
 		n, err := model.ParseNodeID(q.Node)
@@ -184,7 +184,7 @@ type ClusterView struct {
 }
 
 // Nodes lists the nodes, their state, load (tasks per state) and tasks.
-func (m *Manager) Nodes(ctx context.Context) (*ClusterView, error) {
+func (m *Service) Nodes(ctx context.Context) (*ClusterView, error) {
 	set, err := m.params.Snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -248,7 +248,7 @@ type JobsView struct {
 }
 
 // JobRuns lists the jobs with their schedule and last run.
-func (m *Manager) JobRuns(ctx context.Context) (*JobsView, error) {
+func (m *Service) JobRuns(ctx context.Context) (*JobsView, error) {
 	set, err := m.params.Snapshot(ctx)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,8 @@
-package taskmgr
+// Package view is the read side of the task manager: task details and lists
+// (with progress, heartbeats and the restart history), the audit log,
+// health for cron and monitoring, and the cluster and job views. It reads
+// the store and writes nothing.
+package view
 
 import (
 	"context"
@@ -7,6 +11,9 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr"
+	"github.com/connector-manager/cm/taskmgr/cluster"
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // TaskView is what detail answers: the task as an operator sees it, secrets masked.
@@ -53,6 +60,20 @@ type Restart struct {
 // maxRestartsShown bounds the restart history in a view.
 const maxRestartsShown = 20
 
+// Service answers the read side of the API: task details and lists, the
+// audit log, health, and the cluster and job views. It writes nothing.
+type Service struct {
+	store  *model.Store
+	params *params.Service
+	nodes  *cluster.Nodes
+	now    func() time.Time
+}
+
+// New builds the read service.
+func New(store *model.Store, ps *params.Service, nodes *cluster.Nodes) *Service {
+	return &Service{store: store, params: ps, nodes: nodes, now: time.Now}
+}
+
 // JournalView shows an operation in flight.
 type JournalView struct {
 	Op   string `json:"op"`
@@ -60,8 +81,8 @@ type JournalView struct {
 }
 
 // Detail answers for the current incarnation of what ref names.
-func (m *Manager) Detail(ctx context.Context, ref string) (*TaskView, error) {
-	t, err := m.load(ctx, ref, false)
+func (m *Service) Detail(ctx context.Context, ref string) (*TaskView, error) {
+	t, err := taskmgr.Resolve(ctx, m.store, ref, false)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +107,7 @@ type ListQuery struct {
 const MaxPageSize = 500
 
 // List answers batchDetail.
-func (m *Manager) List(ctx context.Context, q ListQuery) ([]TaskView, int64, error) {
+func (m *Service) List(ctx context.Context, q ListQuery) ([]TaskView, int64, error) {
 	f := model.TaskFilter{Project: q.Project}
 	for _, ref := range q.Refs {
 		r, err := model.ParseTaskRef(ref)
@@ -128,7 +149,7 @@ func (m *Manager) List(ctx context.Context, q ListQuery) ([]TaskView, int64, err
 	return views, total, err
 }
 
-func (m *Manager) views(ctx context.Context, tasks []model.Task) ([]TaskView, error) {
+func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, error) {
 	comps := make([]string, len(tasks))
 	for i, t := range tasks {
 		comps[i] = t.Component
@@ -208,7 +229,7 @@ func (m *Manager) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 
 // Operations lists the audit rows of a component's whole history (any
 // incarnation), or of everything when ref is empty; newest first.
-func (m *Manager) Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error) {
+func (m *Service) Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error) {
 	f := model.AuditFilter{Since: since, Limit: limit}
 	if ref != "" {
 		r, err := model.ParseTaskRef(ref)
@@ -221,4 +242,13 @@ func (m *Manager) Operations(ctx context.Context, ref string, since time.Time, l
 		return nil, fmt.Errorf("%w: limit must be at most 1000", model.ErrInvalidArgument)
 	}
 	return m.store.ListAudit(ctx, f)
+}
+
+func lastError(t *model.Task) string {
+	errs := t.Errors()
+	if len(errs) == 0 {
+		return "no error detail"
+	}
+	e := errs[len(errs)-1]
+	return e.Code + ": " + e.Message
 }
