@@ -739,14 +739,6 @@ func jsonString(v any) string {
 	return string(b)
 }
 
-func checkpointMap(rows []model.Checkpoint) map[string]int64 {
-	out := map[string]int64{}
-	for _, r := range rows {
-		out[r.Subtopic] = r.TS
-	}
-	return out
-}
-
 func pick(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def

@@ -6,10 +6,9 @@ import (
 	"sort"
 	"time"
 
-
 	"github.com/connector-manager/cm/model"
-	"github.com/connector-manager/cm/taskmgr/journal"
 	"github.com/connector-manager/cm/taskmgr/cluster"
+	"github.com/connector-manager/cm/taskmgr/journal"
 )
 
 // MigrateTarget picks where a task moves: the live node on IP, or the exact

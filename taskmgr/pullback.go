@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/internal/failpoint"
 	"github.com/connector-manager/cm/model"

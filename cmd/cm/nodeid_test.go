@@ -47,8 +47,8 @@ func waitExit(t *testing.T, cmd *exec.Cmd, out *outputBuffer) (int, string) {
 		return cmd.ProcessState.ExitCode(), out.String()
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("cm %v did not exit; output:\n%s", cmd.Env[len(cmd.Env)-2], out.String())
+		err := <-done
+		t.Fatalf("cm %v did not exit (killed: %v); output:\n%s", cmd.Env[len(cmd.Env)-2], err, out.String())
 		return 0, ""
 	}
 }

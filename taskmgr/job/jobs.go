@@ -232,10 +232,6 @@ type AutoRestart struct {
 	tasks Tasks
 }
 
-// model.OpAutoRestart is the audit operation of an automatic resume; its rows
-// are the restart history.
-
-
 // Run is one run of the job.
 func (j *AutoRestart) Run(ctx context.Context, set params.Set) (string, error) {
 	if !set.Bool(params.AutoRestartEnable) {

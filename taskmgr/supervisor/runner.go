@@ -106,7 +106,6 @@ func (r *runner) run(ctx context.Context) {
 // errOpenTimeout is the cause of an open that ran out of time.
 var errOpenTimeout = errors.New("open timed out")
 
-
 // open opens the source, then the sink, within openTimeout. A connector
 // that outlives the deadline (a server that accepts connections but never
 // answers) fails the task with OPEN_TIMEOUT; the restart policy may try
@@ -121,8 +120,6 @@ func (r *runner) open(ctx context.Context) error {
 	}
 	return err
 }
-
-
 
 // anchor makes durable where the subtopics without a position start, before
 // any record moves: a restart then continues from that place instead of
