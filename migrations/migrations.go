@@ -15,5 +15,6 @@ func All() []*gormigrate.Migration {
 		m0001Init(),
 		m0002Cluster(),
 		m0003NodeInstance(),
+		m0004AuditResults(),
 	}
 }

@@ -152,11 +152,42 @@ func (s *Store) InsertAudit(ctx context.Context, a *Audit) error {
 	return nil
 }
 
-// FinishAudit records how an accepted operation ended.
+// FinishAudit records how an accepted operation ended, as a row of its own:
+// the operation's audit row is never updated once written. An operation
+// ends once; a second ending is refused (ErrAlreadyExists).
 func (s *Store) FinishAudit(ctx context.Context, id int64, result, errCode, errMsg string, took time.Duration) error {
-	err := s.with(ctx).Model(&Audit{}).Where("id = ?", id).
-		Updates(map[string]any{"result": result, "err_code": errCode, "err_msg": errMsg, "duration_ms": took.Milliseconds()}).Error
-	return translate(err)
+	r := AuditResult{AuditID: id, At: time.Now().UTC(), Result: result, ErrCode: errCode, ErrMsg: errMsg, DurationMS: took.Milliseconds()}
+	if err := s.with(ctx).Create(&r).Error; err != nil {
+		return fmt.Errorf("recording how operation %d ended: %w", id, translate(err))
+	}
+	return nil
+}
+
+// withResults fills in how each accepted row ended, from its result row.
+func (s *Store) withResults(ctx context.Context, rows []Audit) error {
+	var ids []int64
+	for _, a := range rows {
+		if a.Result == ResultAccepted {
+			ids = append(ids, a.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var results []AuditResult
+	if err := s.with(ctx).Where("audit_id IN ?", ids).Find(&results).Error; err != nil {
+		return translate(err)
+	}
+	byID := make(map[int64]AuditResult, len(results))
+	for _, r := range results {
+		byID[r.AuditID] = r
+	}
+	for i := range rows {
+		if r, ok := byID[rows[i].ID]; ok {
+			rows[i].Result, rows[i].ErrCode, rows[i].ErrMsg, rows[i].DurationMS = r.Result, r.ErrCode, r.ErrMsg, r.DurationMS
+		}
+	}
+	return nil
 }
 
 // AuditFilter selects audit rows.
@@ -189,8 +220,10 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]Audit, error) {
 		f.Limit = 100
 	}
 	var out []Audit
-	err := q.Order("id DESC").Limit(f.Limit).Find(&out).Error
-	return out, translate(err)
+	if err := q.Order("id DESC").Limit(f.Limit).Find(&out).Error; err != nil {
+		return nil, translate(err)
+	}
+	return out, s.withResults(ctx, out)
 }
 
 // PurgeAudit deletes at most limit rows older than before and reports how many.
@@ -201,6 +234,9 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time, limit int) (in
 	}
 	if len(ids) == 0 {
 		return 0, nil
+	}
+	if err := s.with(ctx).Where("audit_id IN ?", ids).Delete(&AuditResult{}).Error; err != nil {
+		return 0, translate(err)
 	}
 	res := s.with(ctx).Where("id IN ?", ids).Delete(&Audit{})
 	return res.RowsAffected, translate(res.Error)
@@ -455,7 +491,11 @@ func (s *Store) GetAudit(ctx context.Context, id int64) (*Audit, error) {
 	if err := s.with(ctx).Where("id = ?", id).Take(&a).Error; err != nil {
 		return nil, fmt.Errorf("audit row %d: %w", id, translate(err))
 	}
-	return &a, nil
+	rows := []Audit{a}
+	if err := s.withResults(ctx, rows); err != nil {
+		return nil, err
+	}
+	return &rows[0], nil
 }
 
 // DeleteParam removes a system parameter, so its default applies again.

@@ -233,6 +233,18 @@ func TestStoreContract(t *testing.T) {
 			if len(rows) != 3 || rows[0].Operation != "resume" || rows[0].ErrCode != "TASK_BUSY" || rows[0].DurationMS != 1000 {
 				t.Fatalf("list = %+v", rows)
 			}
+			// The row itself was written once: the ending is a row of its own,
+			// and an operation ends once.
+			var raw model.Audit
+			if err := s.DB().WithContext(ctx).Where("id = ?", a.ID).Take(&raw).Error; err != nil || raw.Result != model.ResultAccepted || raw.ErrCode != "" {
+				t.Fatalf("the audit row was updated: %+v %v", raw, err)
+			}
+			if got, err := s.GetAudit(ctx, a.ID); err != nil || got.Result != model.ResultFailure || got.ErrCode != "TASK_BUSY" {
+				t.Fatalf("get = %+v %v", got, err)
+			}
+			if err := s.FinishAudit(ctx, a.ID, model.ResultSuccess, "", "", time.Second); !errors.Is(err, model.ErrAlreadyExists) {
+				t.Fatalf("a second ending = %v, want ErrAlreadyExists", err)
+			}
 			n, err := s.PurgeAudit(ctx, time.Now().Add(-time.Hour), 3)
 			if err != nil || n != 3 {
 				t.Fatalf("purge = %d, %v", n, err)
@@ -244,6 +256,14 @@ func TestStoreContract(t *testing.T) {
 			rows, _ = s.ListAudit(ctx, model.AuditFilter{Component: "z-incr_trans-1-0"})
 			if len(rows) != 1 {
 				t.Fatalf("left %d rows", len(rows))
+			}
+			// Purging an ended row purges its ending too.
+			if n, err := s.PurgeAudit(ctx, time.Now().Add(time.Hour), 10); err != nil || n != 1 {
+				t.Fatalf("purge of the ended row = %d, %v", n, err)
+			}
+			var left int64
+			if err := s.DB().WithContext(ctx).Model(&model.AuditResult{}).Count(&left).Error; err != nil || left != 0 {
+				t.Fatalf("%d audit results left after their rows were purged (%v)", left, err)
 			}
 		})
 

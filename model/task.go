@@ -295,6 +295,20 @@ type Audit struct {
 // TableName fixes the table name.
 func (Audit) TableName() string { return "operation_audit_log" }
 
+// AuditResult is how an accepted operation ended: written once when it
+// ends, so its Audit row is never updated (see Store.FinishAudit).
+type AuditResult struct {
+	AuditID    int64     `gorm:"primaryKey;autoIncrement:false"`
+	At         time.Time `gorm:"not null"`
+	Result     string    `gorm:"size:16;not null"`
+	ErrCode    string    `gorm:"size:64"`
+	ErrMsg     string    `gorm:"type:text"`
+	DurationMS int64
+}
+
+// TableName fixes the table name.
+func (AuditResult) TableName() string { return "operation_audit_results" }
+
 // Audit results.
 const (
 	ResultAccepted = "accepted" // written; the call is waiting for convergence

@@ -519,10 +519,10 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 		}
 		audit := m.newAudit(call, op, cur)
 		audit.Component, audit.TaskAfter, audit.StateAfter = t.Component, t.Name().String(), t.State
+		// The extra writes and the audit row come first, so the row (and a
+		// journal, which names the audit row) is written once, by the
+		// compare-and-swap that ends the transaction.
 		err = m.store.Tx(ctx, func(tx *model.Store) error {
-			if err := tx.UpdateTask(ctx, &t); err != nil {
-				return err
-			}
 			if extra != nil {
 				if err := extra(tx, &t, audit); err != nil {
 					return err
@@ -531,7 +531,10 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 			if err := tx.InsertAudit(ctx, audit); err != nil {
 				return err
 			}
-			return recordAuditID(ctx, tx, &t, audit.ID)
+			if err := stampAuditID(&t, audit.ID); err != nil {
+				return err
+			}
+			return tx.UpdateTask(ctx, &t)
 		})
 		if errors.Is(err, model.ErrConflict) && attempt < 5 {
 			continue

@@ -75,9 +75,9 @@ func (m *Manager) startMigrate(ctx context.Context, call Call, ref string, to mo
 	})
 }
 
-// recordAuditID stores the operator's audit row id in a journal written by
-// the same transaction, so whoever completes the journal closes that row.
-func recordAuditID(ctx context.Context, tx *model.Store, t *model.Task, id int64) error {
+// stampAuditID names the operator's audit row in a journal the same call
+// writes, so whoever completes the journal records how the call ended.
+func stampAuditID(t *model.Task, id int64) error {
 	if t.Journal == "" {
 		return nil
 	}
@@ -87,7 +87,7 @@ func recordAuditID(ctx context.Context, tx *model.Store, t *model.Task, id int64
 	}
 	j.AuditID = id
 	t.Journal = j.Encode()
-	return tx.UpdateTask(ctx, t)
+	return nil
 }
 
 // pickNode chooses the target of a migrate away from from.

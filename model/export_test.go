@@ -1,0 +1,6 @@
+package model
+
+import "gorm.io/gorm"
+
+// DB lets the store's tests look at rows as they are stored.
+func (s *Store) DB() *gorm.DB { return s.db }
