@@ -12,12 +12,12 @@ import (
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
-var _ connector.Sink = (*Sink)(nil)
+var _ connector.Sink = (*sink)(nil)
 
-// Sink appends records to a JSON-lines file, one line per record: the
+// sink appends records to a JSON-lines file, one line per record: the
 // Payload as is, or, for a record with no Payload, its Change as a JSON
 // object (see changeLine).
-type Sink struct {
+type sink struct {
 	path string
 	f    *os.File
 	buf  []byte
@@ -26,22 +26,22 @@ type Sink struct {
 	err error
 }
 
-// NewSink validates the sink scope of c without touching the file.
-func NewSink(c connector.Config) (*Sink, error) {
+// newSink validates the sink scope of c without touching the file.
+func newSink(c connector.Config) (*sink, error) {
 	path := c.Scopes.Get("sink", "path")
 	if path == "" {
 		return nil, errors.New("sink.path is required for sink.type=file")
 	}
-	if c.Scopes.Get("source", "type") == Type && filepath.Clean(c.Scopes.Get("source", "path")) == filepath.Clean(path) {
+	if c.Scopes.Get("source", "type") == typeName && filepath.Clean(c.Scopes.Get("source", "path")) == filepath.Clean(path) {
 		return nil, fmt.Errorf("sink.path %q is also source.path: the task would read its own output", path)
 	}
-	return &Sink{path: path}, nil
+	return &sink{path: path}, nil
 }
 
 // Open opens the file for appending, creating it and its directories if
 // needed. If the file does not end in '\n' (a write torn by a crash, whose
 // batch will be replayed), Open ends that line so the next one stays whole.
-func (s *Sink) Open(ctx context.Context) error {
+func (s *sink) Open(ctx context.Context) error {
 	if s.f != nil {
 		return errors.New("file sink is already open")
 	}
@@ -69,7 +69,7 @@ func (s *Sink) Open(ctx context.Context) error {
 
 // Write appends the batch's records and fsyncs once. It returns only when
 // the batch is durable.
-func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
+func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 	if s.f == nil {
 		return errors.New("file sink: Write before Open")
 	}
@@ -104,7 +104,7 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 }
 
 // Close closes the file. It is safe to call more than once.
-func (s *Sink) Close() error {
+func (s *sink) Close() error {
 	if s.f == nil {
 		return nil
 	}
@@ -131,7 +131,7 @@ var opNames = map[connector.Op]string{connector.OpInsert: "insert", connector.Op
 
 func appendLine(buf []byte, r *connector.Record) ([]byte, error) {
 	bad := func(msg string) error {
-		return connector.Fail(CodeBadRecord, msg, "a file sink writes each record as one line",
+		return connector.Fail(codeBadRecord, msg, "a file sink writes each record as one line",
 			"use a source whose records are single-line payloads or row changes", true, nil)
 	}
 	switch {

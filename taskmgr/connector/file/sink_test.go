@@ -11,12 +11,12 @@ import (
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
-func openSink(t *testing.T, path string) *Sink {
+func openSink(t *testing.T, path string) *sink {
 	t.Helper()
 	c := model.Config{}
-	c.Set("sink", "type", Type)
+	c.Set("sink", "type", typeName)
 	c.Set("sink", "path", path)
-	s, err := NewSink(connector.Config{Scopes: c})
+	s, err := newSink(connector.Config{Scopes: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestSinkRejectsBadRecords(t *testing.T) {
 		payloads(`{"ts":1}`, "{\"ts\":2}\n{\"ts\":3}"),
 		{Records: []connector.Record{{TS: 1}}},
 	} {
-		wantCode(t, s.Write(timeout(t, 5*time.Second), b), CodeBadRecord, true)
+		wantCode(t, s.Write(timeout(t, 5*time.Second), b), codeBadRecord, true)
 	}
 	wantFile(t, path, "")
 }
@@ -118,7 +118,7 @@ func TestNewSink(t *testing.T) {
 		{"own source", model.Config{"source": {"type": "file", "path": "/tmp/x/../out"}, "sink": {"type": "file", "path": "/tmp/out"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewSink(connector.Config{Scopes: tc.c}); (err == nil) != tc.ok {
+			if _, err := newSink(connector.Config{Scopes: tc.c}); (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
 		})

@@ -35,14 +35,14 @@ const (
 )
 
 var (
-	_ connector.Source     = (*Source)(nil)
-	_ connector.Ranger     = (*Source)(nil)
-	_ connector.Subtopicer = (*Source)(nil)
+	_ connector.Source     = (*source)(nil)
+	_ connector.Ranger     = (*source)(nil)
+	_ connector.Subtopicer = (*source)(nil)
 )
 
-// Source reads a JSON-lines file; see the package comment. Open, Read and
+// source reads a JSON-lines file; see the package comment. Open, Read and
 // Close are called from one goroutine.
-type Source struct {
+type source struct {
 	path     string
 	subtopic string
 	// full: a full import ends at the end of the file instead of tailing it.
@@ -67,8 +67,8 @@ type Source struct {
 	startAt []checkpoint.Position
 }
 
-// NewSource validates the source scope of c without touching the file.
-func NewSource(c connector.Config) (*Source, error) {
+// newSource validates the source scope of c without touching the file.
+func newSource(c connector.Config) (*source, error) {
 	sc := c.Scope("source")
 	path := sc["path"]
 	if path == "" {
@@ -85,7 +85,7 @@ func NewSource(c connector.Config) (*Source, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Source{
+	return &source{
 		path:     path,
 		subtopic: sub,
 		full:     c.Type == model.TypeFull,
@@ -95,17 +95,17 @@ func NewSource(c connector.Config) (*Source, error) {
 }
 
 // Subtopics returns the one subtopic of the file.
-func (s *Source) Subtopics() []string { return []string{s.subtopic} }
+func (s *source) Subtopics() []string { return []string{s.subtopic} }
 
 // Oldest returns the ts of the first line: the file can always be read again
 // from its start. An empty file has no entry.
-func (s *Source) Oldest(ctx context.Context) (map[string]int64, error) {
+func (s *source) Oldest(ctx context.Context) (map[string]int64, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return nil, openError(s.path, err)
 	}
 	defer f.Close()
-	t := &Source{path: s.path, f: f, buf: make([]byte, readChunk)}
+	t := &source{path: s.path, f: f, buf: make([]byte, readChunk)}
 	line, start, ok, err := t.next()
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (s *Source) Oldest(ctx context.Context) (map[string]int64, error) {
 // Open opens the file at from[subtopic]: just after the line its Token
 // names, or at the first line whose ts is at least its TS when the Token is
 // empty, or at the start.
-func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) error {
+func (s *source) Open(ctx context.Context, from map[string]checkpoint.Position) error {
 	if s.f != nil {
 		return errors.New("file source is already open")
 	}
@@ -169,17 +169,17 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 
 // Origin is where a task without a position starts: the ts of the file's
 // first line (connector.Origin).
-func (s *Source) Origin(ctx context.Context) (map[string]int64, error) { return s.Oldest(ctx) }
+func (s *source) Origin(ctx context.Context) (map[string]int64, error) { return s.Oldest(ctx) }
 
 // Start returns the start of the file when Open had no position for the
 // subtopic (connector.Starter): the runner records it before the first
 // line moves.
-func (s *Source) Start() []checkpoint.Position { return s.startAt }
+func (s *source) Start() []checkpoint.Position { return s.startAt }
 
 // Read returns the next lines, up to maxBatch, as soon as at least one is
 // complete. At the end of the file it polls for more, or, in a full import,
 // returns io.EOF.
-func (s *Source) Read(ctx context.Context) (connector.Batch, error) {
+func (s *source) Read(ctx context.Context) (connector.Batch, error) {
 	if s.f == nil {
 		return connector.Batch{}, errors.New("file source: Read before Open")
 	}
@@ -229,7 +229,7 @@ func (s *Source) Read(ctx context.Context) (connector.Batch, error) {
 }
 
 // Close closes the file. It is safe to call more than once.
-func (s *Source) Close() error {
+func (s *source) Close() error {
 	if s.f == nil {
 		return nil
 	}
@@ -241,7 +241,7 @@ func (s *Source) Close() error {
 // scan consumes complete lines until a batch is full, maxScan lines were
 // looked at, or the data ends (eof). The batch's position is just after its
 // last record.
-func (s *Source) scan() (b connector.Batch, eof bool, err error) {
+func (s *source) scan() (b connector.Batch, eof bool, err error) {
 	var end int64
 	defer func() {
 		if n := len(b.Records); n > 0 {
@@ -265,7 +265,7 @@ func (s *Source) scan() (b connector.Batch, eof bool, err error) {
 			return b, false, s.badLine(start, line, err)
 		}
 		if s.seen && ts < s.lastTS {
-			return b, false, connector.Fail(CodeOutOfOrder,
+			return b, false, connector.Fail(codeOutOfOrder,
 				fmt.Sprintf("line %d of %s has ts %d, lower than the ts %d of the line before it", s.lineNo(start), s.path, ts, s.lastTS),
 				"the lines of a file source must be in non-decreasing ts order",
 				"fix the order of the lines; the task resumes at this line", true, nil)
@@ -283,7 +283,7 @@ func (s *Source) scan() (b connector.Batch, eof bool, err error) {
 // next consumes the next complete line and returns it without its '\n',
 // with its offset. ok is false when no complete line is available. The line
 // aliases the buffer: it is valid until the next call.
-func (s *Source) next() (line []byte, start int64, ok bool, err error) {
+func (s *source) next() (line []byte, start int64, ok bool, err error) {
 	for {
 		if i := bytes.IndexByte(s.buf[s.r:s.w], '\n'); i >= 0 {
 			line, start = s.buf[s.r:s.r+i], s.off
@@ -300,7 +300,7 @@ func (s *Source) next() (line []byte, start int64, ok bool, err error) {
 
 // fill reads more of the file after buf[r:w], growing the buffer up to
 // maxLine when one line does not fit.
-func (s *Source) fill() (int, error) {
+func (s *source) fill() (int, error) {
 	if s.r == s.w {
 		s.r, s.w = 0, 0
 	}
@@ -322,7 +322,7 @@ func (s *Source) fill() (int, error) {
 		}
 		if s.w == len(s.buf) {
 			if len(s.buf) >= maxLine {
-				return 0, connector.Fail(CodeBadLine,
+				return 0, connector.Fail(codeBadLine,
 					fmt.Sprintf("line %d of %s is longer than %d bytes", s.lineNo(s.off), s.path, maxLine),
 					"a line of a file source must fit in memory", "split the record or fix the missing newlines", true, nil)
 			}
@@ -341,10 +341,10 @@ func (s *Source) fill() (int, error) {
 
 // atEOF decides what the end of the data means: the end of a full import,
 // or, when tailing, nothing unless the file shrank under the reader.
-func (s *Source) atEOF() error {
+func (s *source) atEOF() error {
 	if s.full {
 		if s.w > s.r {
-			return connector.Fail(CodeIncompleteLine,
+			return connector.Fail(codeIncompleteLine,
 				fmt.Sprintf("%s ends in the middle of line %d", s.path, s.lineNo(s.off)),
 				"only lines ending in a newline are imported",
 				"end the last line with a newline, or let the writer finish it, and resume the task", false, nil)
@@ -356,7 +356,7 @@ func (s *Source) atEOF() error {
 		return ioError("checking", s.path, err)
 	}
 	if read := s.off + int64(s.w-s.r); fi.Size() < read {
-		return connector.Fail(CodeTruncated,
+		return connector.Fail(codeTruncated,
 			fmt.Sprintf("%s is %d bytes, but %d were already read", s.path, fi.Size(), read),
 			"the file was truncated or rewritten while the task read it",
 			"append to the file instead of rewriting it; pull the task back to a time to read it again from there", true, nil)
@@ -382,13 +382,13 @@ func lineTS(line []byte) (int64, error) {
 	return ts, nil
 }
 
-func (s *Source) badLine(start int64, line []byte, err error) error {
+func (s *source) badLine(start int64, line []byte, err error) error {
 	const show = 120
 	head := line
 	if len(head) > show {
 		head = head[:show]
 	}
-	return connector.Fail(CodeBadLine,
+	return connector.Fail(codeBadLine,
 		fmt.Sprintf("line %d of %s is not a JSON object with an integer ts", s.lineNo(start), s.path),
 		fmt.Sprintf("%v; the line starts with %q", err, head),
 		"fix the line; the task resumes at it", true, nil)
@@ -396,7 +396,7 @@ func (s *Source) badLine(start int64, line []byte, err error) error {
 
 // lineNo returns the 1-based number of the line starting at offset at. It
 // counts on demand: only error messages need it.
-func (s *Source) lineNo(at int64) int64 {
+func (s *source) lineNo(at int64) int64 {
 	n := int64(1)
 	buf := make([]byte, readChunk)
 	for pos := int64(0); pos < at; {
@@ -413,7 +413,7 @@ func (s *Source) lineNo(at int64) int64 {
 // checkToken returns the offset a token names if it is a line boundary of f.
 func checkToken(f *os.File, path, token string) (int64, error) {
 	invalid := func(msg string) error {
-		return connector.Fail(CodeCheckpointInvalid, msg,
+		return connector.Fail(codeCheckpointInvalid, msg,
 			"the checkpoint does not match the file; it was replaced, truncated or edited",
 			"pull the task back to a time so it restarts from a ts instead of a byte offset", true, nil)
 	}
@@ -442,13 +442,13 @@ func checkToken(f *os.File, path, token string) (int64, error) {
 
 func openError(path string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return connector.Fail(CodeNotFound, fmt.Sprintf("%s does not exist", path),
+		return connector.Fail(codeNotFound, fmt.Sprintf("%s does not exist", path),
 			"the source file is missing", "create the file or fix source.path", false, err)
 	}
 	return ioError("opening", path, err)
 }
 
 func ioError(doing, path string, err error) error {
-	return connector.Fail(CodeIO, fmt.Sprintf("%s %s", doing, path), err.Error(),
+	return connector.Fail(codeIO, fmt.Sprintf("%s %s", doing, path), err.Error(),
 		"check the file's permissions and the disk", errors.Is(err, fs.ErrPermission), err)
 }

@@ -19,7 +19,7 @@ import (
 
 func sourceConfig(typ model.TaskType, kv ...string) connector.Config {
 	c := model.Config{}
-	c.Set("source", "type", Type)
+	c.Set("source", "type", typeName)
 	for i := 0; i+1 < len(kv); i += 2 {
 		c.Set("source", kv[i], kv[i+1])
 	}
@@ -53,9 +53,9 @@ func lines(ts ...int64) string {
 	return b.String()
 }
 
-func openSource(t *testing.T, typ model.TaskType, path string, from map[string]checkpoint.Position) *Source {
+func openSource(t *testing.T, typ model.TaskType, path string, from map[string]checkpoint.Position) *source {
 	t.Helper()
-	s, err := NewSource(sourceConfig(typ, "path", path))
+	s, err := newSource(sourceConfig(typ, "path", path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 }
 
 // readTS reads until n records arrived and returns their ts and the last position.
-func readTS(t *testing.T, s *Source, n int) ([]int64, checkpoint.Position) {
+func readTS(t *testing.T, s *source, n int) ([]int64, checkpoint.Position) {
 	t.Helper()
 	ctx := timeout(t, 5*time.Second)
 	var got []int64
@@ -233,12 +233,12 @@ func TestSourceRejectsBadToken(t *testing.T) {
 	writeFile(t, path, lines(1, 2))
 	for _, token := range []string{"abc", "-1", "5", strconv.Itoa(len(lines(1, 2)) + 1)} {
 		t.Run(token, func(t *testing.T) {
-			s, err := NewSource(sourceConfig(model.TypeIncr, "path", path))
+			s, err := newSource(sourceConfig(model.TypeIncr, "path", path))
 			if err != nil {
 				t.Fatal(err)
 			}
 			err = s.Open(context.Background(), map[string]checkpoint.Position{"in.jsonl": {Subtopic: "in.jsonl", Token: token}})
-			wantCode(t, err, CodeCheckpointInvalid, true)
+			wantCode(t, err, codeCheckpointInvalid, true)
 			if s.Close() != nil {
 				t.Fatal("Close after a failed Open")
 			}
@@ -285,14 +285,14 @@ func TestSourceRejectsBadLines(t *testing.T) {
 	for _, tc := range []struct {
 		name, line, code string
 	}{
-		{"not json", `ts=3`, CodeBadLine},
-		{"array", `[3]`, CodeBadLine},
-		{"null", `null`, CodeBadLine},
-		{"no ts", `{"time":3}`, CodeBadLine},
-		{"float ts", `{"ts":3.5}`, CodeBadLine},
-		{"string ts", `{"ts":"3"}`, CodeBadLine},
-		{"empty", ``, CodeBadLine},
-		{"out of order", `{"ts":1}`, CodeOutOfOrder},
+		{"not json", `ts=3`, codeBadLine},
+		{"array", `[3]`, codeBadLine},
+		{"null", `null`, codeBadLine},
+		{"no ts", `{"time":3}`, codeBadLine},
+		{"float ts", `{"ts":3.5}`, codeBadLine},
+		{"string ts", `{"ts":"3"}`, codeBadLine},
+		{"empty", ``, codeBadLine},
+		{"out of order", `{"ts":1}`, codeOutOfOrder},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "in.jsonl")
@@ -341,7 +341,7 @@ func TestFullSourceEnds(t *testing.T) {
 	s = openSource(t, model.TypeFull, path, nil)
 	readTS(t, s, 2)
 	_, err := s.Read(timeout(t, 5*time.Second))
-	wantCode(t, err, CodeIncompleteLine, false)
+	wantCode(t, err, codeIncompleteLine, false)
 }
 
 func TestSourceNoticesTruncation(t *testing.T) {
@@ -351,17 +351,17 @@ func TestSourceNoticesTruncation(t *testing.T) {
 	readTS(t, s, 2)
 	writeFile(t, path, lines(1))
 	_, err := s.Read(timeout(t, 5*time.Second))
-	wantCode(t, err, CodeTruncated, true)
+	wantCode(t, err, codeTruncated, true)
 }
 
 func TestSourceMissingFile(t *testing.T) {
-	s, err := NewSource(sourceConfig(model.TypeIncr, "path", filepath.Join(t.TempDir(), "nope.jsonl")))
+	s, err := newSource(sourceConfig(model.TypeIncr, "path", filepath.Join(t.TempDir(), "nope.jsonl")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, s.Open(context.Background(), nil), CodeNotFound, false)
+	wantCode(t, s.Open(context.Background(), nil), codeNotFound, false)
 	_, err = s.Oldest(context.Background())
-	wantCode(t, err, CodeNotFound, false)
+	wantCode(t, err, codeNotFound, false)
 }
 
 func TestSourceOldest(t *testing.T) {
@@ -373,12 +373,12 @@ func TestSourceOldest(t *testing.T) {
 		{"lines", lines(7, 8, 9), "map[in.jsonl:7]", ""},
 		{"empty", "", "map[]", ""},
 		{"partial line", `{"ts":7}`, "map[]", ""},
-		{"bad first line", "{}\n", "", CodeBadLine},
+		{"bad first line", "{}\n", "", codeBadLine},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "in.jsonl")
 			writeFile(t, path, tc.data)
-			s, err := NewSource(sourceConfig(model.TypeIncr, "path", path))
+			s, err := newSource(sourceConfig(model.TypeIncr, "path", path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -407,7 +407,7 @@ func TestNewSource(t *testing.T) {
 		{"long subtopic", []string{"path", "/x", "subtopic", strings.Repeat("s", 256)}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewSource(sourceConfig(model.TypeIncr, tc.kv...))
+			s, err := newSource(sourceConfig(model.TypeIncr, tc.kv...))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}

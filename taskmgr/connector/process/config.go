@@ -12,8 +12,8 @@ import (
 
 // Defaults of the optional source keys.
 const (
-	DefaultGrace            = 10 * time.Second
-	DefaultHeartbeatTimeout = 30 * time.Second
+	defaultGrace            = 10 * time.Second
+	defaultHeartbeatTimeout = 30 * time.Second
 )
 
 // config is the source scope of a process connector.
@@ -45,10 +45,10 @@ func parseConfig(c connector.Config) (config, error) {
 	}
 	cfg.workdir = sc["workdir"]
 	var err error
-	if cfg.grace, err = duration(sc, "grace", DefaultGrace); err != nil {
+	if cfg.grace, err = duration(sc, "grace", defaultGrace); err != nil {
 		return cfg, err
 	}
-	if cfg.heartbeatTimeout, err = duration(sc, "heartbeatTimeout", DefaultHeartbeatTimeout); err != nil {
+	if cfg.heartbeatTimeout, err = duration(sc, "heartbeatTimeout", defaultHeartbeatTimeout); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

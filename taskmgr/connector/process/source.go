@@ -42,11 +42,11 @@ const (
 	drainTimeout = time.Second
 )
 
-var _ connector.Source = (*Source)(nil)
+var _ connector.Source = (*source)(nil)
 
-// Source runs the program and turns its stdout messages into batches. Read
+// source runs the program and turns its stdout messages into batches. Read
 // is called from one goroutine; Close may be called from another.
-type Source struct {
+type source struct {
 	cfg    config
 	task   model.TaskName
 	typ    model.TaskType
@@ -88,8 +88,8 @@ type event struct {
 	protocol error
 }
 
-// NewSource validates the source scope of c without I/O.
-func NewSource(c connector.Config) (*Source, error) {
+// newSource validates the source scope of c without I/O.
+func newSource(c connector.Config) (*source, error) {
 	cfg, err := parseConfig(c)
 	if err != nil {
 		return nil, err
@@ -98,11 +98,11 @@ func NewSource(c connector.Config) (*Source, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Source{cfg: cfg, task: c.Task, typ: c.Type, scopes: c.Scopes, dir: c.Dir, log: log.Named("process")}, nil
+	return &source{cfg: cfg, task: c.Task, typ: c.Type, scopes: c.Scopes, dir: c.Dir, log: log.Named("process")}, nil
 }
 
 // Open starts the program and writes the handshake to its stdin.
-func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) error {
+func (s *source) Open(ctx context.Context, from map[string]checkpoint.Position) error {
 	if s.cmd != nil {
 		return errors.New("process source is already open")
 	}
@@ -129,7 +129,7 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	}
 	if err != nil {
 		s.Close()
-		return connector.Fail(CodeHandshake, "writing the handshake to the connector process's stdin",
+		return connector.Fail(codeHandshake, "writing the handshake to the connector process's stdin",
 			"the process did not read its stdin", "a connector reads one JSON line from stdin when it starts", false, err)
 	}
 	return nil
@@ -137,7 +137,7 @@ func (s *Source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 
 // start starts the program with its pipes and the goroutines that own them.
 // On error nothing is left running or open.
-func (s *Source) start() (err error) {
+func (s *source) start() (err error) {
 	dir := s.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "cm-process-"); err != nil {
@@ -193,7 +193,7 @@ func (s *Source) start() (err error) {
 	}
 	if err != nil {
 		permanent := errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
-		return connector.Fail(CodeStartFailed, fmt.Sprintf("starting %s", s.cfg.command[0]), err.Error(),
+		return connector.Fail(codeStartFailed, fmt.Sprintf("starting %s", s.cfg.command[0]), err.Error(),
 			"check source.command and source.workdir", permanent, err)
 	}
 
@@ -214,7 +214,7 @@ func (s *Source) start() (err error) {
 }
 
 // wait reaps the program as soon as it exits.
-func (s *Source) wait() {
+func (s *source) wait() {
 	defer s.wg.Done()
 	s.waitErr = s.cmd.Wait()
 	// Whatever it left in its group dies with it, so nothing keeps working
@@ -225,7 +225,7 @@ func (s *Source) wait() {
 }
 
 // readStdout parses stdout lines into events until stdout ends or Close.
-func (s *Source) readStdout() {
+func (s *source) readStdout() {
 	defer s.wg.Done()
 	defer close(s.events)
 	br := bufio.NewReaderSize(s.stdout, maxMessage)
@@ -259,7 +259,7 @@ func (s *Source) readStdout() {
 // parse turns one stdout line into an event; ok is false for lines that
 // carry nothing for Read (heartbeats, unknown types, malformed lines below
 // the limit).
-func (s *Source) parse(line []byte, long bool, garbage, logged *int) (event, bool) {
+func (s *source) parse(line []byte, long bool, garbage, logged *int) (event, bool) {
 	line = trimEOL(line)
 	if len(line) == 0 && !long {
 		return event{}, false
@@ -292,7 +292,7 @@ func (s *Source) parse(line []byte, long bool, garbage, logged *int) (event, boo
 }
 
 // copyStderr appends stderr to the log file and keeps its tail.
-func (s *Source) copyStderr() {
+func (s *source) copyStderr() {
 	defer s.wg.Done()
 	defer close(s.stderrDone)
 	buf := make([]byte, 32<<10)
@@ -318,7 +318,7 @@ func (s *Source) copyStderr() {
 // folded into one batch. It returns io.EOF when the program exited with
 // status 0, and a *connector.Error when it failed, reported an error, broke
 // the protocol or fell silent.
-func (s *Source) Read(ctx context.Context) (connector.Batch, error) {
+func (s *source) Read(ctx context.Context) (connector.Batch, error) {
 	if s.cmd == nil {
 		return connector.Batch{}, errors.New("process source: Read before Open")
 	}
@@ -349,7 +349,7 @@ func (s *Source) Read(ctx context.Context) (connector.Batch, error) {
 				heartbeat.Reset(s.cfg.heartbeatTimeout)
 				continue
 			}
-			s.err = s.fail(CodeHeartbeatTimeout,
+			s.err = s.fail(codeHeartbeatTimeout,
 				fmt.Sprintf("the connector process wrote nothing on stdout for %s", s.cfg.heartbeatTimeout),
 				"it may be hung, or it does not send heartbeats",
 				"a connector writes a heartbeat or checkpoint more often than source.heartbeatTimeout; see its stderr in "+s.logPath,
@@ -366,7 +366,7 @@ func (s *Source) Read(ctx context.Context) (connector.Batch, error) {
 }
 
 // collect folds the events already queued into b, without waiting.
-func (s *Source) collect(b *connector.Batch) {
+func (s *source) collect(b *connector.Batch) {
 	for i := 0; i < maxCoalesce && s.err == nil && s.in != nil; i++ {
 		select {
 		case ev, ok := <-s.in:
@@ -384,7 +384,7 @@ func (s *Source) collect(b *connector.Batch) {
 // drain folds in what the program wrote before it exited, waiting a
 // bounded time for stdout and stderr to end. Stderr comes first, so an error
 // built from stdout carries the whole stderr tail.
-func (s *Source) drain(b *connector.Batch) {
+func (s *source) drain(b *connector.Batch) {
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	select {
@@ -408,12 +408,12 @@ func (s *Source) drain(b *connector.Batch) {
 
 // add folds one event into b, or sets s.err for a failure. Positions keep
 // the last per subtopic.
-func (s *Source) add(b *connector.Batch, ev event) {
+func (s *source) add(b *connector.Batch, ev event) {
 	if s.err != nil {
 		return
 	}
 	if ev.protocol != nil {
-		s.err = s.fail(CodeProtocol,
+		s.err = s.fail(codeProtocol,
 			fmt.Sprintf("the connector process wrote %d malformed lines in a row on stdout", maxGarbage),
 			"the last one: "+ev.protocol.Error(),
 			"stdout is for protocol messages only, one JSON object a line; write logs to stderr (docs/connector-protocol.md)",
@@ -441,7 +441,7 @@ func (s *Source) add(b *connector.Batch, ev event) {
 	case msgError:
 		code, msg := m.Code, m.Message
 		if code == "" {
-			code = CodeReported
+			code = codeReported
 		}
 		if msg == "" {
 			msg = "the connector process reported an error"
@@ -450,24 +450,24 @@ func (s *Source) add(b *connector.Batch, ev event) {
 	}
 }
 
-func (s *Source) fail(code, message, reason, proposal string, permanent bool) *connector.Error {
+func (s *source) fail(code, message, reason, proposal string, permanent bool) *connector.Error {
 	e := connector.Fail(code, message, reason, proposal, permanent, nil)
 	e.Detail.Stderr = s.tail.Lines()
 	return e
 }
 
 // exitError is what the end of the program means once it has been reaped.
-func (s *Source) exitError() error {
+func (s *source) exitError() error {
 	if st := s.cmd.ProcessState; st != nil && st.Success() {
 		return io.EOF
 	}
-	return s.fail(CodeExited, "the connector process "+s.describeExit(),
+	return s.fail(codeExited, "the connector process "+s.describeExit(),
 		"it ended before the task was stopped",
 		"read the stderr tail and "+s.logPath+"; fix the connector and resume the task", false)
 }
 
 // describeExit says how the program ended; valid once it has been reaped.
-func (s *Source) describeExit() string {
+func (s *source) describeExit() string {
 	st := s.cmd.ProcessState
 	if st == nil {
 		return fmt.Sprintf("could not be waited for: %v", s.waitErr)
@@ -482,7 +482,7 @@ func (s *Source) describeExit() string {
 	return fmt.Sprintf("exited with status %d", st.ExitCode())
 }
 
-func (s *Source) untilHeartbeat() time.Duration {
+func (s *source) untilHeartbeat() time.Duration {
 	return time.Until(time.Unix(0, s.lastSeen.Load()).Add(s.cfg.heartbeatTimeout))
 }
 
@@ -495,7 +495,7 @@ const durableTimeout = time.Second
 // a crash of cm cannot make its restart begin somewhere else. A program
 // that does not read its stdin loses nothing: the notice is dropped once
 // the pipe is full or closed.
-func (s *Source) Durable(positions []checkpoint.Position) {
+func (s *source) Durable(positions []checkpoint.Position) {
 	if s.stdin == nil {
 		return
 	}
@@ -526,12 +526,12 @@ type durableNotice struct {
 // group, then SIGKILL once the grace period is over. It returns when the
 // program is reaped and every goroutine the source started has exited, so
 // it blocks for up to source.grace. It is safe to call more than once.
-func (s *Source) Close() error {
+func (s *source) Close() error {
 	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
 	return s.closeErr
 }
 
-func (s *Source) shutdown() error {
+func (s *source) shutdown() error {
 	if s.cmd == nil {
 		return nil
 	}
@@ -573,7 +573,7 @@ func (s *Source) shutdown() error {
 }
 
 // signal signals the program's process group.
-func (s *Source) signal(sig syscall.Signal) {
+func (s *source) signal(sig syscall.Signal) {
 	if err := syscall.Kill(-s.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		s.log.Warn("signalling the connector process group", zap.Int("pid", s.pid), zap.Stringer("signal", sig), zap.Error(err))
 	}

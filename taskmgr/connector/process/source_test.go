@@ -35,7 +35,7 @@ func testConfig(t *testing.T, argv []string, kv ...string) connector.Config {
 		t.Fatal(err)
 	}
 	c := model.Config{}
-	c.Set("source", "type", Type)
+	c.Set("source", "type", typeName)
 	c.Set("source", "command", string(cmd))
 	c.Set("source", "password", "s3cret")
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -53,9 +53,9 @@ func fakeConfig(t *testing.T, mode string, kv ...string) connector.Config {
 	return testConfig(t, []string{exe, fakeArg, mode}, kv...)
 }
 
-func open(t *testing.T, c connector.Config, from map[string]checkpoint.Position) *Source {
+func open(t *testing.T, c connector.Config, from map[string]checkpoint.Position) *source {
 	t.Helper()
-	s, err := NewSource(c)
+	s, err := newSource(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func wantCode(t *testing.T, err error, code string, permanent bool) model.ErrorD
 }
 
 // readPositions reads until a batch with positions arrives.
-func readPositions(t *testing.T, s *Source) []checkpoint.Position {
+func readPositions(t *testing.T, s *source) []checkpoint.Position {
 	t.Helper()
 	ctx := timeout(t, 10*time.Second)
 	for {
@@ -172,7 +172,7 @@ func TestKilledProcessFailsRead(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("the death was noticed after %s", d)
 	}
-	detail := wantCode(t, err, CodeExited, false)
+	detail := wantCode(t, err, codeExited, false)
 	if !strings.Contains(detail.Message, "signal 9") {
 		t.Fatalf("message %q does not name the signal", detail.Message)
 	}
@@ -201,7 +201,7 @@ func TestKilledProcessFailsRead(t *testing.T) {
 func TestExitStatusFailsRead(t *testing.T) {
 	s := open(t, fakeConfig(t, "exit3"), nil)
 	_, err := s.Read(timeout(t, 10*time.Second))
-	detail := wantCode(t, err, CodeExited, false)
+	detail := wantCode(t, err, codeExited, false)
 	if !strings.Contains(detail.Message, "status 3") || len(detail.Stderr) != tailLines || detail.Stderr[tailLines-1] != "stderr line 25" {
 		t.Fatalf("got %q with stderr %q", detail.Message, detail.Stderr)
 	}
@@ -270,7 +270,7 @@ func TestCloseKillsProcessIgnoringSIGTERM(t *testing.T) {
 func TestHeartbeatTimeout(t *testing.T) {
 	s := open(t, fakeConfig(t, "silent", "heartbeatTimeout", "300ms"), nil)
 	_, err := s.Read(timeout(t, 10*time.Second))
-	wantCode(t, err, CodeHeartbeatTimeout, false)
+	wantCode(t, err, codeHeartbeatTimeout, false)
 }
 
 func TestMalformedLines(t *testing.T) {
@@ -280,7 +280,7 @@ func TestMalformedLines(t *testing.T) {
 		t.Fatalf("positions %v", got)
 	}
 	_, err := s.Read(timeout(t, 10*time.Second))
-	wantCode(t, err, CodeProtocol, true)
+	wantCode(t, err, codeProtocol, true)
 }
 
 func TestReadHonoursContext(t *testing.T) {
@@ -303,11 +303,11 @@ func TestStartFailure(t *testing.T) {
 		{"missing workdir", []string{"/bin/sh", "-c", "exit 0"}, []string{"workdir", filepath.Join(t.TempDir(), "nope")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewSource(testConfig(t, tc.argv, tc.kv...))
+			s, err := newSource(testConfig(t, tc.argv, tc.kv...))
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantCode(t, s.Open(timeout(t, 10*time.Second), nil), CodeStartFailed, true)
+			wantCode(t, s.Open(timeout(t, 10*time.Second), nil), codeStartFailed, true)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -320,7 +320,7 @@ func TestTemporaryLogDir(t *testing.T) {
 	c.Dir = ""
 	s := open(t, c, nil)
 	_, err := s.Read(timeout(t, 10*time.Second))
-	if detail := wantCode(t, err, CodeExited, false); !reflect.DeepEqual(detail.Stderr, []string{"oops"}) {
+	if detail := wantCode(t, err, codeExited, false); !reflect.DeepEqual(detail.Stderr, []string{"oops"}) {
 		t.Fatalf("stderr %q", detail.Stderr)
 	}
 	dir := s.tmpDir
@@ -382,11 +382,11 @@ func TestNewSource(t *testing.T) {
 		{"zero heartbeat", `["/bin/true"]`, []string{"heartbeatTimeout", "0s"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := model.Config{"source": {"type": Type, "command": tc.command}}
+			c := model.Config{"source": {"type": typeName, "command": tc.command}}
 			for i := 0; i+1 < len(tc.kv); i += 2 {
 				c.Set("source", tc.kv[i], tc.kv[i+1])
 			}
-			_, err := NewSource(connector.Config{Scopes: c})
+			_, err := newSource(connector.Config{Scopes: c})
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
