@@ -16,5 +16,6 @@ func All() []*gormigrate.Migration {
 		m0002Cluster(),
 		m0003NodeInstance(),
 		m0004AuditResults(),
+		m0005RefusalsIdempotency(),
 	}
 }
