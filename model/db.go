@@ -113,8 +113,10 @@ func Open(ctx context.Context, dsn DSN, migrate bool) (*Store, error) {
 		}
 		// WAL lets readers run beside the writer; immediate transactions take
 		// the write lock up front so two writers queue on busy_timeout instead
-		// of failing at commit.
-		dial = sqlite.Open(dsn.Path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate")
+		// of failing at commit. secure_delete zeroes what a write frees, so a
+		// superseded secret (an updated password) does not linger in the
+		// file's free pages (docs/security.md, "Secrets").
+		dial = sqlite.Open(dsn.Path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=secure_delete(1)&_txlock=immediate")
 	case MySQL:
 		dial = mysql.New(mysql.Config{DSN: dsn.Driver})
 	default:

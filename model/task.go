@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -77,36 +76,6 @@ func (c Config) Merge(other Config) {
 			c.Set(s, k, v)
 		}
 	}
-}
-
-// secretWords mark keys whose values never leave the store.
-var secretWords = []string{"password", "secret", "token", "credential"}
-
-// IsSecretKey reports whether a config key holds a secret.
-func IsSecretKey(k string) bool {
-	k = strings.ToLower(k)
-	for _, w := range secretWords {
-		if strings.Contains(k, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// Masked is the placeholder shown instead of a secret value.
-const Masked = "******"
-
-// Masked returns a copy with secret values replaced by Masked.
-func (c Config) Masked() Config {
-	out := c.Clone()
-	for _, kv := range out {
-		for k := range kv {
-			if IsSecretKey(k) {
-				kv[k] = Masked
-			}
-		}
-	}
-	return out
 }
 
 // Keys lists scope.key pairs, sorted, for logs and audit.
@@ -290,6 +259,9 @@ type Audit struct {
 	ErrMsg      string    `gorm:"type:text"`
 	DurationMS  int64     ``
 	RequestID   string    `gorm:"size:64"`
+	// Calls is how many calls the row stands for: 1, but for the summary
+	// row of identical refusals coalesced by Refusals.
+	Calls int64 `gorm:"not null;default:1"`
 }
 
 // TableName fixes the table name.
