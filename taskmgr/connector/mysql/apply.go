@@ -67,17 +67,17 @@ type group struct {
 type planner struct {
 	maxBytes int
 	records  int                 // in the batch: sizes the argument slices
-	pending  map[TableRef]*group // by source table
-	order    []TableRef          // tables with a pending group, first change first
+	pending  map[tableRef]*group // by source table
+	order    []tableRef          // tables with a pending group, first change first
 	out      []statement
 }
 
-func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int) ([]statement, error) {
-	p := &planner{maxBytes: maxBytes, pending: map[TableRef]*group{}, records: len(records)}
+func plan(records []connector.Record, defs map[tableRef]*tableDef, maxBytes int) ([]statement, error) {
+	p := &planner{maxBytes: maxBytes, pending: map[tableRef]*group{}, records: len(records)}
 	if increasingInserts(records, defs) {
 		// No key repeats: nothing to compact (a full import chunk).
 		rc := records[0].Change
-		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		ref := tableRef{DB: rc.Database, Name: rc.Table}
 		for i := range records {
 			if err := p.upsert(ref, defs[ref], records[i].Change.Columns, records[i].Change.After); err != nil {
 				return nil, err
@@ -88,11 +88,11 @@ func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int)
 		}
 		return p.out, nil
 	}
-	compacted := map[TableRef]*compaction{}
-	var compactOrder []TableRef
+	compacted := map[tableRef]*compaction{}
+	var compactOrder []tableRef
 	for i := range records {
 		rc := records[i].Change
-		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		ref := tableRef{DB: rc.Database, Name: rc.Table}
 		def := defs[ref]
 		if len(rc.PK) == 0 {
 			return nil, noPrimaryKey("source", []string{ref.String()})
@@ -126,7 +126,7 @@ func plan(records []connector.Record, defs map[TableRef]*tableDef, maxBytes int)
 }
 
 // change plans one row change in source order.
-func (p *planner) change(ref TableRef, def *tableDef, rc *connector.RowChange) error {
+func (p *planner) change(ref tableRef, def *tableDef, rc *connector.RowChange) error {
 	switch rc.Op {
 	case connector.OpInsert:
 		return p.upsert(ref, def, rc.Columns, rc.After)
@@ -169,7 +169,7 @@ func (c *compaction) set(key rowKey, e compactEntry) {
 	c.entries = append(c.entries, e)
 }
 
-func (c *compaction) add(ref TableRef, rc *connector.RowChange) error {
+func (c *compaction) add(ref tableRef, rc *connector.RowChange) error {
 	switch rc.Op {
 	case connector.OpInsert:
 		c.set(keyOf(rc.After, rc.PK), compactEntry{rc: rc, values: rc.After})
@@ -188,7 +188,7 @@ func (c *compaction) add(ref TableRef, rc *connector.RowChange) error {
 }
 
 // compacted plans a compacted table: its deletes, then its upserts.
-func (p *planner) compacted(ref TableRef, def *tableDef, c *compaction) error {
+func (p *planner) compacted(ref tableRef, def *tableDef, c *compaction) error {
 	for _, e := range c.entries {
 		if e.delete && !e.dead {
 			p.delete(ref, def, e.rc.Columns, e.rc.PK, e.values)
@@ -229,7 +229,7 @@ const parallelMinRows = 1000
 // new one, which compaction makes equivalent. Changes of any other table
 // all go, in order, to one part chosen by table. Within a part the source
 // order is kept.
-func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [][]connector.Record {
+func partition(records []connector.Record, defs map[tableRef]*tableDef, n int) [][]connector.Record {
 	if n <= 1 || len(records) < parallelMinRows {
 		return [][]connector.Record{records}
 	}
@@ -244,8 +244,8 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 		return out
 	}
 	parts := make([][]connector.Record, n)
-	tableHash := map[TableRef]uint64{}
-	put := func(ref TableRef, key rowKey, r connector.Record) {
+	tableHash := map[tableRef]uint64{}
+	put := func(ref tableRef, key rowKey, r connector.Record) {
 		th, ok := tableHash[ref]
 		if !ok {
 			h := fnv.New64a()
@@ -260,7 +260,7 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 	}
 	for _, r := range records {
 		rc := r.Change
-		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		ref := tableRef{DB: rc.Database, Name: rc.Table}
 		if !sameKey(defs[ref], rc) {
 			put(ref, rowKey{}, r)
 			continue
@@ -299,12 +299,12 @@ func partition(records []connector.Record, defs map[TableRef]*tableDef, n int) [
 // in strictly increasing key order, so that no key repeats: what a full
 // import chunk is. One pass, no allocation; it gives up at the first
 // record that does not fit.
-func increasingInserts(records []connector.Record, defs map[TableRef]*tableDef) bool {
+func increasingInserts(records []connector.Record, defs map[tableRef]*tableDef) bool {
 	if len(records) == 0 {
 		return false
 	}
 	first := records[0].Change
-	if first == nil || !sameKey(defs[TableRef{DB: first.Database, Name: first.Table}], first) {
+	if first == nil || !sameKey(defs[tableRef{DB: first.Database, Name: first.Table}], first) {
 		return false
 	}
 	var last int64
@@ -410,7 +410,7 @@ func keyString(values []any, pk []int) string {
 	return string(b)
 }
 
-func (p *planner) upsert(ref TableRef, def *tableDef, columns []string, values []any) error {
+func (p *planner) upsert(ref tableRef, def *tableDef, columns []string, values []any) error {
 	if len(values) != len(columns) {
 		return fmt.Errorf("row change of %s has %d values for %d columns", ref, len(values), len(columns))
 	}
@@ -430,7 +430,7 @@ func (p *planner) upsert(ref TableRef, def *tableDef, columns []string, values [
 	return nil
 }
 
-func (p *planner) delete(ref TableRef, def *tableDef, columns []string, pk []int, values []any) {
+func (p *planner) delete(ref tableRef, def *tableDef, columns []string, pk []int, values []any) {
 	keyCols := make([]string, len(pk))
 	for i, k := range pk {
 		keyCols[i] = columns[k]
@@ -441,7 +441,7 @@ func (p *planner) delete(ref TableRef, def *tableDef, columns []string, pk []int
 
 // group returns the pending group of ref for kind and columns, flushing a
 // pending group that does not fit.
-func (p *planner) group(ref TableRef, def *tableDef, kind applyKind, columns []string,
+func (p *planner) group(ref tableRef, def *tableDef, kind applyKind, columns []string,
 	pick func() ([]string, []int)) *group {
 	g := p.pending[ref]
 	if g != nil && g.kind == kind && sameColumns(g.src, columns) {
@@ -469,7 +469,7 @@ func sameColumns(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-func (p *planner) add(ref TableRef, g *group, values []any) {
+func (p *planner) add(ref tableRef, g *group, values []any) {
 	for _, i := range g.pick {
 		v := values[i]
 		g.args = append(g.args, v)
@@ -492,7 +492,7 @@ func (g *group) maxRows() int {
 // recur and stay prepared; the last fewer than 10 rows go unprepared.
 var preparedSizes = []int{200, 50, 10}
 
-func (p *planner) flush(ref TableRef, g *group) {
+func (p *planner) flush(ref tableRef, g *group) {
 	delete(p.pending, ref)
 	per := len(g.columns) // arguments per row
 	rows, args := g.rows, g.args

@@ -9,9 +9,9 @@ import (
 )
 
 func TestPlan(t *testing.T) {
-	def := &tableDef{Ref: TableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "v", "g"}, PK: []int{0},
+	def := &tableDef{Ref: tableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "v", "g"}, PK: []int{0},
 		Generated: []bool{false, false, true}}
-	def2 := &tableDef{Ref: TableRef{DB: "dst", Name: "u"}, Columns: []string{"a", "b"}, PK: []int{0, 1},
+	def2 := &tableDef{Ref: tableRef{DB: "dst", Name: "u"}, Columns: []string{"a", "b"}, PK: []int{0, 1},
 		Generated: []bool{false, false}}
 	cols, cols2 := []string{"id", "v", "g"}, []string{"a", "b"}
 	rec := func(table string, op connector.Op, before, after []any) connector.Record {
@@ -21,7 +21,7 @@ func TestPlan(t *testing.T) {
 		}
 		return connector.Record{Change: &connector.RowChange{Database: "src", Table: table, Op: op, Columns: c, PK: pk, Before: before, After: after}}
 	}
-	defs := map[TableRef]*tableDef{{DB: "src", Name: "t"}: def, {DB: "src", Name: "u"}: def2}
+	defs := map[tableRef]*tableDef{{DB: "src", Name: "t"}: def, {DB: "src", Name: "u"}: def2}
 
 	records := []connector.Record{
 		rec("t", connector.OpInsert, nil, []any{1, "a", 2}),
@@ -144,9 +144,9 @@ func TestAsUnsigned(t *testing.T) {
 // The sink talks binary; a MySQL JSON column takes its value as utf8mb4
 // text, the other columns as they are.
 func TestPlanJSONAsText(t *testing.T) {
-	def := &tableDef{Ref: TableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "doc", "v"}, PK: []int{0},
+	def := &tableDef{Ref: tableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "doc", "v"}, PK: []int{0},
 		DataTypes: []string{"int", "json", "varchar"}, Generated: []bool{false, false, false}}
-	defs := map[TableRef]*tableDef{{DB: "src", Name: "t"}: def}
+	defs := map[tableRef]*tableDef{{DB: "src", Name: "t"}: def}
 	rc := &connector.RowChange{Database: "src", Table: "t", Op: connector.OpInsert, Columns: def.Columns, PK: []int{0},
 		After: []any{1, []byte(`{"k": "é"}`), "v"}}
 	stmts, err := plan([]connector.Record{{Change: rc}}, defs, 1<<20)

@@ -43,11 +43,11 @@ var (
 	errStall  = errors.New("no event from the source")
 )
 
-// BinlogSource is the incremental mysql source: it reads row events of the
+// binlogSource is the incremental mysql source: it reads row events of the
 // selected tables from the binlog, as a replica does, and yields them in
 // whole transactions. See doc.go for positions and DDL.
-type BinlogSource struct {
-	cfg      SourceConfig
+type binlogSource struct {
+	cfg      sourceConfig
 	log      *zap.Logger
 	throttle *throttle
 
@@ -55,7 +55,7 @@ type BinlogSource struct {
 	syncer *syncer
 	stream *replication.BinlogStreamer
 	defs   *schemaCache
-	shapes map[TableRef]*shape
+	shapes map[tableRef]*shape
 
 	file string // binlog file of the event being read
 	txn  txn
@@ -106,9 +106,9 @@ type shape struct {
 	dec       []int  // fractional digits of DATETIME and TIMESTAMP columns
 }
 
-// NewBinlogSource validates cfg without I/O.
-func NewBinlogSource(cfg connector.Config) (*BinlogSource, error) {
-	c, err := ParseSourceConfig(cfg)
+// newBinlogSource validates cfg without I/O.
+func newBinlogSource(cfg connector.Config) (*binlogSource, error) {
+	c, err := parseSourceConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func NewBinlogSource(cfg connector.Config) (*BinlogSource, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &BinlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS),
+	return &binlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS),
 		heartbeat: heartbeatPeriod, stall: stallTimeout}, nil
 }
 
@@ -124,16 +124,16 @@ func NewBinlogSource(cfg connector.Config) (*BinlogSource, error) {
 // and starts the binlog dump. Without a position for the subtopic it starts
 // at the current end of the binlog (not at its beginning: old binlog is not
 // a consistent copy of anything; run a full import for existing rows).
-func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Position) (err error) {
+func (s *binlogSource) Open(ctx context.Context, from map[string]checkpoint.Position) (err error) {
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.db, err = openDB(s.cfg.Endpoint, sourceSession, false, 2); err != nil {
+	if s.db, err = openDB(s.cfg.endpoint, sourceSession, false, 2); err != nil {
 		return err
 	}
-	if err := ping(ctx, s.db, s.cfg.Endpoint, scopeSource); err != nil {
+	if err := ping(ctx, s.db, s.cfg.endpoint, scopeSource); err != nil {
 		return err
 	}
 	meta, err := checkBinlogServer(ctx, s.db)
@@ -153,7 +153,7 @@ func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 		return err
 	}
 	s.defs = newSchemaCache(s.db, defs)
-	s.shapes = map[TableRef]*shape{}
+	s.shapes = map[tableRef]*shape{}
 
 	start, err := s.start(ctx, from)
 	if err != nil {
@@ -170,7 +170,7 @@ func (s *BinlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 }
 
 // start resolves where reading begins: an exact token, a time, or the end.
-func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Position) (gomysql.Position, error) {
+func (s *binlogSource) start(ctx context.Context, from map[string]checkpoint.Position) (gomysql.Position, error) {
 	for sub := range from {
 		if sub != s.cfg.Subtopic {
 			s.log.Warn("ignoring a position of another subtopic", zap.String(logSubtopic, sub), zap.String("want", s.cfg.Subtopic))
@@ -182,7 +182,7 @@ func (s *BinlogSource) start(ctx context.Context, from map[string]checkpoint.Pos
 		s.lastTS = p.TS
 		pos, err := parseToken(p.Token)
 		if err != nil {
-			return pos, connector.Fail(CodePositionPurged, "unreadable resume position", err.Error(),
+			return pos, connector.Fail(codePositionPurged, "unreadable resume position", err.Error(),
 				"rewind the task to a time", true, err)
 		}
 		return pos, s.checkTokenFile(ctx, pos)
@@ -226,7 +226,7 @@ const (
 	killTimeout  = 5 * time.Second
 )
 
-func (s *BinlogSource) newSyncer(serverID uint32) *syncer {
+func (s *binlogSource) newSyncer(serverID uint32) *syncer {
 	dialer := &net.Dialer{Timeout: dialTimeout}
 	y := &syncer{}
 	cfg := s.syncerConfig(serverID)
@@ -268,7 +268,7 @@ func (y *syncer) Close() {
 	y.BinlogSyncer.Close()
 }
 
-func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerConfig {
+func (s *binlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerConfig {
 	return replication.BinlogSyncerConfig{
 		ServerID:                serverID,
 		Flavor:                  s.cfg.Flavor,
@@ -293,7 +293,7 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 		// A broken dump is reported to the runtime, whose restart policy
 		// reopens from the last checkpoint; no hidden retry loop here.
 		DisableRetrySync:    true,
-		FillZeroLogPos:      s.cfg.Flavor == FlavorMariaDB,
+		FillZeroLogPos:      s.cfg.Flavor == flavorMariaDB,
 		EventCacheCount:     eventBuffer,
 		RowsEventDecodeFunc: newRowDecoder(s.cfg.Tables.Match).decode,
 		Logger:              newSlog(s.log),
@@ -304,7 +304,7 @@ func (s *BinlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 // rows, or when no further event arrives within linger of the last
 // transaction end. A batch of transactions on unselected tables carries
 // only the position.
-func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
+func (s *binlogSource) Read(ctx context.Context) (connector.Batch, error) {
 	if s.failed != nil {
 		return connector.Batch{}, s.failed
 	}
@@ -345,7 +345,7 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 				return s.finish(ctx, b) // the period ended while lingering
 			}
 			if events == armed {
-				return connector.Batch{}, connector.Fail(CodeBinlogStream, "the binlog dump went silent",
+				return connector.Batch{}, connector.Fail(codeBinlogStream, "the binlog dump went silent",
 					fmt.Sprintf("no event and no heartbeat from the source for %s", s.stall), "", false, nil)
 			}
 			period.cancel()
@@ -386,7 +386,7 @@ func (s *BinlogSource) Read(ctx context.Context) (connector.Batch, error) {
 	}
 }
 
-func (s *BinlogSource) finish(ctx context.Context, b connector.Batch) (connector.Batch, error) {
+func (s *binlogSource) finish(ctx context.Context, b connector.Batch) (connector.Batch, error) {
 	if err := s.throttle.wait(ctx, len(b.Records)); err != nil {
 		return connector.Batch{}, err
 	}
@@ -394,17 +394,17 @@ func (s *BinlogSource) finish(ctx context.Context, b connector.Batch) (connector
 	return b, nil
 }
 
-func (s *BinlogSource) streamFailure(err error) error {
+func (s *binlogSource) streamFailure(err error) error {
 	if serverErrNo(err) != 0 {
 		return sourceFailure("reading the binlog", err)
 	}
-	return connector.Fail(CodeBinlogStream, "the binlog dump broke", err.Error(), "", false, err)
+	return connector.Fail(codeBinlogStream, "the binlog dump broke", err.Error(), "", false, err)
 }
 
 // handle folds one event into the transaction being assembled and reports
 // whether it ended one. endPos is the offset just after the event (for the
 // events inside a compressed payload, after the payload).
-func (s *BinlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, endPos uint32) (bool, error) {
+func (s *binlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, endPos uint32) (bool, error) {
 	ts := int64(ev.Header.Timestamp)
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
@@ -438,7 +438,7 @@ func (s *BinlogSource) handle(ctx context.Context, ev *replication.BinlogEvent, 
 	return false, nil
 }
 
-func (s *BinlogSource) begin(ts int64, explicit bool) {
+func (s *binlogSource) begin(ts int64, explicit bool) {
 	if s.txn.open && len(s.txn.records) > 0 {
 		s.log.Warn("a transaction began before the previous one ended; dropping its rows",
 			zap.Int(logRows, len(s.txn.records)), zap.String("file", s.file))
@@ -449,7 +449,7 @@ func (s *BinlogSource) begin(ts int64, explicit bool) {
 	s.txn = txn{open: true, explicit: explicit, ts: ts, skip: s.skipBefore != 0}
 }
 
-func (s *BinlogSource) end(pos uint32) bool {
+func (s *binlogSource) end(pos uint32) bool {
 	s.txn.open = false
 	if pos != 0 {
 		s.last = gomysql.Position{Name: s.file, Pos: pos}
@@ -463,7 +463,7 @@ func (s *BinlogSource) end(pos uint32) bool {
 	return true
 }
 
-func (s *BinlogSource) query(ctx context.Context, ts int64, e *replication.QueryEvent, start gomysql.Position, endPos uint32) (bool, error) {
+func (s *binlogSource) query(ctx context.Context, ts int64, e *replication.QueryEvent, start gomysql.Position, endPos uint32) (bool, error) {
 	q := strings.TrimSpace(string(e.Query))
 	switch u := strings.ToUpper(firstWords(q, 2)); {
 	case u == "BEGIN" || u == "START TRANSACTION" || strings.HasPrefix(u, "XA START"):
@@ -497,7 +497,7 @@ func (s *BinlogSource) query(ctx context.Context, ts int64, e *replication.Query
 // ddl reacts to a schema statement: it forgets the cached definitions of
 // the selected tables it touches and refuses the statements that change
 // what later row events mean (see doc.go).
-func (s *BinlogSource) ddl(_ context.Context, schema, q string) error {
+func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 	d := parseDDL(q, schema)
 	if d.Kind == ddlNone {
 		return nil
@@ -533,15 +533,15 @@ func (s *BinlogSource) ddl(_ context.Context, schema, q string) error {
 	if s.txn.skip {
 		return nil // before the rewind time: its effects are already in the data
 	}
-	return connector.Fail(CodeDDLUnsupported,
+	return connector.Fail(codeDDLUnsupported,
 		fmt.Sprintf("%s on selected table(s) %s: %s", d.Kind, strings.Join(touched, ", "), clip(q, 400)),
 		"row changes after this statement may not fit the target table, and the sink does not replay DDL",
 		"apply the same change to the target, then resume with skipDdl=true: the task continues right after this statement (docs/runbooks.md)",
 		true, nil)
 }
 
-func (s *BinlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEvent) error {
-	ref := TableRef{DB: string(e.Table.Schema), Name: string(e.Table.Table)}
+func (s *binlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEvent) error {
+	ref := tableRef{DB: string(e.Table.Schema), Name: string(e.Table.Table)}
 	if !s.cfg.Tables.Match(ref.DB, ref.Name) {
 		return nil
 	}
@@ -557,7 +557,7 @@ func (s *BinlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEv
 	}
 	for _, skipped := range e.SkippedColumns {
 		if len(skipped) > 0 {
-			return connector.Fail(CodeBinlogFormat, fmt.Sprintf("a row event of %s lacks columns", ref),
+			return connector.Fail(codeBinlogFormat, fmt.Sprintf("a row event of %s lacks columns", ref),
 				"the event was written with binlog_row_image other than FULL",
 				"SET GLOBAL binlog_row_image=FULL; rewind to a time after the change", true, nil)
 		}
@@ -597,7 +597,7 @@ func (s *BinlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEv
 // shape works out column names and the primary key of a table map event:
 // from the event when the server logs full row metadata, else from the
 // table definition (read again once if it does not fit).
-func (s *BinlogSource) shape(ctx context.Context, ref TableRef, tm *replication.TableMapEvent) (*shape, error) {
+func (s *binlogSource) shape(ctx context.Context, ref tableRef, tm *replication.TableMapEvent) (*shape, error) {
 	if sh := s.shapes[ref]; sh != nil && (sh.tm == tm || sameTableMap(sh.tm, tm)) {
 		// The server logs a new table map in every transaction; one that
 		// says the same as the last needs no new shape.
@@ -622,7 +622,7 @@ func (s *BinlogSource) shape(ctx context.Context, ref TableRef, tm *replication.
 	} else if fits {
 		sh.columns = def.Columns
 	} else {
-		return nil, connector.Fail(CodeSchemaMismatch,
+		return nil, connector.Fail(codeSchemaMismatch,
 			fmt.Sprintf("a row event of %s has %d columns but the table has %d", ref, n, columnCount(def)),
 			"the table changed since the event was written and the binlog carries no column names",
 			"SET GLOBAL binlog_row_metadata=FULL, or rewind to a time after the change", true, nil)
@@ -697,7 +697,7 @@ func (sh *shape) values(row []any) []any {
 
 // Close stops the dump and closes connections. It is safe to call on a
 // source that is not (or only partly) open.
-func (s *BinlogSource) Close() error {
+func (s *binlogSource) Close() error {
 	if s.syncer != nil {
 		s.syncer.Close()
 		s.syncer = nil

@@ -44,7 +44,7 @@ import (
 
 // inexactColumns lists the columns of ref whose definition the server may
 // not show exactly (see above), as "`col` (what)"; nil when none.
-func inexactColumns(ctx context.Context, q querier, ref TableRef) ([]string, error) {
+func inexactColumns(ctx context.Context, q querier, ref tableRef) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT c.COLUMN_NAME, LOWER(c.DATA_TYPE), c.COLUMN_TYPE, c.COLUMN_DEFAULT
 		FROM information_schema.COLUMNS c JOIN information_schema.CHARACTER_SETS s ON s.CHARACTER_SET_NAME = c.CHARACTER_SET_NAME
 		WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? AND s.MAXLEN > 3 ORDER BY c.ORDINAL_POSITION`, ref.DB, ref.Name)
@@ -79,7 +79,7 @@ func inexactColumns(ctx context.Context, q querier, ref TableRef) ([]string, err
 // refuseInexact returns the permanent refusal of the source tables among
 // refs whose definition the server does not show exactly, naming each with
 // its columns; nil when every one is exact.
-func refuseInexact(ctx context.Context, q querier, refs []TableRef) error {
+func refuseInexact(ctx context.Context, q querier, refs []tableRef) error {
 	var tables []string
 	for _, r := range refs {
 		cols, err := inexactColumns(ctx, q, r)
@@ -93,7 +93,7 @@ func refuseInexact(ctx context.Context, q querier, refs []TableRef) error {
 	if len(tables) == 0 {
 		return nil
 	}
-	return connector.Fail(CodeInexactDefinition,
+	return connector.Fail(codeInexactDefinition,
 		"cannot create the target table exactly for source table "+strings.Join(tables, "; "),
 		"the server shows ENUM/SET members and defaults of 4-byte character set columns with characters outside the BMP as '?' "+
 			"(SHOW CREATE TABLE, information_schema), and cm cannot tell those from a real '?'; "+

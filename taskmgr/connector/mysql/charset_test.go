@@ -180,8 +180,8 @@ func TestCharsetIncrByteExact(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p := openPipe(t, ctx, e.config(t, model.TypeIncr, nil))
-	if _, err := p.step(t, ctx); err != nil { // the start position
-		t.Fatal(err)
+	if start := p.src.(connector.Starter).Start(); len(start) != 1 { // resolved at open, made durable by the runner
+		t.Fatalf("start = %+v", start)
 	}
 	e.charsetRows(t)
 	e.charsetChanges(t)
@@ -238,8 +238,8 @@ func TestCharsetRefusesInexactDefinition(t *testing.T) {
 			err := snk.Open(ctx)
 			snk.Close()
 			var ce *connector.Error
-			if !errors.As(err, &ce) || ce.Detail.Code != CodeInexactDefinition || !ce.Permanent {
-				t.Fatalf("Open: %v; want a permanent %s", err, CodeInexactDefinition)
+			if !errors.As(err, &ce) || ce.Detail.Code != codeInexactDefinition || !ce.Permanent {
+				t.Fatalf("Open: %v; want a permanent %s", err, codeInexactDefinition)
 			}
 			msg := ce.Detail.Message
 			for _, want := range []string{e.srcName + ".emoji", "`e` (ENUM member)", "`s` (SET member)", "`d` (default)"} {

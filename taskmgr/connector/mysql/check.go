@@ -20,17 +20,17 @@ func checkBinlogServer(ctx context.Context, db *sql.DB) (rowMetadata string, err
 		return "", sourceFailure("reading binlog settings", err)
 	}
 	if v := strings.ToUpper(logBin.String); v != "1" && v != "ON" {
-		return "", connector.Fail(CodeBinlogDisabled, "binary logging is off on the source (log_bin=OFF)",
+		return "", connector.Fail(codeBinlogDisabled, "binary logging is off on the source (log_bin=OFF)",
 			"incremental sync reads row changes from the binlog",
 			"start the source server with --log-bin and --binlog-format=ROW", true, nil)
 	}
 	if v := strings.ToUpper(format.String); v != "ROW" {
-		return "", connector.Fail(CodeBinlogFormat, fmt.Sprintf("binlog_format is %s, not ROW", v),
+		return "", connector.Fail(codeBinlogFormat, fmt.Sprintf("binlog_format is %s, not ROW", v),
 			"only row events carry the changed rows",
 			"SET GLOBAL binlog_format=ROW (and in the server config), then restart the task", true, nil)
 	}
 	if v := strings.ToUpper(image.String); v != "FULL" {
-		return "", connector.Fail(CodeBinlogFormat, fmt.Sprintf("binlog_row_image is %s, not FULL", v),
+		return "", connector.Fail(codeBinlogFormat, fmt.Sprintf("binlog_row_image is %s, not FULL", v),
 			"idempotent apply writes whole rows; a partial image lacks the other columns",
 			"SET GLOBAL binlog_row_image=FULL (and in the server config)", true, nil)
 	}
@@ -45,7 +45,7 @@ func checkBinlogServer(ctx context.Context, db *sql.DB) (rowMetadata string, err
 
 	if _, err := binaryLogs(ctx, db); err != nil {
 		if serverErrNo(err) == errSpecificAccess {
-			return "", connector.Fail(CodePrivilege, "the source user may not list binary logs",
+			return "", connector.Fail(codePrivilege, "the source user may not list binary logs",
 				err.Error(), "GRANT BINLOG MONITOR ON *.* (MariaDB) or REPLICATION CLIENT ON *.* (MySQL) to the source user", true, err)
 		}
 		return "", sourceFailure("listing binary logs", err)
@@ -53,7 +53,7 @@ func checkBinlogServer(ctx context.Context, db *sql.DB) (rowMetadata string, err
 	if ok, err := canReplicate(ctx, db); err != nil {
 		return "", sourceFailure("reading grants", err)
 	} else if !ok {
-		return "", connector.Fail(CodePrivilege, "the source user lacks REPLICATION SLAVE",
+		return "", connector.Fail(codePrivilege, "the source user lacks REPLICATION SLAVE",
 			"reading the binlog is a replication dump", "GRANT REPLICATION SLAVE ON *.* to the source user", true, nil)
 	}
 	return strings.ToUpper(rowMetadata), nil

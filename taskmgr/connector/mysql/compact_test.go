@@ -10,10 +10,10 @@ import (
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
-func compactDef() (*tableDef, map[TableRef]*tableDef) {
-	def := &tableDef{Ref: TableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "v"}, DataTypes: []string{"bigint", "varchar"},
+func compactDef() (*tableDef, map[tableRef]*tableDef) {
+	def := &tableDef{Ref: tableRef{DB: "dst", Name: "t"}, Columns: []string{"id", "v"}, DataTypes: []string{"bigint", "varchar"},
 		PK: []int{0}, Generated: []bool{false, false}}
-	return def, map[TableRef]*tableDef{{DB: "src", Name: "t"}: def}
+	return def, map[tableRef]*tableDef{{DB: "src", Name: "t"}: def}
 }
 
 func change(op connector.Op, before, after []any) connector.Record {

@@ -36,17 +36,17 @@ const (
 
 // Defaults.
 const (
-	DefaultPort         = 3306
-	DefaultFlavor       = FlavorMariaDB
-	DefaultMaxBatchRows = 5000
-	DefaultBatchSize    = 10000
-	DefaultParallelism  = 4
-	// DefaultSinkParallelism is how many transactions one large batch is
+	defaultPort         = 3306
+	defaultFlavor       = flavorMariaDB
+	defaultMaxBatchRows = 5000
+	defaultBatchSize    = 10000
+	defaultParallelism  = 4
+	// defaultSinkParallelism is how many transactions one large batch is
 	// applied in at once.
-	DefaultSinkParallelism = 4
+	defaultSinkParallelism = 4
 
-	FlavorMariaDB = "mariadb"
-	FlavorMySQL   = "mysql"
+	flavorMariaDB = "mariadb"
+	flavorMySQL   = "mysql"
 
 	// Server ids derived from the component name fall in this range, clear
 	// of the small ids operators give real servers (1 above all).
@@ -54,8 +54,8 @@ const (
 	maxServerID = 4_000_000_000
 )
 
-// Endpoint is a server and the account used on it.
-type Endpoint struct {
+// endpoint is a server and the account used on it.
+type endpoint struct {
 	Host     string
 	Port     int
 	User     string
@@ -63,13 +63,13 @@ type Endpoint struct {
 }
 
 // Addr is host:port.
-func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+func (e endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
 
-// SourceConfig is the configuration of the mysql source, for both task types.
-type SourceConfig struct {
-	Endpoint
+// sourceConfig is the configuration of the mysql source, for both task types.
+type sourceConfig struct {
+	endpoint
 	// Tables is source.tables: the tables read, "db.table" or "db.*".
-	Tables Selection
+	Tables selection
 	// ServerID is the replica id the binlog dump registers with (incr only).
 	ServerID uint32
 	// Subtopic names the binlog stream in positions (incr only).
@@ -87,9 +87,9 @@ type SourceConfig struct {
 	ThrottleRPS float64
 }
 
-// SinkConfig is the configuration of the mysql sink.
-type SinkConfig struct {
-	Endpoint
+// sinkConfig is the configuration of the mysql sink.
+type sinkConfig struct {
+	endpoint
 	// DatabaseMap renames source databases on the target; unmapped
 	// databases keep their name.
 	DatabaseMap map[string]string
@@ -98,23 +98,23 @@ type SinkConfig struct {
 	Parallelism int
 }
 
-// ParseSourceConfig reads the source, and coordinator scopes of cfg, applies
+// parseSourceConfig reads the source, and coordinator scopes of cfg, applies
 // defaults and validates, without I/O.
-func ParseSourceConfig(cfg connector.Config) (SourceConfig, error) {
+func parseSourceConfig(cfg connector.Config) (sourceConfig, error) {
 	src, coord := cfg.Scope(scopeSource), cfg.Scope(scopeCoordinator)
-	var c SourceConfig
+	var c sourceConfig
 	var errs []error
-	c.Endpoint, errs = parseEndpoint(scopeSource, src)
+	c.endpoint, errs = parseEndpoint(scopeSource, src)
 
 	if v := src[keyTables]; strings.TrimSpace(v) == "" {
 		errs = append(errs, errors.New("source.tables is required (comma list of db.table or db.*)"))
-	} else if sel, err := ParseSelection(v); err != nil {
+	} else if sel, err := parseSelection(v); err != nil {
 		errs = append(errs, fmt.Errorf("source.tables: %w", err))
 	} else {
 		c.Tables = sel
 	}
 
-	c.ServerID = DefaultServerID(cfg.Task.Component)
+	c.ServerID = defaultServerID(cfg.Task.Component)
 	if v := src[keyServerID]; v != "" {
 		id, err := strconv.ParseUint(v, 10, 32)
 		switch {
@@ -135,20 +135,20 @@ func ParseSourceConfig(cfg connector.Config) (SourceConfig, error) {
 	c.Flavor = strings.ToLower(src[keyFlavor])
 	switch c.Flavor {
 	case "":
-		c.Flavor = DefaultFlavor
-	case FlavorMariaDB, FlavorMySQL:
+		c.Flavor = defaultFlavor
+	case flavorMariaDB, flavorMySQL:
 	default:
 		errs = append(errs, fmt.Errorf("source.flavor %q is not mariadb or mysql", src[keyFlavor]))
 	}
 
 	var err error
-	if c.MaxBatchRows, err = positiveInt(src, scopeSource, keyMaxBatchRows, DefaultMaxBatchRows); err != nil {
+	if c.MaxBatchRows, err = positiveInt(src, scopeSource, keyMaxBatchRows, defaultMaxBatchRows); err != nil {
 		errs = append(errs, err)
 	}
-	if c.BatchSize, err = positiveInt(coord, scopeCoordinator, keyBatchSize, DefaultBatchSize); err != nil {
+	if c.BatchSize, err = positiveInt(coord, scopeCoordinator, keyBatchSize, defaultBatchSize); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Parallelism, err = positiveInt(coord, scopeCoordinator, keyParallelism, DefaultParallelism); err != nil {
+	if c.Parallelism, err = positiveInt(coord, scopeCoordinator, keyParallelism, defaultParallelism); err != nil {
 		errs = append(errs, err)
 	}
 	if v := coord[keyThrottleRPS]; v != "" {
@@ -161,15 +161,15 @@ func ParseSourceConfig(cfg connector.Config) (SourceConfig, error) {
 	return c, errors.Join(errs...)
 }
 
-// ParseSinkConfig reads the sink scope of cfg, applies defaults and
+// parseSinkConfig reads the sink scope of cfg, applies defaults and
 // validates, without I/O.
-func ParseSinkConfig(cfg connector.Config) (SinkConfig, error) {
+func parseSinkConfig(cfg connector.Config) (sinkConfig, error) {
 	kv := cfg.Scope(scopeSink)
-	var c SinkConfig
+	var c sinkConfig
 	var errs []error
-	c.Endpoint, errs = parseEndpoint(scopeSink, kv)
+	c.endpoint, errs = parseEndpoint(scopeSink, kv)
 	var err error
-	if c.Parallelism, err = positiveInt(kv, scopeSink, keyParallel, DefaultSinkParallelism); err != nil {
+	if c.Parallelism, err = positiveInt(kv, scopeSink, keyParallel, defaultSinkParallelism); err != nil {
 		errs = append(errs, err)
 	}
 	c.DatabaseMap = map[string]string{}
@@ -191,16 +191,16 @@ func ParseSinkConfig(cfg connector.Config) (SinkConfig, error) {
 }
 
 // TargetDB is the target database of a source database.
-func (c SinkConfig) TargetDB(src string) string {
+func (c sinkConfig) TargetDB(src string) string {
 	if d, ok := c.DatabaseMap[src]; ok {
 		return d
 	}
 	return src
 }
 
-func parseEndpoint(scope string, kv map[string]string) (Endpoint, []error) {
+func parseEndpoint(scope string, kv map[string]string) (endpoint, []error) {
 	var errs []error
-	e := Endpoint{Host: kv[keyHost], User: kv[keyUsername], Password: kv[keyPassword], Port: DefaultPort}
+	e := endpoint{Host: kv[keyHost], User: kv[keyUsername], Password: kv[keyPassword], Port: defaultPort}
 	if e.Host == "" {
 		errs = append(errs, fmt.Errorf("%s.host is required", scope))
 	}
@@ -229,10 +229,10 @@ func positiveInt(kv map[string]string, scope, key string, def int) (int, error) 
 	return n, nil
 }
 
-// DefaultServerID derives a stable replica server id from the component
+// defaultServerID derives a stable replica server id from the component
 // name, so each component keeps its id across incarnations and two
 // components rarely collide. It lies in [1000, 4e9].
-func DefaultServerID(c model.Component) uint32 {
+func defaultServerID(c model.Component) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(c.String()))
 	return minServerID + h.Sum32()%(maxServerID-minServerID+1)

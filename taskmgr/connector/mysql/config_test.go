@@ -17,7 +17,7 @@ func TestParseSourceConfig(t *testing.T) {
 		return map[string]string{"host": "db1", "username": "u", "tables": "shop.orders, shop.*"}
 	}
 
-	c, err := ParseSourceConfig(cfg(base(), nil))
+	c, err := parseSourceConfig(cfg(base(), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestParseSourceConfig(t *testing.T) {
 		c.Parallelism != 4 || c.MaxBatchRows != 5000 || c.ThrottleRPS != 0 {
 		t.Errorf("defaults: %+v", c)
 	}
-	if c.ServerID < 1000 || c.ServerID > 4_000_000_000 || c.ServerID != DefaultServerID(comp) {
+	if c.ServerID < 1000 || c.ServerID > 4_000_000_000 || c.ServerID != defaultServerID(comp) {
 		t.Errorf("server id %d", c.ServerID)
 	}
 	if !c.Tables.Match("shop", "anything") || c.Tables.Match("other", "orders") {
@@ -48,12 +48,12 @@ func TestParseSourceConfig(t *testing.T) {
 	for _, b := range bad {
 		src := base()
 		src[b.key] = b.value
-		if _, err := ParseSourceConfig(cfg(src, nil)); err == nil || !strings.Contains(err.Error(), b.want) {
+		if _, err := parseSourceConfig(cfg(src, nil)); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("%s=%q: %v; want an error naming %s", b.key, b.value, err, b.want)
 		}
 	}
 	for k, v := range map[string]string{"batchSize": "0", "parallelism": "-1", "throttleRps": "fast"} {
-		if _, err := ParseSourceConfig(cfg(base(), map[string]string{k: v})); err == nil {
+		if _, err := parseSourceConfig(cfg(base(), map[string]string{k: v})); err == nil {
 			t.Errorf("coordinator.%s=%q accepted", k, v)
 		}
 	}
@@ -61,7 +61,7 @@ func TestParseSourceConfig(t *testing.T) {
 
 func TestParseSinkConfig(t *testing.T) {
 	cfg := func(kv map[string]string) connector.Config { return connector.Config{Scopes: model.Config{"sink": kv}} }
-	c, err := ParseSinkConfig(cfg(map[string]string{"host": "h", "username": "u", "databaseMap": "a:b, c:d"}))
+	c, err := parseSinkConfig(cfg(map[string]string{"host": "h", "username": "u", "databaseMap": "a:b, c:d"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestParseSinkConfig(t *testing.T) {
 		t.Errorf("%+v", c)
 	}
 	for _, m := range []string{"a", "a:", ":b", "a:b,a:c"} {
-		if _, err := ParseSinkConfig(cfg(map[string]string{"host": "h", "username": "u", "databaseMap": m})); err == nil {
+		if _, err := parseSinkConfig(cfg(map[string]string{"host": "h", "username": "u", "databaseMap": m})); err == nil {
 			t.Errorf("databaseMap %q accepted", m)
 		}
 	}

@@ -42,17 +42,17 @@ const (
 // client-side (one round trip per statement, which the sink wants); without
 // it arguments go as prepared-statement parameters, which keep key
 // comparisons in the column's collation.
-func openDB(e Endpoint, session map[string]string, interpolate bool, maxOpen int) (*sql.DB, error) {
+func openDB(e endpoint, session map[string]string, interpolate bool, maxOpen int) (*sql.DB, error) {
 	return open(e, session, interpolate, maxOpen, rowCollation)
 }
 
 // openTextDB returns a pool to e for statements whose text carries
 // characters: table definitions, read and created.
-func openTextDB(e Endpoint, session map[string]string, maxOpen int) (*sql.DB, error) {
+func openTextDB(e endpoint, session map[string]string, maxOpen int) (*sql.DB, error) {
 	return open(e, session, false, maxOpen, textCollation)
 }
 
-func open(e Endpoint, session map[string]string, interpolate bool, maxOpen int, collation string) (*sql.DB, error) {
+func open(e endpoint, session map[string]string, interpolate bool, maxOpen int, collation string) (*sql.DB, error) {
 	c := driver.NewConfig()
 	c.Net = "tcp"
 	c.Addr = e.Addr()
@@ -76,7 +76,7 @@ func open(e Endpoint, session map[string]string, interpolate bool, maxOpen int, 
 
 // ping connects once so a bad address or login fails at Open with a clear
 // error rather than at the first query.
-func ping(ctx context.Context, db *sql.DB, e Endpoint, side string) error {
+func ping(ctx context.Context, db *sql.DB, e endpoint, side string) error {
 	if err := db.PingContext(ctx); err != nil {
 		if serverErrNo(err) != 0 {
 			if side == scopeSink {

@@ -28,7 +28,7 @@ func (k ddlKind) String() string {
 // ddl is a parsed schema statement.
 type ddl struct {
 	Kind   ddlKind
-	Tables []TableRef
+	Tables []tableRef
 	DB     string // for ddlDropDatabase
 }
 
@@ -45,15 +45,15 @@ func parseDDL(query, defaultDB string) ddl {
 		return ""
 	}
 	// name reads [db.]table at i and returns the index after it.
-	name := func(i int) (TableRef, int, bool) {
+	name := func(i int) (tableRef, int, bool) {
 		if i >= len(t) || t[i].punct {
-			return TableRef{}, i, false
+			return tableRef{}, i, false
 		}
 		first := t[i].text
 		if i+2 < len(t) && t[i+1].punct && t[i+1].text == "." && !t[i+2].punct {
-			return TableRef{DB: first, Name: t[i+2].text}, i + 3, true
+			return tableRef{DB: first, Name: t[i+2].text}, i + 3, true
 		}
-		return TableRef{DB: defaultDB, Name: first}, i + 1, true
+		return tableRef{DB: defaultDB, Name: first}, i + 1, true
 	}
 	skipIfExists := func(i int) int {
 		if word(i) == "IF" && word(i+1) == "EXISTS" {
@@ -65,8 +65,8 @@ func parseDDL(query, defaultDB string) ddl {
 		return i
 	}
 	// names reads a comma list of names.
-	names := func(i int) []TableRef {
-		var out []TableRef
+	names := func(i int) []tableRef {
+		var out []tableRef
 		for {
 			r, j, ok := name(i)
 			if !ok {
@@ -96,15 +96,15 @@ func parseDDL(query, defaultDB string) ddl {
 			i = skipIfExists(i + 1)
 			if r, _, ok := name(i); ok {
 				if replace {
-					return ddl{Kind: ddlReplace, Tables: []TableRef{r}}
+					return ddl{Kind: ddlReplace, Tables: []tableRef{r}}
 				}
-				return ddl{Kind: ddlCreate, Tables: []TableRef{r}}
+				return ddl{Kind: ddlCreate, Tables: []tableRef{r}}
 			}
 		case "UNIQUE", "FULLTEXT", "SPATIAL", "INDEX":
 			for ; i < len(t); i++ {
 				if word(i) == "ON" {
 					if r, _, ok := name(i + 1); ok {
-						return ddl{Kind: ddlIndex, Tables: []TableRef{r}}
+						return ddl{Kind: ddlIndex, Tables: []tableRef{r}}
 					}
 				}
 			}
@@ -115,7 +115,7 @@ func parseDDL(query, defaultDB string) ddl {
 		if word(i) == "TABLE" {
 			i = skipIfExists(i + 1)
 			if r, _, ok := name(i); ok {
-				return ddl{Kind: ddlAlter, Tables: []TableRef{r}}
+				return ddl{Kind: ddlAlter, Tables: []tableRef{r}}
 			}
 		}
 	case "DROP":
@@ -137,14 +137,14 @@ func parseDDL(query, defaultDB string) ddl {
 			for ; i < len(t); i++ {
 				if word(i) == "ON" {
 					if r, _, ok := name(i + 1); ok {
-						return ddl{Kind: ddlIndex, Tables: []TableRef{r}}
+						return ddl{Kind: ddlIndex, Tables: []tableRef{r}}
 					}
 				}
 			}
 		}
 	case "RENAME":
 		if word(1) == "TABLE" || word(1) == "TABLES" {
-			var out []TableRef
+			var out []tableRef
 			i = skipIfExists(2)
 			for i < len(t) {
 				from, j, ok := name(i)
@@ -172,7 +172,7 @@ func parseDDL(query, defaultDB string) ddl {
 			i++
 		}
 		if r, _, ok := name(i); ok {
-			return ddl{Kind: ddlTruncate, Tables: []TableRef{r}}
+			return ddl{Kind: ddlTruncate, Tables: []tableRef{r}}
 		}
 	}
 	return ddl{}

@@ -4,7 +4,7 @@
 // key, the server requirements and the token formats are in
 // docs/connectors.md; this comment says what must stay true.
 //
-// Incremental source (BinlogSource). It registers as a replica
+// Incremental source (binlogSource). It registers as a replica
 // (go-mysql's BinlogSyncer, file/position dump) and assembles row events of
 // the selected tables into transactions: a transaction starts at a GTID
 // event or BEGIN and ends at XID, COMMIT, or, for a standalone statement
@@ -34,7 +34,7 @@
 // definition: the task carries a warning and a rewind across a column
 // change is refused (rowmeta.go).
 //
-// Full import (SnapshotSource). Each table (subtopic db.table) is split by
+// Full import (snapshotSource). Each table (subtopic db.table) is split by
 // primary key: a planner finds the key of every BatchSize-th row, readers
 // read chunks (lo, hi] in parallel, and Read delivers chunks in planning
 // order, one per batch. The token is JSON {"hw": upper key of the last

@@ -222,9 +222,9 @@ func errCode(err error) string {
 	return ""
 }
 
-func (e *env) endpoint() Endpoint {
+func (e *env) endpoint() endpoint {
 	port, _ := strconv.Atoi(e.port)
-	return Endpoint{Host: e.host, Port: port, User: e.user, Password: e.password}
+	return endpoint{Host: e.host, Port: port, User: e.user, Password: e.password}
 }
 
 // seq is MariaDB's sequence table of the integers from..to.

@@ -14,31 +14,31 @@ import (
 // Error codes this package reports in errorDetails. Permanent ones are not
 // retried by auto-restart: they need the operator (config, grants, schema).
 const (
-	CodeConnect          = "MYSQL_CONNECT"           // server unreachable or refused the login
-	CodeAuth             = "MYSQL_AUTH"              // wrong user or password (permanent)
-	CodePrivilege        = "MYSQL_PRIVILEGE"         // a required privilege is missing (permanent)
-	CodeBinlogDisabled   = "MYSQL_BINLOG_DISABLED"   // log_bin is OFF (permanent)
-	CodeBinlogFormat     = "MYSQL_BINLOG_FORMAT"     // binlog_format or binlog_row_image is not ROW/FULL (permanent)
-	CodeNoPrimaryKey     = "MYSQL_NO_PRIMARY_KEY"    // a selected or target table has no primary key (permanent)
-	CodeTableNotFound    = "MYSQL_TABLE_NOT_FOUND"   // a named table does not exist (permanent)
-	CodeDDLUnsupported   = "MYSQL_DDL_UNSUPPORTED"   // ALTER/DROP/RENAME/TRUNCATE of a selected table (permanent)
-	CodeSchemaMismatch   = "MYSQL_SCHEMA_MISMATCH"   // a row event does not match the known table definition (permanent)
-	CodePositionPurged   = "MYSQL_POSITION_PURGED"   // the resume point is no longer in the binlog (permanent)
-	CodeBinlogStream     = "MYSQL_BINLOG_STREAM"     // the binlog connection broke (transient)
-	CodeQuery            = "MYSQL_QUERY"             // a query on the source failed (transient)
-	CodeApply            = "MYSQL_APPLY"             // applying a batch on the target failed (transient)
-	CodeApplySchema      = "MYSQL_APPLY_SCHEMA"      // the target table does not fit the rows (permanent)
-	CodeUnsupportedInput = "MYSQL_UNSUPPORTED_INPUT" // the sink got a record without a row change (permanent)
-	// CodeRowMetadataMinimal: a warning: binlog_row_metadata is not FULL,
+	codeConnect          = "MYSQL_CONNECT"           // server unreachable or refused the login
+	codeAuth             = "MYSQL_AUTH"              // wrong user or password (permanent)
+	codePrivilege        = "MYSQL_PRIVILEGE"         // a required privilege is missing (permanent)
+	codeBinlogDisabled   = "MYSQL_BINLOG_DISABLED"   // log_bin is OFF (permanent)
+	codeBinlogFormat     = "MYSQL_BINLOG_FORMAT"     // binlog_format or binlog_row_image is not ROW/FULL (permanent)
+	codeNoPrimaryKey     = "MYSQL_NO_PRIMARY_KEY"    // a selected or target table has no primary key (permanent)
+	codeTableNotFound    = "MYSQL_TABLE_NOT_FOUND"   // a named table does not exist (permanent)
+	codeDDLUnsupported   = "MYSQL_DDL_UNSUPPORTED"   // ALTER/DROP/RENAME/TRUNCATE of a selected table (permanent)
+	codeSchemaMismatch   = "MYSQL_SCHEMA_MISMATCH"   // a row event does not match the known table definition (permanent)
+	codePositionPurged   = "MYSQL_POSITION_PURGED"   // the resume point is no longer in the binlog (permanent)
+	codeBinlogStream     = "MYSQL_BINLOG_STREAM"     // the binlog connection broke (transient)
+	codeQuery            = "MYSQL_QUERY"             // a query on the source failed (transient)
+	codeApply            = "MYSQL_APPLY"             // applying a batch on the target failed (transient)
+	codeApplySchema      = "MYSQL_APPLY_SCHEMA"      // the target table does not fit the rows (permanent)
+	codeUnsupportedInput = "MYSQL_UNSUPPORTED_INPUT" // the sink got a record without a row change (permanent)
+	// codeRowMetadataMinimal: a warning: binlog_row_metadata is not FULL,
 	// so row events carry no column names.
-	CodeRowMetadataMinimal = "MYSQL_ROW_METADATA_MINIMAL"
-	// CodeRewindAcrossDDL: a rewind would decode rows logged without
+	codeRowMetadataMinimal = "MYSQL_ROW_METADATA_MINIMAL"
+	// codeRewindAcrossDDL: a rewind would decode rows logged without
 	// column names across a statement that changed their table's columns
 	// (permanent).
-	CodeRewindAcrossDDL = "MYSQL_REWIND_ACROSS_DDL"
-	// CodeInexactDefinition: the sink would create a target table from a
+	codeRewindAcrossDDL = "MYSQL_REWIND_ACROSS_DDL"
+	// codeInexactDefinition: the sink would create a target table from a
 	// source definition the server does not show exactly (permanent).
-	CodeInexactDefinition = "MYSQL_INEXACT_DEFINITION"
+	codeInexactDefinition = "MYSQL_INEXACT_DEFINITION"
 )
 
 // MySQL server error numbers this package tells apart.
@@ -83,16 +83,16 @@ func sourceFailure(what string, err error) error {
 	}
 	switch serverErrNo(err) {
 	case errAccessDenied:
-		return connector.Fail(CodeAuth, what+": access denied", "the server refused source.username/source.password",
+		return connector.Fail(codeAuth, what+": access denied", "the server refused source.username/source.password",
 			"check the credentials and that the user may connect from this host", true, err)
 	case errSpecificAccess, errDBAccessDenied, errTableAccess:
-		return connector.Fail(CodePrivilege, what+": missing privilege", err.Error(),
+		return connector.Fail(codePrivilege, what+": missing privilege", err.Error(),
 			"GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* to the source user", true, err)
 	case errMasterFatalReader:
-		return connector.Fail(CodePositionPurged, what+": the binlog position is not readable", err.Error(),
+		return connector.Fail(codePositionPurged, what+": the binlog position is not readable", err.Error(),
 			"the binlog was purged or the position is invalid; rewind to a time within the retained binlog or restart the full import", true, err)
 	}
-	return connector.Fail(CodeQuery, what, err.Error(), "", false, err)
+	return connector.Fail(codeQuery, what, err.Error(), "", false, err)
 }
 
 // sinkFailure classifies an error from the target server.
@@ -106,35 +106,35 @@ func sinkFailure(what string, err error) error {
 	}
 	switch serverErrNo(err) {
 	case errAccessDenied:
-		return connector.Fail(CodeAuth, what+": access denied", "the server refused sink.username/sink.password",
+		return connector.Fail(codeAuth, what+": access denied", "the server refused sink.username/sink.password",
 			"check the credentials", true, err)
 	case errSpecificAccess, errDBAccessDenied, errTableAccess:
-		return connector.Fail(CodePrivilege, what+": missing privilege", err.Error(),
+		return connector.Fail(codePrivilege, what+": missing privilege", err.Error(),
 			"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE on the target databases to the sink user", true, err)
 	case errNoSuchTable, errBadField, errWrongValueCount, errBadDB:
-		return connector.Fail(CodeApplySchema, what+": target schema does not fit", err.Error(),
+		return connector.Fail(codeApplySchema, what+": target schema does not fit", err.Error(),
 			"make the target table match the source definition", true, err)
 	}
-	return connector.Fail(CodeApply, what, err.Error(), "", false, err)
+	return connector.Fail(codeApply, what, err.Error(), "", false, err)
 }
 
 // noPrimaryKey is the permanent refusal of tables without a primary key:
 // without one, a replayed change cannot be applied idempotently.
 func noPrimaryKey(side string, tables []string) error {
-	return connector.Fail(CodeNoPrimaryKey,
+	return connector.Fail(codeNoPrimaryKey,
 		fmt.Sprintf("%s tables without a primary key: %v", side, tables),
 		"rows are applied idempotently by primary key; a table without one cannot be synced",
 		"add a primary key to the table or remove it from source.tables", true, nil)
 }
 
 func tableNotFound(side string, tables []string) error {
-	return connector.Fail(CodeTableNotFound,
+	return connector.Fail(codeTableNotFound,
 		fmt.Sprintf("%s tables not found: %v", side, tables),
 		"a table named in source.tables does not exist or the user cannot see it",
 		"create the table, grant SELECT on it, or fix source.tables", true, nil)
 }
 
-func connectFailure(side string, e Endpoint, err error) error {
-	return connector.Fail(CodeConnect, fmt.Sprintf("cannot reach %s %s", side, e.Addr()), err.Error(),
+func connectFailure(side string, e endpoint, err error) error {
+	return connector.Fail(codeConnect, fmt.Sprintf("cannot reach %s %s", side, e.Addr()), err.Error(),
 		fmt.Sprintf("check %s.host and %s.port and that the server runs", side, side), false, err)
 }

@@ -116,7 +116,7 @@ func serverTime(ctx context.Context, db *sql.DB) (int64, error) {
 // Start returns the binlog end the source resolved at Open for a subtopic
 // without a position; the runner makes it durable before the first batch
 // (connector.Starter).
-func (s *BinlogSource) Start() []checkpoint.Position { return s.startAt }
+func (s *binlogSource) Start() []checkpoint.Position { return s.startAt }
 
 // probeTimeout bounds reading the first event of one binlog file.
 const probeTimeout = 15 * time.Second
@@ -125,7 +125,7 @@ const probeTimeout = 15 * time.Second
 // (its format description event, written when the file was opened). It
 // opens a short-lived binlog dump with a random server id, so it never
 // displaces the task's own dump (the server keeps one dump per id).
-func (s *BinlogSource) fileStartTime(ctx context.Context, file string) (int64, error) {
+func (s *binlogSource) fileStartTime(ctx context.Context, file string) (int64, error) {
 	id := minServerID + rand.Uint32N(maxServerID-minServerID)
 	if id == s.cfg.ServerID {
 		id++
@@ -154,7 +154,7 @@ func (s *BinlogSource) fileStartTime(ctx context.Context, file string) (int64, e
 // time is at or after t: the start of the last binlog file that began
 // before t. The caller then skips transactions older than t. It refuses a
 // time before the oldest file still on the server.
-func (s *BinlogSource) startForTime(ctx context.Context, t int64) (gomysql.Position, error) {
+func (s *binlogSource) startForTime(ctx context.Context, t int64) (gomysql.Position, error) {
 	files, err := binaryLogs(ctx, s.db)
 	if err != nil {
 		return gomysql.Position{}, sourceFailure("listing binary logs", err)
@@ -174,14 +174,14 @@ func (s *BinlogSource) startForTime(ctx context.Context, t int64) (gomysql.Posit
 		}
 		oldest = ts
 	}
-	return gomysql.Position{}, connector.Fail(CodePositionPurged,
+	return gomysql.Position{}, connector.Fail(codePositionPurged,
 		fmt.Sprintf("time %d (%s) is before the oldest binlog %s, which starts at %d (%s)", t,
 			time.Unix(t, 0).UTC().Format(time.RFC3339), files[0], oldest, time.Unix(oldest, 0).UTC().Format(time.RFC3339)),
 		"the binlog covering that time was purged", "rewind to a later time, or run a full import", true, nil)
 }
 
 // checkTokenFile refuses a token whose file the server no longer has.
-func (s *BinlogSource) checkTokenFile(ctx context.Context, p gomysql.Position) error {
+func (s *binlogSource) checkTokenFile(ctx context.Context, p gomysql.Position) error {
 	files, err := binaryLogs(ctx, s.db)
 	if err != nil {
 		return sourceFailure("listing binary logs", err)
@@ -191,18 +191,18 @@ func (s *BinlogSource) checkTokenFile(ctx context.Context, p gomysql.Position) e
 			return nil
 		}
 	}
-	return connector.Fail(CodePositionPurged,
+	return connector.Fail(codePositionPurged,
 		fmt.Sprintf("binlog file %s of the resume position is gone; the oldest is %s", p.Name, files[0]),
 		"the binlog was purged or this is another server", "rewind to a time within the retained binlog, or run a full import", true, nil)
 }
 
 // Oldest implements connector.Ranger: the start time of the oldest binlog
 // file still on the server. A rewind to an earlier time cannot be served.
-func (s *BinlogSource) Oldest(ctx context.Context) (map[string]int64, error) {
+func (s *binlogSource) Oldest(ctx context.Context) (map[string]int64, error) {
 	db := s.db
 	if db == nil {
 		var err error
-		if db, err = openDB(s.cfg.Endpoint, sourceSession, false, 1); err != nil {
+		if db, err = openDB(s.cfg.endpoint, sourceSession, false, 1); err != nil {
 			return nil, err
 		}
 		defer db.Close()
@@ -219,7 +219,7 @@ func (s *BinlogSource) Oldest(ctx context.Context) (map[string]int64, error) {
 }
 
 // Subtopics implements connector.Subtopicer: one binlog stream per server.
-func (s *BinlogSource) Subtopics() []string { return []string{s.cfg.Subtopic} }
+func (s *binlogSource) Subtopics() []string { return []string{s.cfg.Subtopic} }
 
 // before reports whether position a is before b (files sort by name: the
 // server numbers them with a fixed-width suffix).

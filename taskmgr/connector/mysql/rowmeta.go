@@ -24,12 +24,12 @@ import (
 // decode rows across such a change is refused (CheckRewind).
 
 // Warnings implements connector.Warner.
-func (s *BinlogSource) Warnings() []model.ErrorDetail {
+func (s *binlogSource) Warnings() []model.ErrorDetail {
 	if s.db == nil || s.meta == "FULL" {
 		return nil
 	}
 	return []model.ErrorDetail{{
-		Code: CodeRowMetadataMinimal, Level: model.LevelWarning, Time: time.Now().UTC(),
+		Code: codeRowMetadataMinimal, Level: model.LevelWarning, Time: time.Now().UTC(),
 		Message: fmt.Sprintf("binlog_row_metadata is %s, not FULL: row events carry no column names", orAbsent(s.meta)),
 		Reason: "values are mapped to columns by the table's current definition, so rows logged before a change of its columns " +
 			"(a pullback or a skipped DDL replays them) would land in the wrong columns; pullbacks across such a change are refused",
@@ -47,7 +47,7 @@ const rewindScanTimeout = 2 * time.Minute
 // between the target and the statement, would be decoded with the
 // definition after it. With FULL metadata (or without a target for this
 // source's subtopic) there is nothing to read.
-func (s *BinlogSource) CheckRewind(ctx context.Context, target map[string]int64) (err error) {
+func (s *binlogSource) CheckRewind(ctx context.Context, target map[string]int64) (err error) {
 	ts, ok := target[s.cfg.Subtopic]
 	if !ok {
 		return nil
@@ -55,7 +55,7 @@ func (s *BinlogSource) CheckRewind(ctx context.Context, target map[string]int64)
 	if s.db != nil {
 		return fmt.Errorf("CheckRewind is for a source that is not open")
 	}
-	if s.db, err = openDB(s.cfg.Endpoint, sourceSession, false, 1); err != nil {
+	if s.db, err = openDB(s.cfg.endpoint, sourceSession, false, 1); err != nil {
 		return err
 	}
 	defer func() {
@@ -96,7 +96,7 @@ func rowMetadata(ctx context.Context, db *sql.DB) (string, error) {
 // scanForColumnChange reads the binlog from start to end with a dump of
 // its own (a random server id, so the task's dump is not displaced).
 // Groups that began before ts are skipped, as the source skips them.
-func (s *BinlogSource) scanForColumnChange(ctx context.Context, meta string, ts int64, start, end gomysql.Position) error {
+func (s *binlogSource) scanForColumnChange(ctx context.Context, meta string, ts int64, start, end gomysql.Position) error {
 	id := minServerID + rand.Uint32N(maxServerID-minServerID)
 	if id == s.cfg.ServerID {
 		id++
@@ -111,7 +111,7 @@ func (s *BinlogSource) scanForColumnChange(ctx context.Context, meta string, ts 
 	var groupTS int64
 	// unnamed lists the selected tables with rows logged without column
 	// names since the target (or since their last column change).
-	unnamed := map[TableRef]bool{}
+	unnamed := map[tableRef]bool{}
 	for {
 		ev, err := stream.GetEvent(ctx)
 		if err != nil {
@@ -124,7 +124,7 @@ func (s *BinlogSource) scanForColumnChange(ctx context.Context, meta string, ts 
 		case *replication.MariadbGTIDEvent, *replication.GTIDEvent, *replication.GtidTaggedLogEvent:
 			groupTS = t
 		case *replication.TableMapEvent:
-			ref := TableRef{DB: string(e.Schema), Name: string(e.Table)}
+			ref := tableRef{DB: string(e.Schema), Name: string(e.Table)}
 			if groupOr(groupTS, t) >= ts && len(e.ColumnName) == 0 && s.cfg.Tables.Match(ref.DB, ref.Name) {
 				unnamed[ref] = true
 			}
@@ -157,8 +157,8 @@ func (s *BinlogSource) scanForColumnChange(ctx context.Context, meta string, ts 
 	}
 }
 
-func rewindAcrossDDL(meta string, ts int64, r TableRef, q string, at int64, after gomysql.Position) error {
-	return connector.Fail(CodeRewindAcrossDDL,
+func rewindAcrossDDL(meta string, ts int64, r tableRef, q string, at int64, after gomysql.Position) error {
+	return connector.Fail(codeRewindAcrossDDL,
 		fmt.Sprintf("a rewind to %d would decode rows of %s logged before %q (at %d, ending at %s) with the definition after it",
 			ts, r, clip(q, 300), at, formatToken(after)),
 		fmt.Sprintf("binlog_row_metadata is %s: row events carry no column names, so they are mapped by the table's current "+

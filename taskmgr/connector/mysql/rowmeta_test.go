@@ -30,8 +30,8 @@ func TestBinlogRowMetadataMinimal(t *testing.T) {
 			"username": "root", "tables": "src.t"}},
 		Logger: zaptest.NewLogger(t),
 	}
-	newSource := func() *BinlogSource {
-		src, err := NewBinlogSource(cfg)
+	newSource := func() *binlogSource {
+		src, err := newBinlogSource(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestBinlogRowMetadataMinimal(t *testing.T) {
 	}
 	w := open.Warnings()
 	open.Close()
-	if len(w) != 1 || w[0].Code != CodeRowMetadataMinimal || w[0].Level != model.LevelWarning || !strings.Contains(w[0].Message, "MINIMAL") {
+	if len(w) != 1 || w[0].Code != codeRowMetadataMinimal || w[0].Level != model.LevelWarning || !strings.Contains(w[0].Message, "MINIMAL") {
 		t.Fatalf("warnings of a source on a MINIMAL server: %+v", w)
 	}
 
@@ -57,8 +57,8 @@ func TestBinlogRowMetadataMinimal(t *testing.T) {
 	srv.Exec(t, "INSERT INTO src.t VALUES (3, 4, 'three')")
 	err := newSource().CheckRewind(ctx, map[string]int64{sub: before})
 	var ce *connector.Error
-	if !errors.As(err, &ce) || ce.Detail.Code != CodeRewindAcrossDDL || !ce.Permanent || !strings.Contains(ce.Detail.Message, "MODIFY a VARCHAR(20) AFTER b") {
-		t.Fatalf("rewind across the reorder: %v; want a permanent %s naming the statement", err, CodeRewindAcrossDDL)
+	if !errors.As(err, &ce) || ce.Detail.Code != codeRewindAcrossDDL || !ce.Permanent || !strings.Contains(ce.Detail.Message, "MODIFY a VARCHAR(20) AFTER b") {
+		t.Fatalf("rewind across the reorder: %v; want a permanent %s naming the statement", err, codeRewindAcrossDDL)
 	}
 	t.Logf("refused: %s", ce.Detail.Message)
 

@@ -10,11 +10,11 @@ import (
 // the definition again.
 type schemaCache struct {
 	db   *sql.DB
-	defs map[TableRef]*tableDef // nil value: known not to exist
+	defs map[tableRef]*tableDef // nil value: known not to exist
 }
 
 func newSchemaCache(db *sql.DB, defs []*tableDef) *schemaCache {
-	c := &schemaCache{db: db, defs: map[TableRef]*tableDef{}}
+	c := &schemaCache{db: db, defs: map[tableRef]*tableDef{}}
 	for _, d := range defs {
 		c.defs[d.Ref] = d
 	}
@@ -22,7 +22,7 @@ func newSchemaCache(db *sql.DB, defs []*tableDef) *schemaCache {
 }
 
 // get returns the definition of ref, or nil if the table does not exist.
-func (c *schemaCache) get(ctx context.Context, ref TableRef) (*tableDef, error) {
+func (c *schemaCache) get(ctx context.Context, ref tableRef) (*tableDef, error) {
 	if d, ok := c.defs[ref]; ok {
 		return d, nil
 	}
@@ -34,7 +34,7 @@ func (c *schemaCache) get(ctx context.Context, ref TableRef) (*tableDef, error) 
 	return d, nil
 }
 
-func (c *schemaCache) forget(ref TableRef) { delete(c.defs, ref) }
+func (c *schemaCache) forget(ref tableRef) { delete(c.defs, ref) }
 
 func (c *schemaCache) forgetDB(db string) {
 	for r := range c.defs {

@@ -15,7 +15,7 @@ import (
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
-// Sink applies row changes to a MySQL or MariaDB server. A batch is one
+// sink applies row changes to a MySQL or MariaDB server. A batch is one
 // target transaction, or, when it is large, up to Parallelism transactions
 // applied at once, split by primary key (see partition); rows are written
 // as upserts and deletes by primary key, so applying a batch again (a
@@ -25,11 +25,11 @@ import (
 // tables (and databases) from the source's current definition, with SHOW
 // CREATE TABLE: at Open for the tables source.tables selects now, and at
 // Write for tables that appear later (db.* selections).
-type Sink struct {
-	cfg SinkConfig
+type sink struct {
+	cfg sinkConfig
 	// src is the task's mysql source, where missing tables are copied from;
 	// nil when the source is of another type.
-	src *SourceConfig
+	src *sourceConfig
 	log *zap.Logger
 
 	db    *sql.DB
@@ -39,7 +39,7 @@ type Sink struct {
 	textDB *sql.DB
 	// tables holds target tables known to exist with a primary key, by
 	// source table.
-	tables   map[TableRef]*tableDef
+	tables   map[tableRef]*tableDef
 	maxBytes int
 
 	// prepared holds server-side prepared statements by query text, for
@@ -54,9 +54,9 @@ type Sink struct {
 // maxPrepared bounds the statements a sink keeps prepared.
 const maxPrepared = 64
 
-// NewSink validates cfg without I/O.
-func NewSink(cfg connector.Config) (*Sink, error) {
-	c, err := ParseSinkConfig(cfg)
+// newSink validates cfg without I/O.
+func newSink(cfg connector.Config) (*sink, error) {
+	c, err := parseSinkConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -64,9 +64,9 @@ func NewSink(cfg connector.Config) (*Sink, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Sink{cfg: c, log: log.Named("mysql.sink")}
+	s := &sink{cfg: c, log: log.Named("mysql.sink")}
 	if cfg.Scopes.Get(scopeSource, "type") == "mysql" {
-		if sc, err := ParseSourceConfig(cfg); err == nil {
+		if sc, err := parseSourceConfig(cfg); err == nil {
 			s.src = &sc
 		}
 	}
@@ -76,18 +76,18 @@ func NewSink(cfg connector.Config) (*Sink, error) {
 // Open connects, creates the missing target tables of the selected source
 // tables (when the source is mysql) and refuses target tables without a
 // primary key.
-func (s *Sink) Open(ctx context.Context) (err error) {
+func (s *sink) Open(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	s.tables = map[TableRef]*tableDef{}
+	s.tables = map[tableRef]*tableDef{}
 	s.prepared = map[string]*sql.Stmt{}
-	if s.db, err = openDB(s.cfg.Endpoint, sinkSession, true, s.cfg.Parallelism+1); err != nil {
+	if s.db, err = openDB(s.cfg.endpoint, sinkSession, true, s.cfg.Parallelism+1); err != nil {
 		return err
 	}
-	if err := ping(ctx, s.db, s.cfg.Endpoint, scopeSink); err != nil {
+	if err := ping(ctx, s.db, s.cfg.endpoint, scopeSink); err != nil {
 		return err
 	}
 	var packet int
@@ -100,7 +100,7 @@ func (s *Sink) Open(ctx context.Context) (err error) {
 	}
 
 	// Definitions only: read as text (see charset.go).
-	if s.srcDB, err = openTextDB(s.src.Endpoint, sourceSession, 1); err != nil {
+	if s.srcDB, err = openTextDB(s.src.endpoint, sourceSession, 1); err != nil {
 		return err
 	}
 	refs, err := listTables(ctx, s.srcDB, s.src.Tables)
@@ -108,14 +108,14 @@ func (s *Sink) Open(ctx context.Context) (err error) {
 		return sourceFailure("listing source tables", err)
 	}
 	var noPK []string
-	var inexact []TableRef
+	var inexact []tableRef
 	for _, r := range refs {
 		if _, err := s.table(ctx, r); err != nil {
 			var ce *connector.Error
 			switch {
-			case errors.As(err, &ce) && ce.Detail.Code == CodeNoPrimaryKey:
+			case errors.As(err, &ce) && ce.Detail.Code == codeNoPrimaryKey:
 				noPK = append(noPK, s.target(r).String())
-			case errors.As(err, &ce) && ce.Detail.Code == CodeInexactDefinition:
+			case errors.As(err, &ce) && ce.Detail.Code == codeInexactDefinition:
 				inexact = append(inexact, r)
 			default:
 				return err
@@ -134,13 +134,13 @@ func (s *Sink) Open(ctx context.Context) (err error) {
 }
 
 // target maps a source table to its target table.
-func (s *Sink) target(src TableRef) TableRef {
-	return TableRef{DB: s.cfg.TargetDB(src.DB), Name: src.Name}
+func (s *sink) target(src tableRef) tableRef {
+	return tableRef{DB: s.cfg.TargetDB(src.DB), Name: src.Name}
 }
 
 // table returns the target definition for a source table, creating the
 // target table from the source when it is missing.
-func (s *Sink) table(ctx context.Context, src TableRef) (*tableDef, error) {
+func (s *sink) table(ctx context.Context, src tableRef) (*tableDef, error) {
 	if d := s.tables[src]; d != nil {
 		return d, nil
 	}
@@ -172,11 +172,11 @@ func (s *Sink) table(ctx context.Context, src TableRef) (*tableDef, error) {
 // connection of its own (the sink's pool talks binary), with the target
 // database selected, so unqualified references in it (foreign keys)
 // resolve there, as they did on the source.
-func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
+func (s *sink) create(ctx context.Context, src, ref tableRef) error {
 	if s.srcDB == nil {
 		return tableNotFound("target", []string{ref.String()})
 	}
-	if err := refuseInexact(ctx, s.srcDB, []TableRef{src}); err != nil {
+	if err := refuseInexact(ctx, s.srcDB, []tableRef{src}); err != nil {
 		return err
 	}
 	var name, stmt string
@@ -188,13 +188,13 @@ func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
 	}
 	const prefix = "CREATE TABLE "
 	if !strings.HasPrefix(stmt, prefix) {
-		return connector.Fail(CodeApplySchema, "cannot copy the definition of "+src.String(),
+		return connector.Fail(codeApplySchema, "cannot copy the definition of "+src.String(),
 			"SHOW CREATE TABLE returned "+clip(stmt, 80), "create the target table by hand", true, nil)
 	}
 	stmt = prefix + "IF NOT EXISTS " + stmt[len(prefix):]
 
 	if s.textDB == nil {
-		db, err := openTextDB(s.cfg.Endpoint, sinkSession, 1)
+		db, err := openTextDB(s.cfg.endpoint, sinkSession, 1)
 		if err != nil {
 			return err
 		}
@@ -219,20 +219,20 @@ func (s *Sink) create(ctx context.Context, src, ref TableRef) error {
 }
 
 // Write applies b in one transaction and returns after it committed.
-func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
+func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
 	// Tables are resolved (maybe created) first: DDL would commit the
 	// transaction.
-	defs := map[TableRef]*tableDef{}
+	defs := map[tableRef]*tableDef{}
 	for i := range b.Records {
 		rc := b.Records[i].Change
 		if rc == nil {
-			return connector.Fail(CodeUnsupportedInput, "the mysql sink got a record without a row change",
+			return connector.Fail(codeUnsupportedInput, "the mysql sink got a record without a row change",
 				"it applies database row changes only", "pair sink.type=mysql with a database source", true, nil)
 		}
-		ref := TableRef{DB: rc.Database, Name: rc.Table}
+		ref := tableRef{DB: rc.Database, Name: rc.Table}
 		if defs[ref] == nil {
 			d, err := s.table(ctx, ref)
 			if err != nil {
@@ -264,7 +264,7 @@ const deadlockRetries = 5
 // apply plans records and applies them in one transaction, again when the
 // server chose it as a deadlock victim: parallel parts of one batch touch
 // different keys of a table but may still meet on index pages and gaps.
-func (s *Sink) apply(ctx context.Context, records []connector.Record, defs map[TableRef]*tableDef) error {
+func (s *sink) apply(ctx context.Context, records []connector.Record, defs map[tableRef]*tableDef) error {
 	stmts, err := plan(records, defs, s.maxBytes)
 	if err != nil {
 		return err
@@ -286,7 +286,7 @@ func (s *Sink) apply(ctx context.Context, records []connector.Record, defs map[T
 // applyOnce runs stmts in one READ COMMITTED transaction: the sink writes
 // by primary key only, and without gap locks parallel parts rarely block
 // each other.
-func (s *Sink) applyOnce(ctx context.Context, stmts []statement) error {
+func (s *sink) applyOnce(ctx context.Context, stmts []statement) error {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return sinkFailure("beginning a transaction", err)
@@ -311,7 +311,7 @@ func (s *Sink) applyOnce(ctx context.Context, stmts []statement) error {
 
 // stmt returns the prepared statement for st, preparing it if it recurs
 // and there is room; nil means run st unprepared.
-func (s *Sink) stmt(ctx context.Context, st statement) *sql.Stmt {
+func (s *sink) stmt(ctx context.Context, st statement) *sql.Stmt {
 	if !st.full {
 		return nil
 	}
@@ -343,7 +343,7 @@ func retryable(err error) bool {
 }
 
 // Close closes the connections; safe on a sink that is not open.
-func (s *Sink) Close() error {
+func (s *sink) Close() error {
 	var errs []error
 	if s.srcDB != nil {
 		errs = append(errs, s.srcDB.Close())

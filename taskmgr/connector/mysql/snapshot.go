@@ -16,14 +16,14 @@ import (
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
-// SnapshotSource is the full-import mysql source: it copies the selected
+// snapshotSource is the full-import mysql source: it copies the selected
 // tables in primary key chunks. Chunk boundaries are found by keyset
 // pagination (the key of every BatchSize-th row), Parallelism readers read
 // chunks at once, and Read hands chunks over strictly in planning order, one
 // chunk per batch. So everything before a table's last delivered chunk has
 // been applied, and a table's position is just that chunk's upper key.
-type SnapshotSource struct {
-	cfg      SourceConfig
+type snapshotSource struct {
+	cfg      sourceConfig
 	log      *zap.Logger
 	throttle *throttle
 
@@ -69,9 +69,9 @@ type chunkResult struct {
 	err   error
 }
 
-// NewSnapshotSource validates cfg without I/O.
-func NewSnapshotSource(cfg connector.Config) (*SnapshotSource, error) {
-	c, err := ParseSourceConfig(cfg)
+// newSnapshotSource validates cfg without I/O.
+func newSnapshotSource(cfg connector.Config) (*snapshotSource, error) {
+	c, err := parseSourceConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,12 +79,12 @@ func NewSnapshotSource(cfg connector.Config) (*SnapshotSource, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &SnapshotSource{cfg: c, log: log.Named("mysql.snapshot"), throttle: newThrottle(c.ThrottleRPS)}, nil
+	return &snapshotSource{cfg: c, log: log.Named("mysql.snapshot"), throttle: newThrottle(c.ThrottleRPS)}, nil
 }
 
 // Subtopics implements connector.Subtopicer: one subtopic per table, named
 // db.table. Tables selected through db.* are known only after Open.
-func (s *SnapshotSource) Subtopics() []string {
+func (s *snapshotSource) Subtopics() []string {
 	var out []string
 	for _, r := range s.cfg.Tables.Named() {
 		out = append(out, r.String())
@@ -94,16 +94,16 @@ func (s *SnapshotSource) Subtopics() []string {
 
 // Open resolves the tables, restores each table's progress from its
 // position and starts the planner and the readers.
-func (s *SnapshotSource) Open(ctx context.Context, from map[string]checkpoint.Position) (err error) {
+func (s *snapshotSource) Open(ctx context.Context, from map[string]checkpoint.Position) (err error) {
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.db, err = openDB(s.cfg.Endpoint, sourceSession, false, s.cfg.Parallelism+1); err != nil {
+	if s.db, err = openDB(s.cfg.endpoint, sourceSession, false, s.cfg.Parallelism+1); err != nil {
 		return err
 	}
-	if err := ping(ctx, s.db, s.cfg.Endpoint, scopeSource); err != nil {
+	if err := ping(ctx, s.db, s.cfg.endpoint, scopeSource); err != nil {
 		return err
 	}
 	defs, err := resolveTables(ctx, s.db, s.cfg.Tables)
@@ -121,7 +121,7 @@ func (s *SnapshotSource) Open(ctx context.Context, from map[string]checkpoint.Po
 		t := &snapTable{def: d, subtopic: d.Ref.String()}
 		if p, ok := from[t.subtopic]; ok && p.Token != "" {
 			if err := json.Unmarshal([]byte(p.Token), &t.prog); err != nil || (t.prog.HW != nil && len(t.prog.HW) != len(d.PK)) {
-				return connector.Fail(CodePositionPurged, "unreadable full import position of "+t.subtopic,
+				return connector.Fail(codePositionPurged, "unreadable full import position of "+t.subtopic,
 					fmt.Sprintf("token %q", p.Token), "restart the full import from scratch", true, err)
 			}
 		}
@@ -165,7 +165,7 @@ func (s *SnapshotSource) Open(ctx context.Context, from map[string]checkpoint.Po
 
 // plan walks each unfinished table from its high-water key and hands out
 // chunks in key order, one slot each.
-func (s *SnapshotSource) plan(ctx context.Context, tables []*snapTable, jobs chan<- chunk) {
+func (s *snapshotSource) plan(ctx context.Context, tables []*snapTable, jobs chan<- chunk) {
 	seq := 0
 	for _, t := range tables {
 		lo := t.prog.HW
@@ -195,7 +195,7 @@ func (s *SnapshotSource) plan(ctx context.Context, tables []*snapTable, jobs cha
 	}
 }
 
-func (s *SnapshotSource) read(ctx context.Context, jobs <-chan chunk) {
+func (s *snapshotSource) read(ctx context.Context, jobs <-chan chunk) {
 	for c := range jobs {
 		rows, crc, err := readChunk(ctx, s.db, c.table.def, c.lo, c.hi)
 		if err != nil {
@@ -209,7 +209,7 @@ func (s *SnapshotSource) read(ctx context.Context, jobs <-chan chunk) {
 	}
 }
 
-func (s *SnapshotSource) send(ctx context.Context, r chunkResult) bool {
+func (s *snapshotSource) send(ctx context.Context, r chunkResult) bool {
 	select {
 	case s.results <- r:
 		return true
@@ -220,7 +220,7 @@ func (s *SnapshotSource) send(ctx context.Context, r chunkResult) bool {
 
 // Read returns the next chunk in order as one batch of inserts, with the
 // table's position after it. It returns io.EOF when every table is done.
-func (s *SnapshotSource) Read(ctx context.Context) (connector.Batch, error) {
+func (s *snapshotSource) Read(ctx context.Context) (connector.Batch, error) {
 	if s.failed != nil {
 		return connector.Batch{}, s.failed
 	}
@@ -251,7 +251,7 @@ func (s *SnapshotSource) Read(ctx context.Context) (connector.Batch, error) {
 	}
 }
 
-func (s *SnapshotSource) deliver(r chunkResult) connector.Batch {
+func (s *snapshotSource) deliver(r chunkResult) connector.Batch {
 	t := r.chunk.table
 	def := t.def
 	b := connector.Batch{Records: make([]connector.Record, len(r.rows))}
@@ -279,7 +279,7 @@ func (s *SnapshotSource) deliver(r chunkResult) connector.Batch {
 }
 
 // Close stops the planner and readers and closes the connections.
-func (s *SnapshotSource) Close() error {
+func (s *snapshotSource) Close() error {
 	if s.cancel != nil {
 		s.cancel()
 		s.wg.Wait()

@@ -125,7 +125,7 @@ func TestSnapshotResumeAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	tgt, err := loadTableDef(ctx, db, TableRef{DB: e.dstName, Name: "ints"})
+	tgt, err := loadTableDef(ctx, db, tableRef{DB: e.dstName, Name: "ints"})
 	if err != nil {
 		t.Fatal(err)
 	}

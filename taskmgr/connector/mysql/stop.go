@@ -21,7 +21,7 @@ import (
 
 // eventStart is where ev begins in the binlog file being read; zero when
 // the event carries no position (an artificial event).
-func (s *BinlogSource) eventStart(ev *replication.BinlogEvent) gomysql.Position {
+func (s *binlogSource) eventStart(ev *replication.BinlogEvent) gomysql.Position {
 	h := ev.Header
 	if h.LogPos == 0 || h.LogPos < h.EventSize {
 		return gomysql.Position{}
@@ -31,9 +31,9 @@ func (s *BinlogSource) eventStart(ev *replication.BinlogEvent) gomysql.Position 
 
 // atStatement records in a DDL refusal where the statement is: it began
 // with the current transaction's first event and ends at endPos.
-func (s *BinlogSource) atStatement(err error, ts int64, endPos uint32) error {
+func (s *binlogSource) atStatement(err error, ts int64, endPos uint32) error {
 	var ce *connector.Error
-	if !errors.As(err, &ce) || ce.Detail.Code != CodeDDLUnsupported {
+	if !errors.As(err, &ce) || ce.Detail.Code != codeDDLUnsupported {
 		return err
 	}
 	if s.txn.start.Pos == 0 || endPos == 0 {
@@ -61,7 +61,7 @@ func stoppedAt(err error) *model.StatementPosition {
 // statement: that of the last transaction delivered (or of the position
 // the source started from), so it does not go back; the statement's own
 // time when there is neither.
-func (s *BinlogSource) beforeTS(p *model.StatementPosition) int64 {
+func (s *binlogSource) beforeTS(p *model.StatementPosition) int64 {
 	if ts := max(s.lastTS, s.fromTS); ts > 0 {
 		return ts
 	}

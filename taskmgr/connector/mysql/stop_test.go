@@ -47,8 +47,8 @@ func TestBinlogDDLStopPosition(t *testing.T) {
 	for i := 0; i < 100 && err == nil; i++ {
 		_, err = p.step(t, ctx)
 	}
-	if errCode(err) != CodeDDLUnsupported {
-		t.Fatalf("after the ALTER: %v; want %s", err, CodeDDLUnsupported)
+	if errCode(err) != codeDDLUnsupported {
+		t.Fatalf("after the ALTER: %v; want %s", err, codeDDLUnsupported)
 	}
 	at := stoppedAt(err)
 	if at == nil || at.Subtopic != sub || at.Before == "" || at.After == "" {

@@ -9,28 +9,28 @@ import (
 	"strings"
 )
 
-// TableRef names a table.
-type TableRef struct {
+// tableRef names a table.
+type tableRef struct {
 	DB, Name string
 }
 
-func (r TableRef) String() string { return r.DB + "." + r.Name }
+func (r tableRef) String() string { return r.DB + "." + r.Name }
 
 // quoted is `db`.`name`.
-func (r TableRef) quoted() string { return quoteIdent(r.DB) + "." + quoteIdent(r.Name) }
+func (r tableRef) quoted() string { return quoteIdent(r.DB) + "." + quoteIdent(r.Name) }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
-// Selection is a parsed source.tables: "db.table" names one table, "db.*"
+// selection is a parsed source.tables: "db.table" names one table, "db.*"
 // every base table of db, including ones created later.
-type Selection struct {
-	entries []TableRef // Name "*" for a whole database
+type selection struct {
+	entries []tableRef // Name "*" for a whole database
 }
 
-// ParseSelection parses a comma list of db.table and db.* entries.
-func ParseSelection(s string) (Selection, error) {
-	var sel Selection
-	seen := map[TableRef]bool{}
+// parseSelection parses a comma list of db.table and db.* entries.
+func parseSelection(s string) (selection, error) {
+	var sel selection
+	seen := map[tableRef]bool{}
 	for _, e := range strings.Split(s, ",") {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -39,22 +39,22 @@ func ParseSelection(s string) (Selection, error) {
 		db, name, ok := strings.Cut(e, ".")
 		if !ok || db == "" || name == "" || strings.Contains(name, ".") || db == "*" ||
 			(strings.Contains(name, "*") && name != "*") {
-			return Selection{}, fmt.Errorf("entry %q is not db.table or db.*", e)
+			return selection{}, fmt.Errorf("entry %q is not db.table or db.*", e)
 		}
-		r := TableRef{DB: db, Name: name}
+		r := tableRef{DB: db, Name: name}
 		if !seen[r] {
 			seen[r] = true
 			sel.entries = append(sel.entries, r)
 		}
 	}
 	if len(sel.entries) == 0 {
-		return Selection{}, errors.New("no tables named")
+		return selection{}, errors.New("no tables named")
 	}
 	return sel, nil
 }
 
 // Match reports whether table db.name is selected.
-func (s Selection) Match(db, name string) bool {
+func (s selection) Match(db, name string) bool {
 	for _, e := range s.entries {
 		if e.DB == db && (e.Name == "*" || e.Name == name) {
 			return true
@@ -64,7 +64,7 @@ func (s Selection) Match(db, name string) bool {
 }
 
 // Databases lists the databases the selection touches.
-func (s Selection) Databases() []string {
+func (s selection) Databases() []string {
 	set := map[string]bool{}
 	for _, e := range s.entries {
 		set[e.DB] = true
@@ -78,8 +78,8 @@ func (s Selection) Databases() []string {
 }
 
 // Named lists the tables named explicitly (not through db.*).
-func (s Selection) Named() []TableRef {
-	var out []TableRef
+func (s selection) Named() []tableRef {
+	var out []tableRef
 	for _, e := range s.entries {
 		if e.Name != "*" {
 			out = append(out, e)
@@ -88,7 +88,7 @@ func (s Selection) Named() []TableRef {
 	return out
 }
 
-func (s Selection) String() string {
+func (s selection) String() string {
 	parts := make([]string, len(s.entries))
 	for i, e := range s.entries {
 		parts[i] = e.String()
@@ -98,7 +98,7 @@ func (s Selection) String() string {
 
 // tableDef is what this package needs to know of a table's definition.
 type tableDef struct {
-	Ref       TableRef
+	Ref       tableRef
 	Columns   []string
 	DataTypes []string // information_schema DATA_TYPE, lower case
 	Unsigned  []bool
@@ -156,7 +156,7 @@ type querier interface {
 
 // loadTableDef reads a table's definition from information_schema; it
 // returns nil and no error when the table does not exist.
-func loadTableDef(ctx context.Context, q querier, ref TableRef) (*tableDef, error) {
+func loadTableDef(ctx context.Context, q querier, ref tableRef) (*tableDef, error) {
 	rows, err := q.QueryContext(ctx, `SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), UPPER(EXTRA)
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, ref.DB, ref.Name)
 	if err != nil {
@@ -208,7 +208,7 @@ func loadTableDef(ctx context.Context, q querier, ref TableRef) (*tableDef, erro
 }
 
 // listTables lists the existing base tables the selection matches, sorted.
-func listTables(ctx context.Context, q querier, sel Selection) ([]TableRef, error) {
+func listTables(ctx context.Context, q querier, sel selection) ([]tableRef, error) {
 	dbs := sel.Databases()
 	query := `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
 		WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?` + strings.Repeat(",?", len(dbs)-1) + `)
@@ -222,9 +222,9 @@ func listTables(ctx context.Context, q querier, sel Selection) ([]TableRef, erro
 		return nil, fmt.Errorf("listing tables: %w", err)
 	}
 	defer rows.Close()
-	var out []TableRef
+	var out []tableRef
 	for rows.Next() {
-		var r TableRef
+		var r tableRef
 		if err := rows.Scan(&r.DB, &r.Name); err != nil {
 			return nil, fmt.Errorf("listing tables: %w", err)
 		}
@@ -240,12 +240,12 @@ func listTables(ctx context.Context, q querier, sel Selection) ([]TableRef, erro
 
 // resolveTables loads the definition of every selected table and refuses
 // the selection when a named table is missing or a table has no primary key.
-func resolveTables(ctx context.Context, q querier, sel Selection) ([]*tableDef, error) {
+func resolveTables(ctx context.Context, q querier, sel selection) ([]*tableDef, error) {
 	refs, err := listTables(ctx, q, sel)
 	if err != nil {
 		return nil, sourceFailure("resolving source.tables", err)
 	}
-	found := map[TableRef]bool{}
+	found := map[tableRef]bool{}
 	for _, r := range refs {
 		found[r] = true
 	}
