@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/connector-manager/cm/internal/logkey"
 	"github.com/connector-manager/cm/model"
 )
 
@@ -127,7 +128,7 @@ func (c *Committer) Track(component string, version int64, positions []Position,
 	defer func() {
 		for _, h := range held {
 			c.log.Warn("a checkpoint time went backwards; keeping the higher time",
-				zap.String("task", component), zap.Int64("version", version), zap.String("subtopic", h.Subtopic),
+				zap.String(logkey.Task, component), zap.Int64(logkey.Version, version), zap.String("subtopic", h.Subtopic),
 				zap.Int64("reported", h.Reported), zap.Int64("kept", h.Kept))
 			if c.hooks.Held != nil {
 				c.hooks.Held(component, version, h)
@@ -264,7 +265,7 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 				version = t.version
 			}
 		}
-		c.log.Warn("refused a write from a superseded incarnation", zap.String("task", comp), zap.Int64("version", version))
+		c.log.Warn("refused a write from a superseded incarnation", zap.String(logkey.Task, comp), zap.Int64(logkey.Version, version))
 		c.Unregister(comp, version)
 		if c.hooks.Fenced != nil {
 			c.hooks.Fenced(comp, version)
@@ -303,7 +304,7 @@ func (c *Committer) save(ctx context.Context, reports []model.Progress) (fenced 
 			if first == nil {
 				first = err
 			}
-			c.log.Warn("writing a task's checkpoint", zap.String("task", r.Component), zap.Int64("version", r.Version), zap.Error(err))
+			c.log.Warn("writing a task's checkpoint", zap.String(logkey.Task, r.Component), zap.Int64(logkey.Version, r.Version), zap.Error(err))
 			continue
 		}
 		fenced = append(fenced, f...)

@@ -171,9 +171,9 @@ func Format(m map[string]int64) string {
 	return buf.String()
 }
 
-// FromPositions keeps the time of each position and drops its token. If a
+// fromPositions keeps the time of each position and drops its token. If a
 // subtopic repeats, the last position wins.
-func FromPositions(ps []Position) map[string]int64 {
+func fromPositions(ps []Position) map[string]int64 {
 	m := make(map[string]int64, len(ps))
 	for _, p := range ps {
 		m[p.Subtopic] = p.TS
@@ -181,9 +181,9 @@ func FromPositions(ps []Position) map[string]int64 {
 	return m
 }
 
-// ToPositions turns a parsed checkpoint into time positions (no token),
+// toPositions turns a parsed checkpoint into time positions (no token),
 // sorted by subtopic so that callers and tests see a stable order.
-func ToPositions(m map[string]int64) []Position {
+func toPositions(m map[string]int64) []Position {
 	ps := make([]Position, 0, len(m))
 	for sub, ts := range m {
 		ps = append(ps, Position{Subtopic: sub, TS: ts})

@@ -155,7 +155,7 @@ func TestFormatParseRoundTrip(t *testing.T) {
 
 func TestPositions(t *testing.T) {
 	m := map[string]int64{"b": 2, "a": 1, "c": 3}
-	ps := ToPositions(m)
+	ps := toPositions(m)
 	want := []Position{{Subtopic: "a", TS: 1}, {Subtopic: "b", TS: 2}, {Subtopic: "c", TS: 3}}
 	if !slices.Equal(ps, want) {
 		t.Fatalf("ToPositions = %v, want %v", ps, want)
@@ -165,14 +165,14 @@ func TestPositions(t *testing.T) {
 			t.Errorf("ToPositions(%v) has a token; a parsed checkpoint is a time, not an exact point", p)
 		}
 	}
-	if got := FromPositions(ps); !maps.Equal(got, m) {
+	if got := fromPositions(ps); !maps.Equal(got, m) {
 		t.Fatalf("FromPositions(ToPositions(m)) = %v, want %v", got, m)
 	}
 	withToken := []Position{{Subtopic: "a", TS: 1, Token: "binlog.000001:4"}, {Subtopic: "a", TS: 7}}
-	if got := FromPositions(withToken); !maps.Equal(got, map[string]int64{"a": 7}) {
+	if got := fromPositions(withToken); !maps.Equal(got, map[string]int64{"a": 7}) {
 		t.Fatalf("FromPositions(%v) = %v, want the last position of a repeated subtopic", withToken, got)
 	}
-	if got := ToPositions(nil); len(got) != 0 {
+	if got := toPositions(nil); len(got) != 0 {
 		t.Fatalf("ToPositions(nil) = %v, want empty", got)
 	}
 }

@@ -10,9 +10,9 @@ import (
 	_ "time/tzdata"
 )
 
-// DefaultTZ is the zone for date-times given without one. UTC rather than
+// defaultTZ is the zone for date-times given without one. UTC rather than
 // the host's zone, so that the same request means the same instant on every node.
-const DefaultTZ = "UTC"
+const defaultTZ = "UTC"
 
 // dateTimeLayouts are the accepted date-time forms: the one the OMS
 // documentation uses, and its ISO 8601 twin that browsers' datetime inputs send.

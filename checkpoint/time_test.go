@@ -19,7 +19,7 @@ func TestParseTime(t *testing.T) {
 		{"seed in UTC", "2023-02-13 11:00:00", "UTC", 1676286000},
 		{"empty zone is UTC", "2023-02-13 11:00:00", "", 1676286000},
 		{"utc in lower case", "2023-02-13 11:00:00", "utc", 1676286000},
-		{"default zone", "2023-02-13 11:00:00", DefaultTZ, 1676286000},
+		{"default zone", "2023-02-13 11:00:00", defaultTZ, 1676286000},
 		{"Etc name", "2023-02-13 11:00:00", "Etc/UTC", 1676286000},
 		{"zone west of UTC", "2023-02-13 06:00:00", "America/New_York", 1676286000},
 		{"unix seconds", "1676286000", "", 1676286000},
