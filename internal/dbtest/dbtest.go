@@ -31,8 +31,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// EnvMySQLDSN names the environment variable holding the MariaDB server URL.
-const EnvMySQLDSN = "CM_TEST_MYSQL_DSN"
+// envMySQLDSN names the environment variable holding the MariaDB server URL.
+const envMySQLDSN = "CM_TEST_MYSQL_DSN"
 
 // dbPrefix starts the name of every database this package creates, so
 // leftovers from a killed run are easy to recognise on a shared server.
@@ -143,7 +143,7 @@ func ServerDSN(t testing.TB) string {
 	t.Helper()
 	dsn, err := ParseURL(serverURL(t).String())
 	if err != nil {
-		t.Fatalf("dbtest: %s: %v", EnvMySQLDSN, err)
+		t.Fatalf("dbtest: %s: %v", envMySQLDSN, err)
 	}
 	return withParam(dsn, "multiStatements", "true")
 }
@@ -221,15 +221,15 @@ func withParam(dsn, key, value string) string {
 // serverURL reads CM_TEST_MYSQL_DSN and returns it with no database selected.
 func serverURL(t testing.TB) *url.URL {
 	t.Helper()
-	raw := os.Getenv(EnvMySQLDSN)
+	raw := os.Getenv(envMySQLDSN)
 	if raw == "" {
 		t.Fatalf("dbtest: %s is not set; run the tests with `make test` "+
 			"(it starts a throwaway MariaDB), or set %s=mysql://root@127.0.0.1:3306/ to use a running server",
-			EnvMySQLDSN, EnvMySQLDSN)
+			envMySQLDSN, envMySQLDSN)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "mysql" {
-		t.Fatalf("dbtest: %s must look like mysql://user:pass@host:port/?params", EnvMySQLDSN)
+		t.Fatalf("dbtest: %s must look like mysql://user:pass@host:port/?params", envMySQLDSN)
 	}
 	u.Path, u.RawPath = "/", ""
 	return u
@@ -240,7 +240,7 @@ func openServer(t testing.TB, server *url.URL) *sql.DB {
 	t.Helper()
 	dsn, err := ParseURL(server.String())
 	if err != nil {
-		t.Fatalf("dbtest: %s: %v", EnvMySQLDSN, err)
+		t.Fatalf("dbtest: %s: %v", envMySQLDSN, err)
 	}
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {

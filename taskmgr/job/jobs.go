@@ -1,5 +1,5 @@
 // Package job runs the cluster-wide jobs under the leader lease: task and
-// node liveness, auto-restart under RestartPolicy, the delay watch and audit
+// node liveness, auto-restart under the restart policy, the delay watch and audit
 // retention. Each job is a struct with its own dependencies; the Scheduler
 // runs them on the schedules of their system parameters. No job is the only
 // path to correctness: every run is idempotent and may be cut short.
@@ -50,25 +50,25 @@ type Deps struct {
 func All(d Deps) []Job {
 	w := &writer{store: d.Store, changes: d.Changes, waker: d.Waker, log: d.Log.Named("job")}
 	return []Job{
-		{params.JobTaskLiveness, (&TaskLiveness{store: d.Store, nodes: d.Nodes, w: w}).Run},
-		{params.JobNodeLiveness, (&NodeLiveness{store: d.Store, nodes: d.Nodes, tasks: d.Tasks, w: w}).Run},
-		{params.JobAutoRestart, (&AutoRestart{store: d.Store, nodes: d.Nodes, tasks: d.Tasks}).Run},
-		{params.JobDelayWatch, (&DelayWatch{store: d.Store, w: w}).Run},
-		{params.JobAuditRetention, (&AuditRetention{store: d.Store}).Run},
+		{params.JobTaskLiveness, (&taskLiveness{store: d.Store, nodes: d.Nodes, w: w}).Run},
+		{params.JobNodeLiveness, (&nodeLiveness{store: d.Store, nodes: d.Nodes, tasks: d.Tasks, w: w}).Run},
+		{params.JobAutoRestart, (&autoRestart{store: d.Store, nodes: d.Nodes, tasks: d.Tasks}).Run},
+		{params.JobDelayWatch, (&delayWatch{store: d.Store, w: w}).Run},
+		{params.JobAuditRetention, (&auditRetention{store: d.Store}).Run},
 	}
 }
 
-// TaskLiveness: a RUNNING task whose heartbeat is older than
+// taskLiveness: a RUNNING task whose heartbeat is older than
 // task.heartbeat.staleAfter becomes EXCEPTION (HEARTBEAT_STALE). Tasks of
 // dead nodes are left to node-liveness, which says why more precisely.
-type TaskLiveness struct {
+type taskLiveness struct {
 	store *model.Store
 	nodes *cluster.Nodes
 	w     *writer
 }
 
 // Run is one run of the job.
-func (j *TaskLiveness) Run(ctx context.Context, set params.Set) (string, error) {
+func (j *taskLiveness) Run(ctx context.Context, set params.Set) (string, error) {
 	stale := set.Duration(params.HeartbeatStaleAfter)
 	states, err := j.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
@@ -107,11 +107,11 @@ func (j *TaskLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 	return fmt.Sprintf("%d running, %d stale", len(tasks), failed), nil
 }
 
-// NodeLiveness: the tasks of a dead node become EXCEPTION (NODE_DEAD), or
+// nodeLiveness: the tasks of a dead node become EXCEPTION (NODE_DEAD), or
 // with ha.enable are migrated to the least loaded live node. A migrate
 // whose old node died while stopping is completed (the version bump fences
 // the dead node); one whose target died while starting is rolled back.
-type NodeLiveness struct {
+type nodeLiveness struct {
 	store *model.Store
 	nodes *cluster.Nodes
 	tasks Tasks
@@ -119,7 +119,7 @@ type NodeLiveness struct {
 }
 
 // Run is one run of the job.
-func (j *NodeLiveness) Run(ctx context.Context, set params.Set) (string, error) {
+func (j *nodeLiveness) Run(ctx context.Context, set params.Set) (string, error) {
 	states, err := j.nodes.States(ctx, cluster.LivenessOf(set))
 	if err != nil {
 		return "", err
@@ -179,7 +179,7 @@ func (j *NodeLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 // reconciler cannot: a target that died while starting the task rolls the
 // migrate back; an old node that died while stopping it has its runner's
 // end recorded, then the task is rebound to the target.
-func (j *NodeLiveness) finishMigrate(ctx context.Context, t *model.Task, states map[model.NodeID]cluster.NodeState) bool {
+func (j *nodeLiveness) finishMigrate(ctx context.Context, t *model.Task, states map[model.NodeID]cluster.NodeState) bool {
 	jr, err := journal.Decode(t.Journal)
 	if err != nil || jr.Op != journal.OpMigrate {
 		return false
@@ -223,17 +223,17 @@ func (j *NodeLiveness) finishMigrate(ctx context.Context, t *model.Task, states 
 	return true
 }
 
-// AutoRestart resumes EXCEPTION tasks whose desired state is RUNNING, as
-// RestartPolicy allows: attempts are the auto-restart audit rows of the
+// autoRestart resumes EXCEPTION tasks whose desired state is RUNNING, as
+// restartPolicy allows: attempts are the auto-restart audit rows of the
 // task within the window, and the wait runs from the time of the failure.
-type AutoRestart struct {
+type autoRestart struct {
 	store *model.Store
 	nodes *cluster.Nodes
 	tasks Tasks
 }
 
 // Run is one run of the job.
-func (j *AutoRestart) Run(ctx context.Context, set params.Set) (string, error) {
+func (j *autoRestart) Run(ctx context.Context, set params.Set) (string, error) {
 	if !set.Bool(params.AutoRestartEnable) {
 		return "disabled", nil
 	}
@@ -292,17 +292,17 @@ func (j *AutoRestart) Run(ctx context.Context, set params.Set) (string, error) {
 	return fmt.Sprintf("%d restarted, %d waiting, %d not retried", restarted, waiting, refused), nil
 }
 
-// DelayWatch flags RUNNING tasks whose checkpoint delay exceeds
+// delayWatch flags RUNNING tasks whose checkpoint delay exceeds
 // task.delay.threshold with a WARNING in errorDetails, and clears the flag
 // once they catch up. Health computes delay itself; this makes it visible
 // in detail.
-type DelayWatch struct {
+type delayWatch struct {
 	store *model.Store
 	w     *writer
 }
 
 // Run is one run of the job.
-func (j *DelayWatch) Run(ctx context.Context, set params.Set) (string, error) {
+func (j *delayWatch) Run(ctx context.Context, set params.Set) (string, error) {
 	threshold := set.Duration(params.DelayThreshold)
 	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
 	if err != nil {
@@ -345,14 +345,14 @@ const (
 	auditPurgeBatches = 200
 )
 
-// AuditRetention purges audit rows older than
+// auditRetention purges audit rows older than
 // operation_audit_log.retention_time, in bounded batches.
-type AuditRetention struct {
+type auditRetention struct {
 	store *model.Store
 }
 
 // Run is one run of the job.
-func (j *AuditRetention) Run(ctx context.Context, set params.Set) (string, error) {
+func (j *auditRetention) Run(ctx context.Context, set params.Set) (string, error) {
 	keep := set.Duration(params.AuditRetention)
 	before := time.Now().Add(-keep)
 	var total int64

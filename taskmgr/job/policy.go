@@ -9,10 +9,10 @@ import (
 	"github.com/connector-manager/cm/taskmgr/params"
 )
 
-// RestartPolicy decides whether and when auto-restart resumes a failed
+// restartPolicy decides whether and when auto-restart resumes a failed
 // task: jittered exponential backoff, a budget of MaxAttempts per Window,
 // never for a permanent error.
-type RestartPolicy struct {
+type restartPolicy struct {
 	Initial     time.Duration
 	Max         time.Duration
 	MaxAttempts int
@@ -23,8 +23,8 @@ type RestartPolicy struct {
 }
 
 // policyFrom reads the policy from a parameter snapshot.
-func policyFrom(set params.Set) RestartPolicy {
-	return RestartPolicy{
+func policyFrom(set params.Set) restartPolicy {
+	return restartPolicy{
 		Initial: set.Duration(params.AutoRestartInitial), Max: set.Duration(params.AutoRestartMaxWait),
 		MaxAttempts: set.Int(params.AutoRestartMax), Window: set.Duration(params.AutoRestartWindow), Jitter: 0.2,
 	}
@@ -35,7 +35,7 @@ func policyFrom(set params.Set) RestartPolicy {
 // the task must not be restarted (permanent error, budget spent). The
 // jitter is derived from now and attempts, so the same failure always gets
 // the same wait: Next is a pure function.
-func (p RestartPolicy) Next(attempts int, lastErr *model.ErrorDetail, now time.Time) (wait time.Duration, ok bool) {
+func (p restartPolicy) Next(attempts int, lastErr *model.ErrorDetail, now time.Time) (wait time.Duration, ok bool) {
 	if lastErr != nil && lastErr.Permanent {
 		return 0, false
 	}

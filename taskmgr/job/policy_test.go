@@ -8,12 +8,12 @@ import (
 )
 
 func TestRestartPolicyNext(t *testing.T) {
-	p := RestartPolicy{Initial: time.Second, Max: 10 * time.Second, MaxAttempts: 5, Window: time.Hour}
+	p := restartPolicy{Initial: time.Second, Max: 10 * time.Second, MaxAttempts: 5, Window: time.Hour}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	transient := &model.ErrorDetail{Code: "PROCESS_EXITED"}
 	cases := []struct {
 		name     string
-		p        RestartPolicy
+		p        restartPolicy
 		attempts int
 		err      *model.ErrorDetail
 		wait     time.Duration
@@ -42,7 +42,7 @@ func TestRestartPolicyNext(t *testing.T) {
 }
 
 func TestRestartPolicyJitter(t *testing.T) {
-	p := RestartPolicy{Initial: time.Second, Max: time.Minute, MaxAttempts: 10, Jitter: 0.2}
+	p := restartPolicy{Initial: time.Second, Max: time.Minute, MaxAttempts: 10, Jitter: 0.2}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	seen := map[time.Duration]bool{}
 	for i := 0; i < 50; i++ {

@@ -142,8 +142,8 @@ func Advance(t *model.Task, j *Journal, f Facts) Step {
 	return Step{}
 }
 
-// Drop clears a journal that cannot be read.
-func Drop(t *model.Task) Step {
+// drop clears a journal that cannot be read.
+func drop(t *model.Task) Step {
 	next := *t
 	next.Journal = ""
 	return Step{Next: &next, Op: "journal:dropped"}

@@ -232,7 +232,7 @@ func TestUnknownJournal(t *testing.T) {
 	if _, err := Decode("{"); err == nil {
 		t.Fatal("an unreadable journal decoded")
 	}
-	got := Drop(task(model.StateStopped, model.DesiredStopped, j))
+	got := drop(task(model.StateStopped, model.DesiredStopped, j))
 	if got.Next == nil || got.Next.Journal != "" || got.Op != "journal:dropped" {
 		t.Fatalf("drop = %+v", got)
 	}

@@ -25,7 +25,7 @@ func Write(ctx context.Context, store *model.Store, component string, version in
 		}
 		j, err := Decode(cur.Journal)
 		if err != nil {
-			step = Drop(cur)
+			step = drop(cur)
 		} else if step, err = decide(cur, j); err != nil {
 			return nil, err
 		}

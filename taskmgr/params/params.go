@@ -80,8 +80,8 @@ const (
 	kindSchedule kind = "schedule" // cron spec: 5 fields, or @every 10s, @hourly
 )
 
-// Spec describes one known parameter.
-type Spec struct {
+// spec describes one known parameter.
+type spec struct {
 	Key         string
 	Kind        kind
 	Default     string
@@ -96,7 +96,7 @@ type Spec struct {
 var specs = allSpecs()
 
 // baseSpecs are the parameters besides the job schedules.
-var baseSpecs = []Spec{
+var baseSpecs = []spec{
 	{Key: AuditRetention, Kind: kindDuration, Default: "7d", Min: int64(auditRetentionMin), Description: "operation audit rows older than this are purged by the audit-retention job"},
 	{Key: AutoRestartEnable, Kind: kindBool, Default: "true", Description: "resume EXCEPTION tasks whose desired state is RUNNING, unless their error is permanent"},
 	{Key: AutoRestartMax, Kind: kindInt, Default: "5", Min: 1, Description: "restarts of one task allowed within task.autoRestart.window"},
@@ -110,23 +110,23 @@ var baseSpecs = []Spec{
 	{Key: NodeDeadAfter, Kind: kindDuration, Default: "30s", Min: int64(time.Second), Description: "a node not seen for this long is dead"},
 }
 
-func allSpecs() []Spec {
-	out := append([]Spec(nil), baseSpecs...)
+func allSpecs() []spec {
+	out := append([]spec(nil), baseSpecs...)
 	for _, j := range jobDefaults {
-		out = append(out, Spec{Key: JobSchedule(j.name), Kind: kindSchedule, Default: j.schedule,
+		out = append(out, spec{Key: JobSchedule(j.name), Kind: kindSchedule, Default: j.schedule,
 			Description: "cron schedule of the " + j.name + " job (5 fields, or @every 10s)"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
 }
 
-func specOf(key string) (Spec, bool) {
+func specOf(key string) (spec, bool) {
 	for _, s := range specs {
 		if s.Key == key {
 			return s, true
 		}
 	}
-	return Spec{}, false
+	return spec{}, false
 }
 
 // ParseDuration parses a Go duration or a whole number of days ("7d").
@@ -147,7 +147,7 @@ func ParseDuration(v string) (time.Duration, error) {
 var ScheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // check validates v against the spec.
-func (s Spec) check(v string) error {
+func (s spec) check(v string) error {
 	bad := func(why string, args ...any) error {
 		return fmt.Errorf("%w: %s=%q: %s", model.ErrInvalidArgument, s.Key, v, fmt.Sprintf(why, args...))
 	}
