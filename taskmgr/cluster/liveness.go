@@ -62,11 +62,8 @@ func NewNodes(self model.NodeID, store *model.Store, ps *params.Service) *Nodes 
 	return &Nodes{self: self, store: store, params: ps, now: time.Now}
 }
 
-// Self is this node's id.
-func (n *Nodes) Self() model.NodeID { return n.self }
-
-// Liveness reads the current thresholds.
-func (n *Nodes) Liveness(ctx context.Context) (Liveness, error) {
+// liveness reads the current thresholds.
+func (n *Nodes) liveness(ctx context.Context) (Liveness, error) {
 	set, err := n.params.Snapshot(ctx)
 	if err != nil {
 		return Liveness{}, err
@@ -87,7 +84,7 @@ func (n *Nodes) State(ctx context.Context, id model.NodeID) NodeState {
 		}
 		return NodeSuspect
 	}
-	lv, err := n.Liveness(ctx)
+	lv, err := n.liveness(ctx)
 	if err != nil {
 		return NodeSuspect
 	}
@@ -131,7 +128,7 @@ func (n *Nodes) CheckLive(ctx context.Context, id model.NodeID) error {
 	if err != nil {
 		return err
 	}
-	lv, err := n.Liveness(ctx)
+	lv, err := n.liveness(ctx)
 	if err != nil {
 		return err
 	}
@@ -144,7 +141,7 @@ func (n *Nodes) CheckLive(ctx context.Context, id model.NodeID) error {
 
 // Alive lists the registered nodes that are alive now.
 func (n *Nodes) Alive(ctx context.Context) ([]model.Node, error) {
-	lv, err := n.Liveness(ctx)
+	lv, err := n.liveness(ctx)
 	if err != nil {
 		return nil, err
 	}

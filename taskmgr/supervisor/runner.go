@@ -32,6 +32,9 @@ type runner struct {
 
 	// openTimeout bounds open (Config.OpenTimeout).
 	openTimeout time.Duration
+	// secrets are what the config's references resolved to, scrubbed from
+	// what the runner reports.
+	secrets []string
 
 	// durable lists the subtopics that have a durable position in this
 	// incarnation (resumed from one, or anchored at open); loop goroutine
@@ -323,14 +326,4 @@ func exitDetail(typ model.TaskType, err error, now time.Time) (model.Event, []mo
 		d.Proposal = "correct the task config with update, then resume"
 	}
 	return model.EventFailed, []model.ErrorDetail{d}
-}
-
-// Permanent reports whether a task's failure is not worth retrying
-// automatically (bad config, missing privileges).
-func Permanent(err error) bool {
-	var ce *connector.Error
-	if errors.As(err, &ce) {
-		return ce.Permanent
-	}
-	return errors.Is(err, connector.ErrConfig)
 }
