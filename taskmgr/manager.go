@@ -95,9 +95,6 @@ func NewManager(cfg Config, store *model.Store, registry *connector.Registry, ps
 		changes: changes, log: log.Named("taskmgr"), now: time.Now, errCode: func(error) string { return "ERROR" }}
 }
 
-// Params is the system parameter service the manager reads.
-func (m *Manager) Params() *params.Service { return m.params }
-
 // SetErrorCoder sets how refused calls are coded in the audit log, so the
 // audit shows the same errCode the API answers with.
 func (m *Manager) SetErrorCoder(f func(error) string) { m.errCode = f }
