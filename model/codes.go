@@ -16,6 +16,7 @@ const (
 	CodeInvalidConfig      = "INVALID_CONFIG"       // the config does not build a connector
 	CodeInvalidCheckpoint  = "INVALID_CHECKPOINT"   // source.checkpoint cannot be parsed
 	CodeNoSink             = "NO_SINK"              // records but no sink
+	CodeSecretUnresolved   = "SECRET_UNRESOLVED"    // a ${env:} or ${file:} reference names nothing on this node
 
 	// The jobs.
 	CodeHeartbeatStale = "HEARTBEAT_STALE"      // a RUNNING task's heartbeat is too old

@@ -597,3 +597,24 @@ func scrubPathError(err error) string {
 	}
 	return "cannot be read"
 }
+
+// Wrap returns err with its text scrubbed; errors.Is and As still see
+// through it to err.
+func (s *Scrubber) Wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := s.Error(err)
+	if msg == err.Error() {
+		return err
+	}
+	return &scrubbedError{msg: msg, err: err}
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }

@@ -9,9 +9,9 @@ import (
 	"github.com/connector-manager/cm/taskmgr"
 )
 
-// Envelope is the OMS answer shape. On success the error fields are null; on
+// envelope is the OMS answer shape. On success the error fields are null; on
 // failure result is null and retryable says whether to try again.
-type Envelope struct {
+type envelope struct {
 	ErrCode     *string `json:"errCode"`
 	ErrMsg      *string `json:"errMsg"`
 	ErrorDetail any     `json:"errorDetail"`
@@ -30,7 +30,7 @@ type ErrorDetail struct {
 }
 
 func ok(c echo.Context, result any) error {
-	return c.JSON(http.StatusOK, Envelope{IsSuccess: true, Result: result})
+	return c.JSON(http.StatusOK, envelope{IsSuccess: true, Result: result})
 }
 
 // fail answers err in the envelope. It is the echo HTTPErrorHandler too, so
@@ -61,5 +61,5 @@ func fail(err error, c echo.Context) {
 	if p.Status >= 500 && p.Code == internalProblem.Code {
 		c.Set(ctxInternalErr, err)
 	}
-	_ = c.JSON(p.Status, Envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: detail, Result: nil, Retryable: &retry})
+	_ = c.JSON(p.Status, envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: detail, Result: nil, Retryable: &retry})
 }

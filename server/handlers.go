@@ -282,8 +282,8 @@ func (h *handlers) detail(c echo.Context) error {
 	return ok(c, v)
 }
 
-// Page is batchDetail's result.
-type Page struct {
+// page is batchDetail's result.
+type page struct {
 	Items []view.TaskView `json:"items"`
 	Total int64           `json:"total"`
 }
@@ -311,7 +311,7 @@ func (h *handlers) batchDetail(c echo.Context) error {
 	if items == nil {
 		items = []view.TaskView{}
 	}
-	return ok(c, Page{Items: items, Total: total})
+	return ok(c, page{Items: items, Total: total})
 }
 
 // Operation is one audit record as the API shows it.
@@ -456,5 +456,5 @@ func (h *handlers) health(c echo.Context) error {
 	}
 	code, msg, retry := errUnhealthy, fmt.Sprintf("%s: %d problem(s)", r.Status, len(r.Problems)), true
 	c.Set(ctxErrCode, code)
-	return c.JSON(http.StatusServiceUnavailable, Envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: ErrorDetail{RequestID: requestID(c)}, Result: r, Retryable: &retry})
+	return c.JSON(http.StatusServiceUnavailable, envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: ErrorDetail{RequestID: requestID(c)}, Result: r, Retryable: &retry})
 }

@@ -118,12 +118,6 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	return &Server{cfg: cfg, echo: e, log: log}
 }
 
-// Echo exposes the router so other APIs can be mounted beside the OMS one.
-func (s *Server) Echo() *echo.Echo { return s.echo }
-
-// Handler returns the HTTP handler, for tests.
-func (s *Server) Handler() http.Handler { return s.echo }
-
 // Serve listens and serves until ctx is done, then drains in-flight requests.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}

@@ -128,6 +128,11 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 	if req.Config == nil {
 		req.Config = model.Config{}
 	}
+	// A config copied from a detail carries masks: with nothing stored to
+	// keep, they are refused rather than stored as secrets.
+	if req.Config, err = req.Config.Unmask(nil); err != nil {
+		return "", err
+	}
 	if err := m.validateConfig(comp, node, req.Config); err != nil {
 		return "", err
 	}
@@ -435,6 +440,11 @@ func (m *Manager) Update(ctx context.Context, call Call, ref string, deletes []s
 			return err
 		}
 		before = cfg.Clone()
+		// A mask sent back (as detail shows it) keeps the stored secret.
+		patch, err := patch.Unmask(before)
+		if err != nil {
+			return err
+		}
 		for _, d := range deletes {
 			scope, key, err := SplitParam(d)
 			if err != nil {
@@ -652,15 +662,34 @@ func componentOf(ref string) string {
 }
 
 // validateConfig checks scope grammar and that the connectors build.
+// ${env:} and ${file:} references are checked for grammar only and stand
+// in as a placeholder: they are resolved by the runner at start, on the
+// task's node. A factory's error is scrubbed of the config's secrets (it
+// may quote a DSN).
 func (m *Manager) validateConfig(comp model.Component, node model.NodeID, cfg model.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := cfg.CheckReferences(); err != nil {
+		return err
+	}
 	t := &model.Task{Component: comp.String(), Type: comp.Type, Node: node, Version: 1}
-	if _, _, err := m.registry.Build(m.connectorConfig(t, cfg)); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	if _, _, err := m.registry.Build(m.connectorConfig(t, cfg.WithPlaceholders())); err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, model.ScrubberOf(cfg).Error(err))
 	}
 	return nil
+}
+
+// scrubberOf is the scrubber of t's config secrets (nil t: by shape only).
+func scrubberOf(t *model.Task) *model.Scrubber {
+	if t == nil {
+		return nil
+	}
+	cfg, err := t.ParsedConfig()
+	if err != nil {
+		return nil
+	}
+	return model.ScrubberOf(cfg)
 }
 
 func (m *Manager) connectorConfig(t *model.Task, cfg model.Config) connector.Config {
@@ -670,7 +699,7 @@ func (m *Manager) connectorConfig(t *model.Task, cfg model.Config) connector.Con
 func (m *Manager) newAudit(call Call, op string, t *model.Task) *model.Audit {
 	a := &model.Audit{
 		At: m.now().UTC(), Actor: call.Actor, Operation: op, Result: model.ResultAccepted,
-		RequestID: call.RequestID, Params: jsonString(maskParams(call.Params)),
+		RequestID: call.RequestID, Params: jsonString(model.MaskParams(call.Params)),
 	}
 	if t != nil {
 		a.Component, a.TaskBefore, a.StateBefore = t.Component, t.Name().String(), t.State
@@ -687,7 +716,7 @@ func (m *Manager) auditFailure(ctx context.Context, call Call, op, component str
 	}
 	a.Result = model.ResultFailure
 	a.ErrCode = m.errCode(cause)
-	a.ErrMsg = cause.Error()
+	a.ErrMsg = scrubberOf(t).Error(cause)
 	a.DurationMS = m.now().Sub(started).Milliseconds()
 	if t != nil {
 		a.TaskAfter, a.StateAfter = a.TaskBefore, a.StateBefore
@@ -702,22 +731,11 @@ func (m *Manager) auditFailure(ctx context.Context, call Call, op, component str
 func (m *Manager) finish(ctx context.Context, a *model.Audit, err error, started time.Time) {
 	result, code, msg := model.ResultSuccess, "", ""
 	if err != nil {
-		result, code, msg = model.ResultFailure, m.errCode(err), err.Error()
+		result, code, msg = model.ResultFailure, m.errCode(err), (*model.Scrubber)(nil).Error(err)
 	}
 	if ferr := m.store.FinishAudit(context.WithoutCancel(ctx), a.ID, result, code, msg, m.now().Sub(started)); ferr != nil {
 		m.log.Warn("finishing audit row", zap.Int64("audit", a.ID), zap.Error(ferr))
 	}
-}
-
-func maskParams(p map[string]string) map[string]string {
-	out := make(map[string]string, len(p))
-	for k, v := range p {
-		if model.IsSecretKey(k) {
-			v = model.Masked
-		}
-		out[k] = v
-	}
-	return out
 }
 
 func mergeParams(a, b map[string]string) map[string]string {

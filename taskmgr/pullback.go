@@ -167,9 +167,17 @@ func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(k
 			progress[r.Subtopic] = r.TS
 		}
 	}
-	src, _, err := m.registry.Build(m.connectorConfig(t, cfg))
+	// The guard rails ask the source itself (its range, its origin): it is
+	// built as the runner builds it, with its references resolved here, in
+	// memory only, and its errors scrubbed of the secrets.
+	resolved, secrets, err := cfg.ResolveReferences(model.OSResolver)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	scrub := model.ScrubberOf(cfg, secrets...)
+	src, _, err := m.registry.Build(m.connectorConfig(t, resolved))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, scrub.Error(err))
 	}
 	known := knownSubtopics(src, progress, cfg)
 	target, err := targetOf(known)
@@ -189,7 +197,7 @@ func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(k
 		oldest, err = r.Oldest(octx)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("asking the source how far back it can go: %w", err)
+			return nil, fmt.Errorf("asking the source how far back it can go: %w", scrub.Wrap(err))
 		}
 	}
 	if err := checkpoint.CheckPullback(current, target, known, oldest, force, m.now()); err != nil {
@@ -200,7 +208,7 @@ func (m *Manager) planRewind(ctx context.Context, t *model.Task, targetOf func(k
 		err = rc.CheckRewind(rctx, target)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRewindUnsafe, err)
+			return nil, fmt.Errorf("%w: %s", ErrRewindUnsafe, scrub.Error(err))
 		}
 	}
 	return &rewindPlan{target: target, configBefore: cfg.Get("source", "checkpoint"), progressBefore: progress}, nil

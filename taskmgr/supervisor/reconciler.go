@@ -245,6 +245,18 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 		r.fail(ctx, t, err)
 		return
 	}
+	// ${env:} and ${file:} references are resolved here, on the task's
+	// node, into the connectors' config only: what they name is never
+	// written back. The runner's log and its error details are scrubbed of
+	// the config's secrets and of what the references resolved to.
+	cfg, secrets, err := cfg.ResolveReferences(model.OSResolver)
+	if err != nil {
+		r.fail(ctx, t, connector.Fail(model.CodeSecretUnresolved, err.Error(),
+			"a secret reference of the config names an environment variable or file this node does not have",
+			"set the variable in cm's environment or create the file on this node (or update the config), then resume", true, err))
+		return
+	}
+	log = scrubbed(log, model.ScrubberOf(cfg, secrets...))
 	dir := filepath.Join(r.cfg.DataDir, "tasks", t.Component)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		r.fail(ctx, t, fmt.Errorf("creating %s: %w", dir, err))
@@ -253,7 +265,7 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 	ccfg := connector.Config{Task: t.Name(), Type: t.Type, Scopes: cfg, Logger: log, Dir: dir}
 	src, snk, err := r.registry.Build(ccfg)
 	if err != nil {
-		r.fail(ctx, t, err)
+		r.failWith(ctx, t, err, secrets)
 		return
 	}
 	from, err := r.resumeFrom(ctx, t, cfg)
@@ -273,7 +285,7 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 	rn := &runner{
 		component: t.Component, name: t.Name(), typ: t.Type, src: src, snk: snk, from: from,
 		committer: r.committer, log: log, report: r.push, cancel: cancel, done: make(chan struct{}),
-		openTimeout: r.cfg.OpenTimeout,
+		openTimeout: r.cfg.OpenTimeout, secrets: secrets,
 	}
 	r.committer.Register(t.Component, t.Version, from)
 	r.mu.Lock()
@@ -328,11 +340,11 @@ func (r *Reconciler) drainEvents(ctx context.Context) {
 		switch ev.kind {
 		case evStarted:
 			if rn.stopping == notStopping {
-				r.apply(ctx, ev.component, ev.version, runtimeWrite{event: model.EventStarted, warnings: ev.warnings, resetWarnings: true})
+				r.apply(ctx, ev.component, ev.version, runtimeWrite{event: model.EventStarted, warnings: ev.warnings, resetWarnings: true, secrets: rn.secrets})
 			}
 		case evWarning:
 			if rn.stopping == notStopping {
-				r.apply(ctx, ev.component, ev.version, runtimeWrite{warnings: ev.warnings})
+				r.apply(ctx, ev.component, ev.version, runtimeWrite{warnings: ev.warnings, secrets: rn.secrets})
 			}
 		case evFenced:
 			r.log.Warn("stopping a superseded runner", zap.String(logkey.Task, rn.name.String()))
@@ -370,7 +382,7 @@ func (r *Reconciler) exited(ctx context.Context, rn *runner, ev runnerEvent) {
 		log.Info("runner stopped")
 	default:
 		evt, details := exitDetail(rn.typ, ev.err, time.Now().UTC())
-		r.write(ctx, rn.component, rn.name.Version, evt, details)
+		r.apply(ctx, rn.component, rn.name.Version, runtimeWrite{event: evt, details: details, secrets: rn.secrets})
 		if evt == model.EventFailed {
 			log.Warn("runner failed")
 		} else {
@@ -381,8 +393,14 @@ func (r *Reconciler) exited(ctx context.Context, rn *runner, ev runnerEvent) {
 
 // fail records a failure to start.
 func (r *Reconciler) fail(ctx context.Context, t *model.Task, err error) {
+	r.failWith(ctx, t, err, nil)
+}
+
+// failWith records a failure to start, scrubbed of secrets too (what the
+// config's references resolved to).
+func (r *Reconciler) failWith(ctx context.Context, t *model.Task, err error, secrets []string) {
 	_, details := exitDetail(t.Type, err, time.Now().UTC())
-	r.write(ctx, t.Component, t.Version, model.EventFailed, details)
+	r.apply(ctx, t.Component, t.Version, runtimeWrite{event: model.EventFailed, details: details, secrets: secrets})
 }
 
 // write applies a runtime event to the task's state with a compare-and-swap
@@ -401,6 +419,9 @@ type runtimeWrite struct {
 	// and message; with resetWarnings every earlier warning goes first.
 	warnings      []model.ErrorDetail
 	resetWarnings bool
+	// secrets are scrubbed from details and warnings besides the secrets
+	// of the stored config: what the config's references resolved to.
+	secrets []string
 }
 
 // apply writes w to the task with a compare-and-swap and an audit row, if
@@ -415,6 +436,13 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 			return nil, nil
 		}
 		next := *cur
+		// Error details are free text a connector wrote, which may quote
+		// its config: scrubbed before they reach the row, the audit and
+		// the API.
+		w := w
+		cfg, _ := cur.ParsedConfig()
+		scrub := model.ScrubberOf(cfg, w.secrets...)
+		w.details, w.warnings = scrub.Details(w.details), scrub.Details(w.warnings)
 		if w.event != "" {
 			if err := next.Apply(w.event); err != nil {
 				r.log.Debug("ignoring runtime event", zap.String(logkey.Task, component), zap.Error(err))

@@ -190,7 +190,7 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 		v := TaskView{
 			TaskName: t.Name().String(), Component: t.Component, Project: t.Project, Type: t.Type,
 			Node: t.Node, Version: t.Version, State: t.State, DesiredState: t.Desired,
-			Config: cfg.Masked(), Checkpoint: map[string]Progress{}, ErrorDetails: t.Errors(),
+			Config: cfg.Masked(), Checkpoint: map[string]Progress{}, ErrorDetails: model.ScrubberOf(cfg).Details(t.Errors()),
 			CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Restarts: restarts[t.Component],
 		}
 		if v.Restarts == nil {
