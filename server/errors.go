@@ -74,6 +74,8 @@ var catalogue = []rule{
 	{is(errBadJSON), Problem{http.StatusBadRequest, "INVALID_JSON", false}},
 	{is(errBadBody), Problem{http.StatusBadRequest, "INVALID_BODY", false}},
 	{is(errBodyTimeout), Problem{http.StatusRequestTimeout, "REQUEST_TIMEOUT", false}},
+	{is(errUnauthenticated), Problem{http.StatusUnauthorized, "UNAUTHENTICATED", false}},
+	{is(errForbidden), Problem{http.StatusForbidden, "FORBIDDEN", false}},
 	{is(model.ErrInvalidArgument), Problem{http.StatusBadRequest, "INVALID_ARGUMENT", false}},
 	{is(model.ErrFenced), Problem{http.StatusConflict, "TASK_SUPERSEDED", false}},
 	{is(model.ErrNotFound), Problem{http.StatusNotFound, "NOT_FOUND", false}},
@@ -95,7 +97,7 @@ var echoProblems = map[int]Problem{
 	http.StatusRequestEntityTooLarge: {http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE", false},
 	http.StatusUnsupportedMediaType:  {http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", false},
 	http.StatusBadRequest:            {http.StatusBadRequest, "INVALID_ARGUMENT", false},
-	http.StatusUnauthorized:          {http.StatusUnauthorized, "UNAUTHORIZED", false},
+	http.StatusUnauthorized:          {http.StatusUnauthorized, "UNAUTHENTICATED", false},
 	http.StatusForbidden:             {http.StatusForbidden, "FORBIDDEN", false},
 	http.StatusTooManyRequests:       {http.StatusTooManyRequests, "TOO_MANY_REQUESTS", true},
 }

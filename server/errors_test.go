@@ -54,6 +54,8 @@ func TestClassify(t *testing.T) {
 		{errBadJSON, 400, "INVALID_JSON", false},
 		{fmt.Errorf("%w: unexpected EOF", errBadBody), 400, "INVALID_BODY", false},
 		{fmt.Errorf("%w: i/o timeout", errBodyTimeout), 408, "REQUEST_TIMEOUT", false},
+		{fmt.Errorf("%w: send Authorization: Bearer <token>", errUnauthenticated), 401, "UNAUTHENTICATED", false},
+		{fmt.Errorf("%w: token t has role viewer", errForbidden), 403, "FORBIDDEN", false},
 		{model.ErrInvalidArgument, 400, "INVALID_ARGUMENT", false},
 		{model.ErrFenced, 409, "TASK_SUPERSEDED", false},
 		{model.ErrNotFound, 404, "NOT_FOUND", false},

@@ -137,7 +137,7 @@ func call(c echo.Context, params ...string) taskmgr.Call {
 			p[name] = v
 		}
 	}
-	return taskmgr.Call{Actor: c.RealIP(), RequestID: requestID(c), Params: p}
+	return taskmgr.Call{Actor: actor(c), RequestID: requestID(c), Params: p}
 }
 
 // decodeJSON decodes a JSON body strictly into v; an empty body leaves v alone.
@@ -408,7 +408,7 @@ func (h *handlers) updateParam(c echo.Context) error {
 		return fmt.Errorf("%w: key is required", model.ErrInvalidArgument)
 	}
 	value := param(c, "value")
-	cl := taskmgr.Call{Actor: c.RealIP(), RequestID: requestID(c)}
+	cl := taskmgr.Call{Actor: actor(c), RequestID: requestID(c)}
 	if err := h.svc.UpdateParam(c.Request().Context(), cl, key, value); err != nil {
 		return err
 	}

@@ -31,6 +31,12 @@ type Config struct {
 	// BodyTimeout bounds the read of a request body once its headers are
 	// in: a client that stops sending is answered REQUEST_TIMEOUT (408).
 	BodyTimeout time.Duration
+	// AuthFile is the --auth-file of tokens and roles (docs/security.md);
+	// empty turns authentication off. Services.Auth carries it loaded.
+	AuthFile string
+	// TrustedProxies are the CIDRs whose X-Forwarded-For and X-Real-IP
+	// name the client; from anyone else the TCP peer is the client.
+	TrustedProxies []string
 }
 
 // DefaultConfig listens on 127.0.0.1:8088.
@@ -48,6 +54,9 @@ func (c Config) Validate() error {
 	}
 	if c.BodyTimeout <= 0 {
 		return errors.New("body timeout must be positive")
+	}
+	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return err
 	}
 	return nil
 }
@@ -72,6 +81,9 @@ type Services struct {
 	// Nudge asks this node's reconciler for a pass; other nodes call it
 	// through the internal wake route after writing a task this node owns.
 	Nudge func()
+	// Auth holds the tokens of Config.AuthFile (NewAuth); nil when
+	// authentication is off.
+	Auth *Auth
 }
 
 // New wires routes and middleware around the services.
@@ -80,7 +92,9 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = fail
-	e.Use(middleware.RequestID())
+	trusted, _ := ParseTrustedProxies(cfg.TrustedProxies) // Validate refused bad ones
+	e.IPExtractor = ipExtractor(trusted)
+	e.Use(sanitizeRequestID, middleware.RequestID())
 	e.Use(accessLog(log))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -88,6 +102,9 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 			return err
 		},
 	}))
+	if svc.Auth != nil {
+		e.Use(authenticate(svc.Auth)...)
+	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(readBody(cfg.BodyTimeout))
 

@@ -16,6 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,6 +60,10 @@ type Config struct {
 	// the lock of its SQLite file): whoever holds the node id in it has
 	// exited.
 	SoleProcess bool
+	// NodeTokenFile holds the bearer token this node's wakes carry to
+	// other nodes (a token of role node or admin in their auth files);
+	// empty sends none. Re-read with the auth file on ReloadAuth.
+	NodeTokenFile string
 }
 
 // DefaultConfig returns the defaults for node, serving at addr.
@@ -110,6 +117,8 @@ type Node struct {
 	waker      *cluster.ClusterWaker
 	scheduler  *job.Scheduler
 	http       *server.Server
+	auth       *server.Auth
+	nodeToken  atomic.Pointer[string]
 }
 
 // New builds a node over an open, migrated store. Nothing runs yet.
@@ -118,6 +127,16 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 		return nil, err
 	}
 	log = log.With(zap.String("node", string(cfg.Node)))
+	auth, err := server.NewAuth(cfg.HTTP.AuthFile)
+	if err != nil {
+		return nil, err
+	}
+	nodeToken := ""
+	if cfg.NodeTokenFile != "" {
+		if nodeToken, err = readNodeToken(cfg.NodeTokenFile); err != nil {
+			return nil, err
+		}
+	}
 	registry := builtin.Registry()
 	ps := params.New(store)
 	nodes := cluster.NewNodes(cfg.Node, store, ps)
@@ -125,6 +144,9 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	rec := supervisor.NewReconciler(cfg.Runtime, store, registry, changes, nodes, log)
 	waker := cluster.NewClusterWaker(cfg.Node, rec, store, log)
 	rec.SetWaker(waker)
+	n := &Node{}
+	n.nodeToken.Store(&nodeToken)
+	waker.SetToken(func() string { return *n.nodeToken.Load() })
 	mgr := taskmgr.NewManager(cfg.Tasks, store, registry, ps, nodes, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
 	members := cluster.NewMembership(cfg.Node, cfg.NodeHeartbeat, store, cfg.Addr, cfg.Version, log)
@@ -132,13 +154,73 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 		members.SoleProcess()
 	}
 	jobs := job.All(job.Deps{Store: store, Nodes: nodes, Tasks: mgr, Waker: waker, Changes: changes, Log: log})
-	return &Node{
-		cfg: cfg, log: log, Store: store, Manager: mgr, Reconciler: rec, Membership: members, waker: waker,
-		Lease:     cluster.NewLease(cfg.Lease, cluster.LeaderLease, cfg.Node, store, log),
-		scheduler: job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log),
-		http:      server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: view.New(store, ps, nodes), Nudge: rec.Nudge}, log),
-	}, nil
+	n.cfg, n.log, n.Store, n.Manager, n.Reconciler, n.Membership, n.waker, n.auth = cfg, log, store, mgr, rec, members, waker, auth
+	n.Lease = cluster.NewLease(cfg.Lease, cluster.LeaderLease, cfg.Node, store, log)
+	n.scheduler = job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log)
+	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: view.New(store, ps, nodes), Nudge: rec.Nudge, Auth: auth}, log)
+	return n, nil
 }
+
+// warnNodeToken says when this node's wakes will likely be refused: it
+// requires tokens but sends none, or its own auth file would refuse the
+// token it sends (nodes of a cluster usually share one auth file).
+func (n *Node) warnNodeToken() {
+	if n.auth == nil {
+		return
+	}
+	tok := *n.nodeToken.Load()
+	if tok == "" {
+		n.log.Warn("authentication is on but this node's wakes carry no token: nodes with an auth file refuse them " +
+			"(calls for their tasks then wait for their periodic pass); give --node-token-file")
+		return
+	}
+	if role, ok := n.auth.Tokens().Role(tok); !ok || !role.Allows(server.RoleNode) {
+		n.log.Warn("the node token is not a token of role node or admin in this node's auth file: nodes sharing that file refuse its wakes")
+	}
+}
+
+// readNodeToken reads the token of --node-token-file: the file's content
+// without surrounding white space.
+func readNodeToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("node token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("node token file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// ReloadAuth reads the auth file and the node token file again and swaps
+// each in at once (requests in flight finish with what they started
+// with). A file that does not load leaves what it would replace in force;
+// the error says which and why.
+func (n *Node) ReloadAuth() error {
+	var errs []error
+	if n.auth != nil {
+		count, err := n.auth.Reload()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("keeping the %d tokens in force: %w", count, err))
+		} else {
+			n.log.Info("auth file reloaded", zap.String("auth_file", n.cfg.HTTP.AuthFile), zap.Int("tokens", count))
+		}
+	}
+	if n.cfg.NodeTokenFile != "" {
+		tok, err := readNodeToken(n.cfg.NodeTokenFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("keeping the node token in force: %w", err))
+		} else {
+			n.nodeToken.Store(&tok)
+			n.log.Info("node token reloaded", zap.String("node_token_file", n.cfg.NodeTokenFile))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// HTTP is the node's API server, for tests that walk its routes.
+func (n *Node) HTTP() *server.Server { return n.http }
 
 // Register takes the node id for this process, or refuses with a
 // *cluster.NodeHeldError while another live process holds it. Call it
@@ -184,8 +266,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 		jobs.Go(func() error { n.Lease.Run(jobsCtx, n.scheduler.Lead); return nil })
 	}
 
-	n.log.Info("cm serving", zap.String("listen", ln.Addr().String()), zap.String("addr", n.cfg.Addr),
-		zap.String("instance", n.Membership.Instance()), zap.String("version", n.cfg.Version))
+	n.log.Info("cm serving", append([]zap.Field{zap.String("listen", ln.Addr().String()), zap.String("addr", n.cfg.Addr),
+		zap.String("instance", n.Membership.Instance()), zap.String("version", n.cfg.Version)}, server.AuthLogFields(n.auth)...)...)
+	n.warnNodeToken()
 	serveErr := n.http.Serve(ctx, ln)
 	n.log.Info("shutting down")
 	stopJobs()

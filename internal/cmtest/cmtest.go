@@ -37,13 +37,17 @@ const GCPercent = 400
 
 // Node is a running cm node.
 type Node struct {
-	URL      string // base URL, http://127.0.0.1:PORT
-	ID       model.NodeID
-	Store    *model.Store
-	Manager  *taskmgr.Manager
-	Rec      *supervisor.Reconciler
-	Lease    *cluster.Lease
-	Logs     *observer.ObservedLogs
+	URL     string // base URL, http://127.0.0.1:PORT
+	ID      model.NodeID
+	Store   *model.Store
+	Manager *taskmgr.Manager
+	Rec     *supervisor.Reconciler
+	Lease   *cluster.Lease
+	Logs    *observer.ObservedLogs
+	// App is the node as internal/app built it (its routes, ReloadAuth).
+	App *app.Node
+	// Token is the bearer token Do, OK and Detail send; "" sends none.
+	Token    string
 	stop     func()
 	stopOnce sync.Once
 }
@@ -57,6 +61,11 @@ type Options struct {
 	NoJobs bool
 	// HTTP adjusts the HTTP server config before start.
 	HTTP func(*server.Config)
+	// AuthFile turns authentication on with this auth file (tokens and
+	// roles, docs/security.md); empty leaves it off, as most tests run.
+	AuthFile string
+	// NodeTokenFile holds the token this node's wakes carry.
+	NodeTokenFile string
 }
 
 // Start opens the store at url and serves a node until the test ends.
@@ -94,6 +103,7 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	cfg.Lease = cluster.LeaseConfig{TTL: 2 * time.Second, Renew: 500 * time.Millisecond}
 	cfg.ScheduleResync = 200 * time.Millisecond
 	cfg.NoJobs = opt.NoJobs
+	cfg.HTTP.AuthFile, cfg.NodeTokenFile = opt.AuthFile, opt.NodeTokenFile
 	if opt.HTTP != nil {
 		opt.HTTP(&cfg.HTTP)
 	}
@@ -113,7 +123,7 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- node.Run(runCtx, ln) }()
-	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: node.Manager, Rec: node.Reconciler, Lease: node.Lease, Logs: logs}
+	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: node.Manager, Rec: node.Reconciler, Lease: node.Lease, Logs: logs, App: node}
 	n.stop = func() {
 		// As cm serve does: app.Node.Run stops in order and gives the node
 		// id up, so a node started again with it need not wait.
@@ -140,6 +150,7 @@ type Envelope struct {
 	Result      json.RawMessage `json:"result"`
 	Retryable   *bool           `json:"retryable"`
 	Raw         string          `json:"-"`
+	Header      http.Header     `json:"-"`
 }
 
 // Code is the errCode or "".
@@ -159,9 +170,16 @@ func (e Envelope) String() string {
 
 var client = &http.Client{Timeout: 2 * time.Minute}
 
-// Do sends a request and decodes the envelope. body is sent as JSON when
-// it is not a string.
+// Do sends a request with the node's Token and decodes the envelope. body
+// is sent as JSON when it is not a string.
 func (n *Node) Do(t testing.TB, method, path string, body any) Envelope {
+	t.Helper()
+	return n.DoWith(t, http.Header{}, method, path, body)
+}
+
+// DoWith is Do with more request headers; an Authorization among them
+// wins over the node's Token.
+func (n *Node) DoWith(t testing.TB, h http.Header, method, path string, body any) Envelope {
 	t.Helper()
 	var r io.Reader
 	ct := ""
@@ -185,6 +203,12 @@ func (n *Node) Do(t testing.TB, method, path string, body any) Envelope {
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
+	if n.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+n.Token)
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +219,7 @@ func (n *Node) Do(t testing.TB, method, path string, body any) Envelope {
 	if err := json.Unmarshal(raw, &env); err != nil {
 		t.Fatalf("%s %s: answer is not an envelope (%d): %s", method, path, resp.StatusCode, raw)
 	}
-	env.Status, env.Raw = resp.StatusCode, string(raw)
+	env.Status, env.Raw, env.Header = resp.StatusCode, string(raw), resp.Header
 	return env
 }
 

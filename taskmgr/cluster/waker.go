@@ -32,6 +32,9 @@ type ClusterWaker struct {
 	client  *http.Client
 	timeout time.Duration
 	log     *zap.Logger
+	// token is the bearer token wakes carry, read per call so a reload
+	// takes effect at once; nil or "" sends none (authentication off).
+	token func() string
 }
 
 // NewClusterWaker builds the waker of node self.
@@ -42,6 +45,10 @@ func NewClusterWaker(self model.NodeID, local Nudger, store *model.Store, log *z
 		timeout: 500 * time.Millisecond, log: log.Named("waker"),
 	}
 }
+
+// SetToken makes every wake carry the token token returns, for nodes that
+// require one (cm serve --node-token-file). Call it before the node runs.
+func (w *ClusterWaker) SetToken(token func() string) { w.token = token }
 
 // Wake asks node's reconciler for a pass. It returns within the waker's
 // short timeout, whatever happens to the owner.
@@ -65,13 +72,24 @@ func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID) {
 		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Error(err))
 		return
 	}
+	if w.token != nil {
+		if tok := w.token(); tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+	}
 	resp, err := w.client.Do(req)
 	if err != nil {
 		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Error(err))
 		return
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		// A configuration error, not a passing failure: say so.
+		w.log.Warn("wake refused: the node requires a token of role node or admin (--node-token-file)",
+			zap.String(logkey.Node, string(node)), zap.Int("status", resp.StatusCode))
+	default:
 		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Int("status", resp.StatusCode))
 	}
 }
