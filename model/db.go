@@ -186,6 +186,10 @@ func (s *Store) Close() error {
 func (s *Store) Dialect() Dialect { return s.dialect }
 
 // translate maps driver errors onto the model's categories, once.
+// errLockLost marks a transaction that lost a deadlock or a lock wait; Tx
+// retries those.
+var errLockLost = errors.New("the transaction lost a lock")
+
 func translate(err error) error {
 	if err == nil {
 		return nil
@@ -203,8 +207,8 @@ func translate(err error) error {
 		switch me.Number {
 		case 1062:
 			return fmt.Errorf("%w: %v", ErrAlreadyExists, err)
-		case 1205, 1213: // lock wait timeout, deadlock
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case 1205, 1213: // lock wait timeout, deadlock: Tx runs the transaction again
+			return fmt.Errorf("%w: %w: %v", ErrUnavailable, errLockLost, err)
 		}
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"gorm.io/gorm"
@@ -23,12 +24,32 @@ func (s *Store) with(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx
 // Tx runs fn in one transaction. fn must not do network calls, sleeps or
 // anything with side effects outside the database: it may run again after a
 // retryable error and its writes vanish on rollback.
+//
+// A transaction that loses a deadlock or a lock wait (MySQL 1213, 1205) is
+// run again, up to txAttempts times with a short jittered pause, before its
+// error (ErrUnavailable, retryable) reaches the caller.
 func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
-	err := s.with(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Store{db: db, dialect: s.dialect})
-	})
-	return translate(err)
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = translate(s.with(ctx).Transaction(func(db *gorm.DB) error {
+			return fn(&Store{db: db, dialect: s.dialect})
+		}))
+		if !errors.Is(err, errLockLost) || attempt >= txAttempts {
+			return err
+		}
+		pause := time.NewTimer(time.Duration(attempt) * (2*time.Millisecond + time.Duration(rand.Int64N(int64(8*time.Millisecond)))))
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return err
+		case <-pause.C:
+		}
+	}
 }
+
+// txAttempts bounds how often Tx runs a transaction that keeps losing
+// deadlocks.
+const txAttempts = 4
 
 // GetTask loads a task by component.
 func (s *Store) GetTask(ctx context.Context, component string) (*Task, error) {
@@ -243,12 +264,22 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time, limit int) (in
 }
 
 // StartIncarnation records a new version of a component and closes the previous one.
+//
+// The open incarnation is found with a plain read and closed by its key: an
+// UPDATE by component on a new component would lock the index gap where
+// every other new component's first incarnation is inserted, and two
+// independent creates would deadlock on it. (Writers of one component are
+// serialized by the task row's compare-and-swap.)
 func (s *Store) StartIncarnation(ctx context.Context, t *Task, reason string) error {
 	now := time.Now().UTC()
-	if err := s.with(ctx).Model(&Incarnation{}).
-		Where("component = ? AND ended_at IS NULL", t.Component).
-		Update("ended_at", now).Error; err != nil {
+	var open []int64
+	if err := s.with(ctx).Model(&Incarnation{}).Where("component = ? AND ended_at IS NULL", t.Component).Pluck("id", &open).Error; err != nil {
 		return translate(err)
+	}
+	if len(open) > 0 {
+		if err := s.with(ctx).Model(&Incarnation{}).Where("id IN ?", open).Update("ended_at", now).Error; err != nil {
+			return translate(err)
+		}
 	}
 	inc := Incarnation{Component: t.Component, Version: t.Version, Name: t.Name().String(), Node: t.Node, Reason: reason, CreatedAt: now}
 	return translate(s.with(ctx).Create(&inc).Error)

@@ -187,6 +187,7 @@ func (m *Manager) createTx(ctx context.Context, tx *model.Store, t *model.Task, 
 	old, err := tx.GetTask(ctx, t.Component)
 	switch {
 	case errors.Is(err, model.ErrNotFound):
+		t.ID = 0 // a transaction run again inserts afresh
 		if err := tx.CreateTask(ctx, t); err != nil {
 			return err
 		}

@@ -82,9 +82,11 @@ func stampAuditID(t *model.Task, id int64) error {
 		return nil
 	}
 	j, err := journal.Decode(t.Journal)
-	if err != nil || j.AuditID != 0 {
+	if err != nil {
 		return err
 	}
+	// The journal is this call's own (mutate refuses a task with one in
+	// flight); a transaction run again stamps its new row's id.
 	j.AuditID = id
 	t.Journal = j.Encode()
 	return nil
