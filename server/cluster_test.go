@@ -223,8 +223,8 @@ func TestAutoRestart(t *testing.T) {
 	flaky := `read -r hello; n=$(cat ` + counter + ` 2>/dev/null || echo 0); n=$((n+1)); echo $n > ` + counter + `
 	if [ $n -le 2 ]; then echo '{"type":"error","code":"FLAKY","message":"try again"}'; sleep 5; exit 1; fi
 	while :; do echo '{"type":"checkpoint","subtopic":"s","ts":'$(date +%s)',"token":"t"}'; sleep 0.1; done`
-	argv, _ := json.Marshal([]string{"/bin/sh", "-c", flaky})
-	n.Do(t, "POST", base+"create", map[string]any{"component": "p_ar-incr_trans-1-0", "config": map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}})
+	plugin := n.Plugin(t, "p_ar-incr_trans-1-0", flaky)
+	n.Do(t, "POST", base+"create", map[string]any{"component": "p_ar-incr_trans-1-0", "config": map[string]any{"source": map[string]string{"type": "process", "plugin": plugin}}})
 	name := "p_ar-incr_trans-1-0"
 	cmtest.Eventually(t, 20*time.Second, "brought back to RUNNING", func() bool {
 		d := n.Detail(t, name)
@@ -242,8 +242,8 @@ func TestAutoRestart(t *testing.T) {
 	t.Logf("restart waits %s, %s; restarted at %s and %s", w1, w2, d.Restarts[1].At.Format(time.StampMilli), d.Restarts[0].At.Format(time.StampMilli))
 
 	perm := `read -r hello; echo '{"type":"error","code":"SRC_DENIED","message":"access denied","permanent":true}'; sleep 5`
-	argv, _ = json.Marshal([]string{"/bin/sh", "-c", perm})
-	n.Do(t, "POST", base+"create", map[string]any{"component": "p_ar-incr_trans-2-0", "config": map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}})
+	plugin = n.Plugin(t, "p_ar-incr_trans-2-0", perm)
+	n.Do(t, "POST", base+"create", map[string]any{"component": "p_ar-incr_trans-2-0", "config": map[string]any{"source": map[string]string{"type": "process", "plugin": plugin}}})
 	cmtest.Eventually(t, 5*time.Second, "EXCEPTION", func() bool { return n.Detail(t, "p_ar-incr_trans-2-0").State == model.StateException })
 	// Three more recorded runs of the job: at least the last two began after
 	// the task was seen in EXCEPTION, and the last one looked at it and left
@@ -307,8 +307,8 @@ func TestHealthAndNodes(t *testing.T) {
 			t.Fatalf("other project: %d %s", env.Status, env.Raw)
 		}
 		script := `read -r hello; echo '{"type":"error","code":"BROKEN","message":"broken"}'; sleep 5`
-		argv, _ := json.Marshal([]string{"/bin/sh", "-c", script})
-		n.Do(t, "POST", base+"create", map[string]any{"component": "p_h2-incr_trans-1-0", "config": map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}})
+		plugin := n.Plugin(t, "p_h2-incr_trans-1-0", script)
+		n.Do(t, "POST", base+"create", map[string]any{"component": "p_h2-incr_trans-1-0", "config": map[string]any{"source": map[string]string{"type": "process", "plugin": plugin}}})
 		cmtest.Eventually(t, 5*time.Second, "EXCEPTION", func() bool { return n.Detail(t, "p_h2-incr_trans-1-0").State == model.StateException })
 		env = n.Do(t, "GET", base+"health?maxDelay=36500d", nil)
 		if env.Status != 503 || !strings.Contains(env.Raw, `"status":"critical"`) || !strings.Contains(env.Raw, "TASK_EXCEPTION") {

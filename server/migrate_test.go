@@ -92,9 +92,9 @@ func TestMigrateFullAndStopped(t *testing.T) {
 	a := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
 	b := cmtest.Start(t, url, cmtest.Options{NoJobs: true})
 	script := `read -r hello; i=100; while :; do i=$((i+1)); echo "{\"type\":\"checkpoint\",\"subtopic\":\"s\",\"ts\":$i,\"token\":\"$i\"}"; sleep 0.05; done`
-	argv, _ := json.Marshal([]string{"/bin/sh", "-c", script})
+	plugin := cmtest.PluginOn(t, "p_f-full_trans-1-0", script, []*cmtest.Node{a, b})
 	name := a.OK(t, "POST", base+"create", map[string]any{"component": "p_f-full_trans-1-0",
-		"config": map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}}).String()
+		"config": map[string]any{"source": map[string]string{"type": "process", "plugin": plugin}}}).String()
 	cmtest.Eventually(t, 5*time.Second, "progress", func() bool { return a.Detail(t, name).Checkpoint["s"].TS > 105 })
 	got := a.OK(t, "POST", base+"migrate?taskName="+q(name)+"&node="+q(string(b.ID)), nil).String()
 	if d := b.Detail(t, got); d.State != model.StateRunning || d.Version != 2 || d.Type != model.TypeFull {
@@ -148,9 +148,9 @@ func TestMigrateRollback(t *testing.T) {
 	// The connector refuses to run on B.
 	script := `read -r hello; case "$CM_TASK" in ` + string(b.ID) + `:*) echo '{"type":"error","code":"NO_ROUTE","message":"cannot reach the source from here"}'; sleep 5;; esac
 	i=100; while :; do i=$((i+1)); echo "{\"type\":\"checkpoint\",\"subtopic\":\"s\",\"ts\":$i,\"token\":\"$i\"}"; sleep 0.05; done`
-	argv, _ := json.Marshal([]string{"/bin/sh", "-c", script})
+	plugin := cmtest.PluginOn(t, "p_rb-incr_trans-1-0", script, []*cmtest.Node{a, b})
 	name := a.OK(t, "POST", base+"create", map[string]any{"component": "p_rb-incr_trans-1-0",
-		"config": map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}}).String()
+		"config": map[string]any{"source": map[string]string{"type": "process", "plugin": plugin}}}).String()
 	env := a.Do(t, "POST", base+"migrate?taskName="+q(name)+"&node="+q(string(b.ID)), nil)
 	if env.Status != 409 || env.Code() != "OPERATION_ROLLED_BACK" || !strings.Contains(env.Raw, "NO_ROUTE") {
 		t.Fatalf("migrate to a failing target: %d %s", env.Status, env.Raw)

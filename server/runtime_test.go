@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,10 +15,10 @@ import (
 	"github.com/connector-manager/cm/model"
 )
 
-// processTask creates a task running script under /bin/sh.
+// processTask declares script under /bin/sh as a plugin named after the
+// component and creates a task running it.
 func processTask(t *testing.T, n *cmtest.Node, component, script string, extra map[string]string) string {
-	argv, _ := json.Marshal([]string{"/bin/sh", "-c", script})
-	src := map[string]string{"type": "process", "command": string(argv)}
+	src := map[string]string{"type": "process", "plugin": n.Plugin(t, component, script)}
 	for k, v := range extra {
 		src[k] = v
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 // Errors of the use cases, on top of model's categories.
@@ -35,6 +36,14 @@ var (
 	ErrTaskFailed = errors.New("task failed")
 	// ErrInvalidConfig: the task config does not build a connector.
 	ErrInvalidConfig = fmt.Errorf("%w: invalid task config", model.ErrInvalidArgument)
+	// ErrCommandRefused: a process task gave its own command (or working
+	// directory) instead of naming a declared plugin; nothing ran.
+	ErrCommandRefused = fmt.Errorf("%w: command refused", ErrInvalidConfig)
+	// ErrUnknownPlugin: a process task names no declared plugin.
+	ErrUnknownPlugin = fmt.Errorf("%w: unknown plugin", ErrInvalidConfig)
+	// ErrOutsideRoots: a file connector's path resolves outside the file
+	// roots.
+	ErrOutsideRoots = fmt.Errorf("%w: path outside the file roots", ErrInvalidConfig)
 	// ErrTaskNotFound: no task with that component, or no such incarnation.
 	ErrTaskNotFound = fmt.Errorf("task %w", model.ErrNotFound)
 	// ErrTaskExists: the component already exists.
@@ -93,3 +102,19 @@ func (e *RolledBackError) Error() string {
 }
 
 func (e *RolledBackError) Unwrap() error { return ErrRolledBack }
+
+// configError is the category of a config the connectors refuse to build:
+// a refusal of what a caller may not ask for (connector.ErrCommandRefused
+// and the like) keeps an errCode of its own, anything else is
+// ErrInvalidConfig.
+func configError(err error) error {
+	switch {
+	case errors.Is(err, connector.ErrCommandRefused):
+		return ErrCommandRefused
+	case errors.Is(err, connector.ErrUnknownPlugin):
+		return ErrUnknownPlugin
+	case errors.Is(err, connector.ErrOutsideRoots):
+		return ErrOutsideRoots
+	}
+	return ErrInvalidConfig
+}

@@ -676,7 +676,7 @@ func (m *Manager) validateConfig(comp model.Component, node model.NodeID, cfg mo
 	}
 	t := &model.Task{Component: comp.String(), Type: comp.Type, Node: node, Version: 1}
 	if _, _, err := m.registry.Build(m.connectorConfig(t, cfg.WithPlaceholders())); err != nil {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, model.ScrubberOf(cfg).Error(err))
+		return fmt.Errorf("%w: %s", configError(err), model.ScrubberOf(cfg).Error(err))
 	}
 	return nil
 }

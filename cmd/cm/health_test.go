@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -20,13 +19,13 @@ func TestHealthExitCodes(t *testing.T) {
 	if code, out := runHealth("--server", n.URL); code != 0 || !strings.HasPrefix(out, "HEALTHY") {
 		t.Fatalf("no tasks: %d %s", code, out)
 	}
-	script := func(s string) map[string]any {
-		argv, _ := json.Marshal([]string{"/bin/sh", "-c", s})
-		return map[string]any{"source": map[string]string{"type": "process", "command": string(argv)}}
+	script := func(name, s string) map[string]any {
+		n.Plugin(t, name, s)
+		return map[string]any{"source": map[string]string{"type": "process", "plugin": name}}
 	}
 	// Checkpoints from 1970: far behind now.
 	n.OK(t, "POST", v2+"create", map[string]any{"component": "p_e-incr_trans-1-0",
-		"config": script(`read -r h; while :; do echo '{"type":"checkpoint","subtopic":"s","ts":100,"token":"t"}'; sleep 0.1; done`)})
+		"config": script("delayed", `read -r h; while :; do echo '{"type":"checkpoint","subtopic":"s","ts":100,"token":"t"}'; sleep 0.1; done`)})
 	cmtest.Eventually(t, 5*time.Second, "checkpoint", func() bool { return n.Detail(t, "p_e-incr_trans-1-0").Checkpoint["s"].TS == 100 })
 	if code, out := runHealth("--server", n.URL); code != 1 || !strings.Contains(out, "DELAY_OVER_THRESHOLD") {
 		t.Fatalf("delayed task: %d %s", code, out)
@@ -35,7 +34,7 @@ func TestHealthExitCodes(t *testing.T) {
 		t.Fatalf("delayed task under a large --max-delay: %d %s", code, out)
 	}
 	n.Do(t, "POST", v2+"create", map[string]any{"component": "p_f-incr_trans-1-0",
-		"config": script(`read -r h; echo '{"type":"error","code":"BROKEN","message":"broken"}'; sleep 5`)})
+		"config": script("broken", `read -r h; echo '{"type":"error","code":"BROKEN","message":"broken"}'; sleep 5`)})
 	cmtest.Eventually(t, 5*time.Second, "EXCEPTION", func() bool { return n.Detail(t, "p_f-incr_trans-1-0").State == model.StateException })
 	if code, out := runHealth("--server", n.URL, "--max-delay", "36500d"); code != 2 || !strings.Contains(out, "TASK_EXCEPTION") {
 		t.Fatalf("EXCEPTION task: %d %s", code, out)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,10 @@ type Config struct {
 	NodeTokenFile string
 }
 
+	// Connectors confines the built-in connectors: the plugin manifests
+	// process tasks run, the file roots (none given: the data dir) and
+	// the environment plugins may read from.
+	Connectors builtin.Config
 // DefaultConfig returns the defaults for node, serving at addr.
 func DefaultConfig(node model.NodeID, addr string) Config {
 	return Config{
@@ -120,6 +125,7 @@ type Node struct {
 	auth       *server.Auth
 	nodeToken  atomic.Pointer[string]
 }
+	connectors *builtin.Connectors
 
 // New builds a node over an open, migrated store. Nothing runs yet.
 func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
@@ -137,14 +143,28 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 			return nil, err
 		}
 	}
-	registry := builtin.Registry()
+	ccfg := cfg.Connectors
+	if len(ccfg.FileRoots) == 0 && cfg.Runtime.DataDir != "" {
+		dataDir, err := filepath.Abs(cfg.Runtime.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		ccfg.FileRoots = []string{dataDir}
+	}
+	connectors, err := builtin.New(ccfg)
+	if err != nil {
+		return nil, err
+	}
+	registry := connectors.Registry
+	log.Info("connectors", zap.String("plugin_dir", ccfg.PluginDir), zap.Strings("plugins", connectors.Plugins.Names()),
+		zap.Strings("file_roots", connectors.Roots.Dirs()))
 	ps := params.New(store)
 	nodes := cluster.NewNodes(cfg.Node, store, ps)
 	changes := cluster.NewChanges()
 	rec := supervisor.NewReconciler(cfg.Runtime, store, registry, changes, nodes, log)
 	waker := cluster.NewClusterWaker(cfg.Node, rec, store, log)
 	rec.SetWaker(waker)
-	n := &Node{}
+	n := &Node{connectors: connectors}
 	n.nodeToken.Store(&nodeToken)
 	waker.SetToken(func() string { return *n.nodeToken.Load() })
 	mgr := taskmgr.NewManager(cfg.Tasks, store, registry, ps, nodes, waker, changes, log)
@@ -286,5 +306,17 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
 		return serveErr
 	}
+	return nil
+}
+
+// ReloadPlugins reads the plugin manifests again (cm serve --plugin-dir).
+// The next create, update or start of a process task sees the new set;
+// running programs are not touched. A directory that does not load leaves
+// the plugins in force, and the error names the file and the problem.
+func (n *Node) ReloadPlugins() error {
+	if err := n.connectors.Plugins.Reload(); err != nil {
+		return fmt.Errorf("keeping the plugins in force (%s): %w", strings.Join(n.connectors.Plugins.Names(), ", "), err)
+	}
+	n.log.Info("plugins reloaded", zap.String("plugin_dir", n.connectors.Plugins.Dir()), zap.Strings("plugins", n.connectors.Plugins.Names()))
 	return nil
 }

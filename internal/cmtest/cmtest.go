@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -20,12 +21,14 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"gopkg.in/yaml.v3"
 
 	"github.com/connector-manager/cm/internal/app"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
+	"github.com/connector-manager/cm/taskmgr/connector/process"
 	"github.com/connector-manager/cm/taskmgr/supervisor"
 	"github.com/connector-manager/cm/taskmgr/view"
 )
@@ -50,6 +53,8 @@ type Node struct {
 	Token    string
 	stop     func()
 	stopOnce sync.Once
+	// pluginDir is where Plugin writes manifests.
+	pluginDir string
 }
 
 // Options tune a test node.
@@ -66,6 +71,15 @@ type Options struct {
 	AuthFile string
 	// NodeTokenFile holds the token this node's wakes carry.
 	NodeTokenFile string
+	// PluginDir is the node's plugin directory (cm serve --plugin-dir);
+	// empty gives the node a fresh one, which Node.Plugin writes to.
+	// Nodes of a cluster test that run the same plugins share one (write
+	// it with WritePlugin before they start).
+	PluginDir string
+	// FileRoots are the node's file roots (cm serve --file-root); nil
+	// means the OS temp dir, where t.TempDir puts the tests' files.
+	// cm serve's default (its data dir) is not a test's.
+	FileRoots []string
 }
 
 // Start opens the store at url and serves a node until the test ends.
@@ -104,6 +118,13 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	cfg.ScheduleResync = 200 * time.Millisecond
 	cfg.NoJobs = opt.NoJobs
 	cfg.HTTP.AuthFile, cfg.NodeTokenFile = opt.AuthFile, opt.NodeTokenFile
+	cfg.Connectors.PluginDir, cfg.Connectors.FileRoots, cfg.Connectors.LookupEnv = opt.PluginDir, opt.FileRoots, os.LookupEnv
+	if cfg.Connectors.PluginDir == "" {
+		cfg.Connectors.PluginDir = t.TempDir()
+	}
+	if cfg.Connectors.FileRoots == nil {
+		cfg.Connectors.FileRoots = []string{os.TempDir()}
+	}
 	if opt.HTTP != nil {
 		opt.HTTP(&cfg.HTTP)
 	}
@@ -123,7 +144,8 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- node.Run(runCtx, ln) }()
-	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: node.Manager, Rec: node.Reconciler, Lease: node.Lease, Logs: logs, App: node}
+	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: node.Manager, Rec: node.Reconciler, Lease: node.Lease, Logs: logs, App: node,
+		pluginDir: cfg.Connectors.PluginDir}
 	n.stop = func() {
 		// As cm serve does: app.Node.Run stops in order and gives the node
 		// id up, so a node started again with it need not wait.
@@ -135,6 +157,47 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	}
 	t.Cleanup(n.Stop)
 	return n
+}
+
+// WritePlugin writes the manifest of plugin name, running argv, to dir
+// (a plugin directory), and returns name. env names variables of the test
+// process's environment the program gets.
+func WritePlugin(t testing.TB, dir, name string, argv []string, env ...string) string {
+	t.Helper()
+	b, err := yaml.Marshal(process.Plugin{Name: name, Command: argv, Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// ShellPlugin is WritePlugin for a shell script: /bin/sh -c script.
+func ShellPlugin(t testing.TB, dir, name, script string, env ...string) string {
+	t.Helper()
+	return WritePlugin(t, dir, name, []string{"/bin/sh", "-c", script}, env...)
+}
+
+// Plugin declares plugin name running script under /bin/sh in the node's
+// plugin directory, has the node load it (as an admin adding a manifest
+// and reloading would), and returns name for source.plugin.
+func (n *Node) Plugin(t testing.TB, name, script string, env ...string) string {
+	t.Helper()
+	return PluginOn(t, name, script, []*Node{n}, env...)
+}
+
+// PluginOn is Plugin on each of nodes, for a task that moves between them.
+func PluginOn(t testing.TB, name, script string, nodes []*Node, env ...string) string {
+	t.Helper()
+	for _, n := range nodes {
+		ShellPlugin(t, n.pluginDir, name, script, env...)
+		if err := n.App.ReloadPlugins(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return name
 }
 
 // Stop shuts the node down as cm serve does; safe to call twice.

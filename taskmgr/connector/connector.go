@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -193,6 +194,41 @@ func (r *Registry) AddSink(name string, f SinkFactory) { r.sinks[name] = f }
 // ErrConfig marks an invalid connector configuration; it is permanent.
 var ErrConfig = errors.New("invalid connector config")
 
+// Refusals of a config that is well formed but asks for what an API caller
+// may not have: they wrap ErrConfig, and Build keeps them in its error, so
+// the API can answer each with an errCode of its own.
+var (
+	// ErrCommandRefused: a process task gave its own argv (source.command)
+	// or working directory instead of naming a plugin an admin declared.
+	ErrCommandRefused = fmt.Errorf("%w: the command of a process connector is declared by a plugin manifest, not by the task", ErrConfig)
+	// ErrUnknownPlugin: source.plugin names no declared plugin.
+	ErrUnknownPlugin = fmt.Errorf("%w: unknown plugin", ErrConfig)
+	// ErrOutsideRoots: a file connector's path resolves outside the file
+	// roots cm was started with.
+	ErrOutsideRoots = fmt.Errorf("%w: path outside the file roots", ErrConfig)
+)
+
+// refusal returns the refusal sentinel err wraps, or nil.
+func refusal(err error) error {
+	for _, r := range []error{ErrCommandRefused, ErrUnknownPlugin, ErrOutsideRoots} {
+		if errors.Is(err, r) {
+			return r
+		}
+	}
+	return nil
+}
+
+// configError wraps a factory's error for Build: a refusal keeps its
+// sentinel (and so its errCode); anything else is ErrConfig with the
+// cause's text only, so no cause inside it (a context error, a store
+// error) can change how the API answers.
+func configError(what string, err error) error {
+	if r := refusal(err); r != nil {
+		return fmt.Errorf("%w: %s: %s", r, what, strings.TrimPrefix(err.Error(), r.Error()+": "))
+	}
+	return fmt.Errorf("%w: %s: %v", ErrConfig, what, err)
+}
+
 // Build validates cfg and builds its source and sink (sink is nil for
 // self-contained sources). Nothing is opened.
 func (r *Registry) Build(cfg Config) (Source, Sink, error) {
@@ -203,7 +239,7 @@ func (r *Registry) Build(cfg Config) (Source, Sink, error) {
 	}
 	src, err := sf(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: source: %v", ErrConfig, err)
+		return nil, nil, configError("source", err)
 	}
 	kt := cfg.Scopes.Get("sink", "type")
 	if r.selfContained[st] {
@@ -218,7 +254,7 @@ func (r *Registry) Build(cfg Config) (Source, Sink, error) {
 	}
 	snk, err := kf(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: sink: %v", ErrConfig, err)
+		return nil, nil, configError("sink", err)
 	}
 	return src, snk, nil
 }

@@ -2,17 +2,52 @@
 package builtin
 
 import (
+	"fmt"
+
 	"github.com/connector-manager/cm/taskmgr/connector"
 	"github.com/connector-manager/cm/taskmgr/connector/file"
 	"github.com/connector-manager/cm/taskmgr/connector/mysql"
 	"github.com/connector-manager/cm/taskmgr/connector/process"
 )
 
-// Registry returns a registry with every built-in connector.
-func Registry() *connector.Registry {
+// Config is what confines the built-in connectors (docs/security.md,
+// "Connectors").
+type Config struct {
+	// PluginDir holds the plugin manifests (DIR/*.yaml), the only programs
+	// process tasks may run; "" declares none.
+	PluginDir string
+	// FileRoots are the directories file sources and sinks may use
+	// (absolute); none accepts no path.
+	FileRoots []string
+	// LookupEnv reads cm's environment for the variables a plugin's
+	// manifest passes to its program (os.LookupEnv in cm serve); nil
+	// passes none.
+	LookupEnv func(string) (string, bool)
+}
+
+// Connectors is a registry with every built-in connector and the plugins
+// its process sources run.
+type Connectors struct {
+	Registry *connector.Registry
+	Plugins  *process.Plugins
+	Roots    *file.Roots
+}
+
+// New loads the plugin manifests and resolves the file roots of cfg, and
+// returns the registry. An invalid manifest, a duplicate plugin name or a
+// root that cannot be resolved is refused, naming the file or the root.
+func New(cfg Config) (*Connectors, error) {
+	plugins, err := process.LoadPlugins(cfg.PluginDir, cfg.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("--plugin-dir: %w", err)
+	}
+	roots, err := file.NewRoots(cfg.FileRoots...)
+	if err != nil {
+		return nil, fmt.Errorf("--file-root: %w", err)
+	}
 	r := connector.NewRegistry()
-	file.Register(r)
-	process.Register(r)
+	file.Register(r, roots)
+	process.Register(r, plugins)
 	mysql.Register(r)
-	return r
+	return &Connectors{Registry: r, Plugins: plugins, Roots: roots}, nil
 }

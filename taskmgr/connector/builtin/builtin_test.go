@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +14,21 @@ import (
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
+func registry(t *testing.T, cfg Config) *connector.Registry {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Registry
+}
+
 func TestRegistryBuilds(t *testing.T) {
-	r := Registry()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "true.yaml"), []byte("name: true\ncommand: [/bin/true]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := registry(t, Config{PluginDir: dir, FileRoots: []string{"/"}})
 	for _, tc := range []struct {
 		name    string
 		c       model.Config
@@ -22,8 +36,9 @@ func TestRegistryBuilds(t *testing.T) {
 		hasSink bool
 	}{
 		{"file to file", model.Config{"source": {"type": "file", "path": "/in"}, "sink": {"type": "file", "path": "/out"}}, true, true},
-		{"process", model.Config{"source": {"type": "process", "command": `["/bin/true"]`}}, true, false},
-		{"process with a sink", model.Config{"source": {"type": "process", "command": `["/bin/true"]`}, "sink": {"type": "file", "path": "/out"}}, false, false},
+		{"process", model.Config{"source": {"type": "process", "plugin": "true"}}, true, false},
+		{"process with a sink", model.Config{"source": {"type": "process", "plugin": "true"}, "sink": {"type": "file", "path": "/out"}}, false, false},
+		{"process with a command", model.Config{"source": {"type": "process", "command": `["/bin/true"]`}}, false, false},
 		{"file without a sink", model.Config{"source": {"type": "file", "path": "/in"}}, false, false},
 		{"unknown source", model.Config{"source": {"type": "kafka"}}, false, false},
 	} {
@@ -51,7 +66,7 @@ func TestFileToFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := model.Config{"source": {"type": "file", "path": in}, "sink": {"type": "file", "path": out}}
-	src, snk, err := Registry().Build(connector.Config{Type: model.TypeFull, Scopes: c})
+	src, snk, err := registry(t, Config{FileRoots: []string{dir}}).Build(connector.Config{Type: model.TypeFull, Scopes: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,5 +95,26 @@ func TestFileToFile(t *testing.T) {
 	got, err := os.ReadFile(out)
 	if err != nil || string(got) != data {
 		t.Fatalf("out holds %q (%v), want %q", got, err, data)
+	}
+}
+
+// TestNewRefuses: cm does not start on a broken plugin directory or root.
+func TestNewRefuses(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: x\ncommand: [sh]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []Config{
+		{PluginDir: dir},
+		{PluginDir: filepath.Join(dir, "missing")},
+		{FileRoots: []string{"data"}},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+	if _, err := New(Config{PluginDir: dir}); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("New = %v, want the manifest named", err)
 	}
 }

@@ -21,4 +21,8 @@ const (
 	codeCheckpointInvalid = "CHECKPOINT_INVALID"
 	// codeBadRecord: a record cannot be written as one line. Permanent.
 	codeBadRecord = "FILE_BAD_RECORD"
+	// codeOutsideRoots: the path leads outside the file roots when it is
+	// opened (a symlink swapped in after the config was accepted).
+	// Permanent.
+	codeOutsideRoots = "FILE_OUTSIDE_ROOTS"
 )

@@ -5,17 +5,17 @@ import "github.com/connector-manager/cm/taskmgr/connector"
 // typeName is the source.type and sink.type of this package.
 const typeName = "file"
 
-// Register adds the file source and sink to r.
-func Register(r *connector.Registry) {
+// Register adds the file source and sink to r, confined to roots.
+func Register(r *connector.Registry, roots *Roots) {
 	r.AddSource(typeName, func(c connector.Config) (connector.Source, error) {
-		s, err := newSource(c)
+		s, err := newSource(c, roots)
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	}, false)
 	r.AddSink(typeName, func(c connector.Config) (connector.Sink, error) {
-		s, err := newSink(c)
+		s, err := newSink(c, roots)
 		if err != nil {
 			return nil, err
 		}

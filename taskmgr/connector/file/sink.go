@@ -18,24 +18,30 @@ var _ connector.Sink = (*sink)(nil)
 // Payload as is, or, for a record with no Payload, its Change as a JSON
 // object (see changeLine).
 type sink struct {
-	path string
-	f    *os.File
-	buf  []byte
+	path  string
+	roots *Roots
+	f     *os.File
+	buf   []byte
 	// err is sticky: a failed write may have left part of a batch, so the
 	// sink refuses more until it is reopened (Open ends the torn line).
 	err error
 }
 
-// newSink validates the sink scope of c without touching the file.
-func newSink(c connector.Config) (*sink, error) {
+// newSink validates the sink scope of c without writing: its path must
+// resolve inside roots (for a file that does not exist yet, its directory
+// as far as it exists).
+func newSink(c connector.Config, roots *Roots) (*sink, error) {
 	path := c.Scopes.Get("sink", "path")
 	if path == "" {
 		return nil, errors.New("sink.path is required for sink.type=file")
 	}
+	if err := roots.Check("sink.path", path); err != nil {
+		return nil, err
+	}
 	if c.Scopes.Get("source", "type") == typeName && filepath.Clean(c.Scopes.Get("source", "path")) == filepath.Clean(path) {
 		return nil, fmt.Errorf("sink.path %q is also source.path: the task would read its own output", path)
 	}
-	return &sink{path: path}, nil
+	return &sink{path: path, roots: roots}, nil
 }
 
 // Open opens the file for appending, creating it and its directories if
@@ -45,6 +51,12 @@ func (s *sink) Open(ctx context.Context) error {
 	if s.f != nil {
 		return errors.New("file sink is already open")
 	}
+	// Checked again before anything is created: a symlink swapped in
+	// since the config was accepted must not lead MkdirAll out of the
+	// roots; and once open, where the descriptor leads.
+	if err := s.roots.CheckAgain("sink.path", s.path); err != nil {
+		return err
+	}
 	dir := filepath.Dir(s.path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ioError("creating the directory of", s.path, err)
@@ -52,6 +64,10 @@ func (s *sink) Open(ctx context.Context) error {
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return ioError("opening", s.path, err)
+	}
+	if err := s.roots.CheckOpen("sink.path", s.path, f); err != nil {
+		f.Close()
+		return err
 	}
 	if err := endLine(f); err != nil {
 		f.Close()

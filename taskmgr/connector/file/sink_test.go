@@ -16,7 +16,7 @@ func openSink(t *testing.T, path string) *sink {
 	c := model.Config{}
 	c.Set("sink", "type", typeName)
 	c.Set("sink", "path", path)
-	s, err := newSink(connector.Config{Scopes: c})
+	s, err := newSink(connector.Config{Scopes: c}, anywhere)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestNewSink(t *testing.T) {
 		{"own source", model.Config{"source": {"type": "file", "path": "/tmp/x/../out"}, "sink": {"type": "file", "path": "/tmp/out"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := newSink(connector.Config{Scopes: tc.c}); (err == nil) != tc.ok {
+			if _, err := newSink(connector.Config{Scopes: tc.c}, anywhere); (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
 		})

@@ -44,6 +44,7 @@ var (
 // Close are called from one goroutine.
 type source struct {
 	path     string
+	roots    *Roots
 	subtopic string
 	// full: a full import ends at the end of the file instead of tailing it.
 	full bool
@@ -67,12 +68,16 @@ type source struct {
 	startAt []checkpoint.Position
 }
 
-// newSource validates the source scope of c without touching the file.
-func newSource(c connector.Config) (*source, error) {
+// newSource validates the source scope of c without reading the file:
+// its path must resolve inside roots.
+func newSource(c connector.Config, roots *Roots) (*source, error) {
 	sc := c.Scope("source")
 	path := sc["path"]
 	if path == "" {
 		return nil, errors.New("source.path is required for source.type=file")
+	}
+	if err := roots.Check("source.path", path); err != nil {
+		return nil, err
 	}
 	sub := sc["subtopic"]
 	if sub == "" {
@@ -87,11 +92,29 @@ func newSource(c connector.Config) (*source, error) {
 	}
 	return &source{
 		path:     path,
+		roots:    roots,
 		subtopic: sub,
 		full:     c.Type == model.TypeFull,
 		log:      log.Named("file"),
 		poll:     pollEvery,
 	}, nil
+}
+
+// openFile opens the file for reading, refusing it if it now leads outside
+// the roots (a symlink swapped in since the config was accepted).
+func (s *source) openFile() (*os.File, error) {
+	if err := s.roots.CheckAgain("source.path", s.path); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, openError(s.path, err)
+	}
+	if err := s.roots.CheckOpen("source.path", s.path, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Subtopics returns the one subtopic of the file.
@@ -100,9 +123,9 @@ func (s *source) Subtopics() []string { return []string{s.subtopic} }
 // Oldest returns the ts of the first line: the file can always be read again
 // from its start. An empty file has no entry.
 func (s *source) Oldest(ctx context.Context) (map[string]int64, error) {
-	f, err := os.Open(s.path)
+	f, err := s.openFile()
 	if err != nil {
-		return nil, openError(s.path, err)
+		return nil, err
 	}
 	defer f.Close()
 	t := &source{path: s.path, f: f, buf: make([]byte, readChunk)}
@@ -134,9 +157,9 @@ func (s *source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 				zap.String("subtopic", sub), zap.String("want", s.subtopic))
 		}
 	}
-	f, err := os.Open(s.path)
+	f, err := s.openFile()
 	if err != nil {
-		return openError(s.path, err)
+		return err
 	}
 	pos, ok := from[s.subtopic]
 	if !ok {

@@ -1,8 +1,6 @@
 package process
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,34 +14,41 @@ const (
 	defaultHeartbeatTimeout = 30 * time.Second
 )
 
-// config is the source scope of a process connector.
+// config is the source scope of a process connector, with the plugin it
+// names.
 type config struct {
-	command          []string
-	workdir          string
+	plugin           Plugin
 	grace            time.Duration
 	heartbeatTimeout time.Duration
 }
 
-// parseConfig validates the source scope of c without I/O.
-func parseConfig(c connector.Config) (config, error) {
+// refusedKeys are source keys that would say what runs, or where: only a
+// plugin manifest says that.
+var refusedKeys = []string{"command", "workdir"}
+
+// parseConfig validates the source scope of c without I/O and looks its
+// plugin up in plugins.
+func parseConfig(c connector.Config, plugins *Plugins) (config, error) {
 	sc := c.Scope("source")
 	var cfg config
-	raw := sc["command"]
-	if raw == "" {
-		return cfg, errors.New(`source.command is required: the argv as a JSON array, e.g. ["/usr/local/bin/my-connector","--verbose"]`)
-	}
-	if err := json.Unmarshal([]byte(raw), &cfg.command); err != nil {
-		return cfg, fmt.Errorf("source.command must be a JSON array of strings: %w", err)
-	}
-	if len(cfg.command) == 0 || cfg.command[0] == "" {
-		return cfg, errors.New("source.command must name a program first")
-	}
-	for _, a := range cfg.command {
-		if strings.IndexByte(a, 0) >= 0 {
-			return cfg, fmt.Errorf("source.command argument %q contains a NUL byte", a)
+	for _, k := range refusedKeys {
+		if _, ok := sc[k]; ok {
+			return cfg, fmt.Errorf("%w: source.%s is not accepted from a task: an admin declares the program in a plugin manifest "+
+				"(a YAML file in the directory given to cm serve --plugin-dir: name, command, optional env and workdir) "+
+				"and the task names it with source.plugin (see docs/connector-protocol.md)", connector.ErrCommandRefused, k)
 		}
 	}
-	cfg.workdir = sc["workdir"]
+	name := sc["plugin"]
+	if name == "" {
+		return cfg, fmt.Errorf("%w: source.plugin is required: the name of a plugin declared in cm serve --plugin-dir%s",
+			connector.ErrUnknownPlugin, declared(plugins))
+	}
+	pl, ok := plugins.Lookup(name)
+	if !ok {
+		return cfg, fmt.Errorf("%w: source.plugin %q is not declared: add a manifest for it to cm serve --plugin-dir%s",
+			connector.ErrUnknownPlugin, name, declared(plugins))
+	}
+	cfg.plugin = pl
 	var err error
 	if cfg.grace, err = duration(sc, "grace", defaultGrace); err != nil {
 		return cfg, err
@@ -52,6 +57,15 @@ func parseConfig(c connector.Config) (config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// declared says which plugins there are, for an error message.
+func declared(plugins *Plugins) string {
+	names := plugins.Names()
+	if len(names) == 0 {
+		return " (none is declared)"
+	}
+	return " (declared: " + strings.Join(names, ", ") + ")"
 }
 
 func duration(sc map[string]string, key string, def time.Duration) (time.Duration, error) {

@@ -47,12 +47,13 @@ var _ connector.Source = (*source)(nil)
 // source runs the program and turns its stdout messages into batches. Read
 // is called from one goroutine; Close may be called from another.
 type source struct {
-	cfg    config
-	task   model.TaskName
-	typ    model.TaskType
-	scopes model.Config
-	dir    string
-	log    *zap.Logger
+	cfg     config
+	plugins *Plugins
+	task    model.TaskName
+	typ     model.TaskType
+	scopes  model.Config
+	dir     string
+	log     *zap.Logger
 
 	// Set by Open, then read-only.
 	cmd     *exec.Cmd
@@ -88,9 +89,10 @@ type event struct {
 	protocol error
 }
 
-// newSource validates the source scope of c without I/O.
-func newSource(c connector.Config) (*source, error) {
-	cfg, err := parseConfig(c)
+// newSource validates the source scope of c without I/O, looking its
+// plugin up in plugins.
+func newSource(c connector.Config, plugins *Plugins) (*source, error) {
+	cfg, err := parseConfig(c, plugins)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +100,7 @@ func newSource(c connector.Config) (*source, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &source{cfg: cfg, task: c.Task, typ: c.Type, scopes: c.Scopes, dir: c.Dir, log: log.Named("process")}, nil
+	return &source{cfg: cfg, plugins: plugins, task: c.Task, typ: c.Type, scopes: c.Scopes, dir: c.Dir, log: log.Named("process")}, nil
 }
 
 // Open starts the program and writes the handshake to its stdin.
@@ -113,7 +115,7 @@ func (s *source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 	if err := s.start(); err != nil {
 		return err
 	}
-	s.log.Info("connector process started", zap.Int("pid", s.pid), zap.String("program", s.cfg.command[0]))
+	s.log.Info("connector process started", zap.Int("pid", s.pid), zap.String("plugin", s.cfg.plugin.Name), zap.String("program", s.cfg.plugin.Command[0]))
 
 	deadline := time.Now().Add(handshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -164,7 +166,7 @@ func (s *source) start() (err error) {
 		return fmt.Errorf("opening %s: %w", s.logPath, err)
 	}
 	closers = append(closers, s.logFile)
-	fmt.Fprintf(s.logFile, "--- cm %s: starting %s\n", time.Now().Format(time.RFC3339), s.cfg.command[0])
+	fmt.Fprintf(s.logFile, "--- cm %s: starting plugin %s: %s\n", time.Now().Format(time.RFC3339), s.cfg.plugin.Name, s.cfg.plugin.Command[0])
 
 	// The child's ends go to it directly (no copying goroutines in exec), so
 	// the parent can read every byte the child wrote before it died.
@@ -177,9 +179,12 @@ func (s *source) start() (err error) {
 		pipes[i] = [2]*os.File{r, w}
 		closers = append(closers, r, w)
 	}
-	cmd := exec.Command(s.cfg.command[0], s.cfg.command[1:]...)
-	cmd.Dir = s.cfg.workdir
-	cmd.Env = append(os.Environ(), "CM_TASK="+s.task.String())
+	argv := s.cfg.plugin.Command
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = s.cfg.plugin.Workdir
+	// A scrubbed environment: CM_TASK, PATH and what the manifest passes
+	// through, never cm's own (its store DSN, its settings, secrets).
+	cmd.Env = s.plugins.environ(s.cfg.plugin, s.task.String())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pipes[0][0], pipes[1][1], pipes[2][1]
 	// Its own group: a stop reaches its children, and a terminal's signals
 	// do not reach it. Pdeathsig kills it if cm itself dies (kill -9), so a
@@ -193,8 +198,8 @@ func (s *source) start() (err error) {
 	}
 	if err != nil {
 		permanent := errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
-		return connector.Fail(codeStartFailed, fmt.Sprintf("starting %s", s.cfg.command[0]), err.Error(),
-			"check source.command and source.workdir", permanent, err)
+		return connector.Fail(codeStartFailed, fmt.Sprintf("starting plugin %s (%s)", s.cfg.plugin.Name, argv[0]), err.Error(),
+			"check the command and workdir of the plugin's manifest", permanent, err)
 	}
 
 	s.cmd, s.pid = cmd, cmd.Process.Pid

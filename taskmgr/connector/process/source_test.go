@@ -2,7 +2,6 @@ package process
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,23 +28,38 @@ var testTask = func() model.TaskName {
 	return n
 }()
 
-func testConfig(t *testing.T, argv []string, kv ...string) connector.Config {
+// setup is a source's config with the one plugin it names.
+type setup struct {
+	connector.Config
+	plugins *Plugins
+}
+
+func (u setup) build() (*source, error) { return newSource(u.Config, u.plugins) }
+
+// testConfig declares argv as plugin "test" and configures a task naming
+// it. GORACE passes through (see TestMain).
+func testConfig(t *testing.T, argv []string, kv ...string) setup {
 	t.Helper()
-	cmd, err := json.Marshal(argv)
+	return pluginConfig(t, Plugin{Name: "test", Command: argv, Env: []string{"GORACE"}}, kv...)
+}
+
+func pluginConfig(t *testing.T, pl Plugin, kv ...string) setup {
+	t.Helper()
+	plugins, err := NewPlugins(os.LookupEnv, pl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := model.Config{}
 	c.Set("source", "type", typeName)
-	c.Set("source", "command", string(cmd))
+	c.Set("source", "plugin", pl.Name)
 	c.Set("source", "password", "s3cret")
 	for i := 0; i+1 < len(kv); i += 2 {
 		c.Set("source", kv[i], kv[i+1])
 	}
-	return connector.Config{Task: testTask, Type: model.TypeIncr, Scopes: c, Dir: t.TempDir()}
+	return setup{connector.Config{Task: testTask, Type: model.TypeIncr, Scopes: c, Dir: t.TempDir()}, plugins}
 }
 
-func fakeConfig(t *testing.T, mode string, kv ...string) connector.Config {
+func fakeConfig(t *testing.T, mode string, kv ...string) setup {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -53,9 +68,9 @@ func fakeConfig(t *testing.T, mode string, kv ...string) connector.Config {
 	return testConfig(t, []string{exe, fakeArg, mode}, kv...)
 }
 
-func open(t *testing.T, c connector.Config, from map[string]checkpoint.Position) *source {
+func open(t *testing.T, c setup, from map[string]checkpoint.Position) *source {
 	t.Helper()
-	s, err := newSource(c)
+	s, err := c.build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,17 +308,20 @@ func TestReadHonoursContext(t *testing.T) {
 }
 
 func TestStartFailure(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
-		argv []string
-		kv   []string
+		pl   Plugin
 	}{
-		{"missing program", []string{filepath.Join(t.TempDir(), "nope")}, nil},
-		{"not on PATH", []string{"cm-no-such-connector"}, nil},
-		{"missing workdir", []string{"/bin/sh", "-c", "exit 0"}, []string{"workdir", filepath.Join(t.TempDir(), "nope")}},
+		{"missing program", Plugin{Name: "p", Command: []string{filepath.Join(t.TempDir(), "nope")}}},
+		{"not executable", Plugin{Name: "p", Command: []string{notExec}}},
+		{"missing workdir", Plugin{Name: "p", Command: []string{"/bin/sh", "-c", "exit 0"}, Workdir: filepath.Join(t.TempDir(), "nope")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := newSource(testConfig(t, tc.argv, tc.kv...))
+			s, err := pluginConfig(t, tc.pl).build()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -363,32 +381,45 @@ func TestCounterExample(t *testing.T) {
 	}
 }
 
+// TestNewSource: a task names a declared plugin and never says what runs
+// or where: source.command and source.workdir are refused with
+// ErrCommandRefused, an undeclared plugin with ErrUnknownPlugin.
 func TestNewSource(t *testing.T) {
+	plugins, err := NewPlugins(nil, Plugin{Name: "counter", Command: []string{"/bin/true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name    string
-		command string
-		kv      []string
-		ok      bool
+		name string
+		kv   []string
+		want error // nil: accepted
 	}{
-		{"argv", `["/bin/true"]`, nil, true},
-		{"options", `["/bin/true","-x"]`, []string{"grace", "300ms", "heartbeatTimeout", "1m", "workdir", "/tmp"}, true},
-		{"no command", ``, nil, false},
-		{"not json", `/bin/true`, nil, false},
-		{"not strings", `["/bin/true",1]`, nil, false},
-		{"empty argv", `[]`, nil, false},
-		{"empty program", `[""]`, nil, false},
-		{"nul", `["/bin/true","a\u0000b"]`, nil, false},
-		{"bad grace", `["/bin/true"]`, []string{"grace", "10"}, false},
-		{"zero heartbeat", `["/bin/true"]`, []string{"heartbeatTimeout", "0s"}, false},
+		{"plugin", []string{"plugin", "counter"}, nil},
+		{"options", []string{"plugin", "counter", "grace", "300ms", "heartbeatTimeout", "1m"}, nil},
+		{"no plugin", nil, connector.ErrUnknownPlugin},
+		{"undeclared plugin", []string{"plugin", "nope"}, connector.ErrUnknownPlugin},
+		{"command", []string{"command", `["/bin/sh","-c","touch /tmp/x"]`}, connector.ErrCommandRefused},
+		{"command beside a plugin", []string{"plugin", "counter", "command", `["/bin/true"]`}, connector.ErrCommandRefused},
+		{"empty command", []string{"plugin", "counter", "command", ""}, connector.ErrCommandRefused},
+		{"workdir", []string{"plugin", "counter", "workdir", "/"}, connector.ErrCommandRefused},
+		{"bad grace", []string{"plugin", "counter", "grace", "10"}, connector.ErrConfig},
+		{"zero heartbeat", []string{"plugin", "counter", "heartbeatTimeout", "0s"}, connector.ErrConfig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := model.Config{"source": {"type": typeName, "command": tc.command}}
+			c := model.Config{"source": {"type": typeName}}
 			for i := 0; i+1 < len(tc.kv); i += 2 {
 				c.Set("source", tc.kv[i], tc.kv[i+1])
 			}
-			_, err := newSource(connector.Config{Scopes: c})
-			if (err == nil) != tc.ok {
-				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			r := connector.NewRegistry()
+			Register(r, plugins)
+			_, _, err := r.Build(connector.Config{Scopes: c})
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("Build = %v, want it accepted", err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("Build = %v, want %v", err, tc.want)
+			case (errors.Is(tc.want, connector.ErrCommandRefused) || errors.Is(tc.want, connector.ErrUnknownPlugin)) && !strings.Contains(err.Error(), "--plugin-dir"):
+				t.Fatalf("Build = %v: the message does not say how to declare a plugin", err)
 			}
 		})
 	}
@@ -415,5 +446,50 @@ func TestTail(t *testing.T) {
 				t.Fatalf("lines %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestChildEnvironment: the program gets CM_TASK, PATH and the variables
+// its manifest passes through, and nothing else of cm's environment.
+func TestChildEnvironment(t *testing.T) {
+	t.Setenv("CM_TEST_SECRET", "marker-secret-8f2c")
+	t.Setenv("CM_DB", "mysql://cm:marker-password-77@127.0.0.1:3306/cm")
+	t.Setenv("CM_TEST_PASSED", "passed-through")
+	out := filepath.Join(t.TempDir(), "env")
+	pl := Plugin{Name: "envdump", Command: []string{"/bin/sh", "-c",
+		"env > " + out + `; read -r hello; echo '{"type":"checkpoint","subtopic":"s","ts":1,"token":"a"}'; cat >/dev/null`},
+		Env: []string{"CM_TEST_PASSED", "CM_TEST_UNSET"}}
+	s := open(t, pluginConfig(t, pl), nil)
+	readPositions(t, s) // written after the environment
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if !slices.Contains(env, "CM_TEST_PASSED=passed-through") {
+		t.Errorf("the variable the manifest passes through is missing: %q", env)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range env {
+		name, _, _ := strings.Cut(e, "=")
+		switch name {
+		case "CM_TASK":
+			if e != "CM_TASK="+testTask.String() {
+				t.Errorf("%s, want the task's name", e)
+			}
+		case "PATH":
+			if e != "PATH="+defaultPath {
+				t.Errorf("%s, want the default PATH", e)
+			}
+		case "CM_TEST_PASSED":
+		case "PWD", "SHLVL", "_", "OLDPWD": // the shell's own
+		default:
+			t.Errorf("the program's environment has %s", e)
+		}
+		if strings.Contains(e, "marker-") {
+			t.Errorf("a secret of cm's environment reached the program: %s", e)
+		}
 	}
 }
