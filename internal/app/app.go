@@ -65,12 +65,12 @@ type Config struct {
 	// other nodes (a token of role node or admin in their auth files);
 	// empty sends none. Re-read with the auth file on ReloadAuth.
 	NodeTokenFile string
-}
-
 	// Connectors confines the built-in connectors: the plugin manifests
 	// process tasks run, the file roots (none given: the data dir) and
 	// the environment plugins may read from.
 	Connectors builtin.Config
+}
+
 // DefaultConfig returns the defaults for node, serving at addr.
 func DefaultConfig(node model.NodeID, addr string) Config {
 	return Config{
@@ -119,13 +119,13 @@ type Node struct {
 	Reconciler *supervisor.Reconciler
 	Membership *cluster.Membership
 	Lease      *cluster.Lease
+	connectors *builtin.Connectors
 	waker      *cluster.ClusterWaker
 	scheduler  *job.Scheduler
 	http       *server.Server
 	auth       *server.Auth
 	nodeToken  atomic.Pointer[string]
 }
-	connectors *builtin.Connectors
 
 // New builds a node over an open, migrated store. Nothing runs yet.
 func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
