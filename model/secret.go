@@ -460,9 +460,11 @@ var (
 	envNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 )
 
-// ErrSecretUnresolved: a ${env:} or ${file:} reference of a task's config
-// names nothing readable on the node that starts it.
-var ErrSecretUnresolved = errors.New("secret reference unresolved")
+// errSecretUnresolved: a ${env:} or ${file:} reference of a task's config
+// names nothing readable on the node that starts it. It never reaches an
+// API answer as such: the runner turns it into an error detail with code
+// CodeSecretUnresolved, and a pullback's guard rails answer INVALID_CONFIG.
+var errSecretUnresolved = errors.New("secret reference unresolved")
 
 // maxSecretFile bounds what a ${file:} reference reads.
 const maxSecretFile = 64 << 10
@@ -544,7 +546,7 @@ func (osResolver) ReadFile(path string) ([]byte, error) {
 // ResolveReferences returns a copy of c with its references replaced by
 // what they name (a file's content without its final newline), and the
 // resolved strings, which are secrets to scrub. An error names the entry
-// and the reference, never a value, and is ErrSecretUnresolved.
+// and the reference, never a value.
 func (c Config) ResolveReferences(r Resolver) (Config, []string, error) {
 	out := c.Clone()
 	var resolved []string
@@ -564,14 +566,14 @@ func (c Config) ResolveReferences(r Resolver) (Config, []string, error) {
 				case "env":
 					e, ok := r.LookupEnv(g[2])
 					if !ok {
-						rerr = fmt.Errorf("%w: %s.%s: environment variable %s is not set on this node", ErrSecretUnresolved, s, k, g[2])
+						rerr = fmt.Errorf("%w: %s.%s: environment variable %s is not set on this node", errSecretUnresolved, s, k, g[2])
 						return m
 					}
 					val = e
 				case "file":
 					b, err := r.ReadFile(g[2])
 					if err != nil {
-						rerr = fmt.Errorf("%w: %s.%s: reading %s: %v", ErrSecretUnresolved, s, k, g[2], scrubPathError(err))
+						rerr = fmt.Errorf("%w: %s.%s: reading %s: %v", errSecretUnresolved, s, k, g[2], scrubPathError(err))
 						return m
 					}
 					val = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
