@@ -135,6 +135,13 @@ while :; do echo '{"type":"checkpoint","subtopic":"s","ts":100,"token":"t"}'; ec
 	if unresolved.Code() != "TASK_EXCEPTION" || !strings.Contains(unresolved.Raw, model.CodeSecretUnresolved) || !strings.Contains(unresolved.Raw, "CMSEC_NOT_SET") {
 		t.Fatalf("an unresolved reference: %s", unresolved.Raw)
 	}
+	// A factory's error quotes the value it refuses: scrubbed.
+	if env := do("POST", base+"create", map[string]any{"component": "p_sec-incr_trans-7-0", "config": map[string]any{
+		"source": map[string]string{"type": "file", "path": "mysql://u:" + marker("badpath") + "@127.0.0.1/db"},
+		"sink":   map[string]string{"type": "file", "path": filepath.Join(roots, "out7.jsonl")},
+	}}); env.IsSuccess || !strings.Contains(env.Raw, "mysql://u:"+model.Masked+"@127.0.0.1/db") {
+		t.Fatalf("a refused path: %s", env.Raw)
+	}
 	// A mask with nothing stored behind it is refused, not stored.
 	if env := do("POST", base+"create", map[string]any{"component": "p_sec-incr_trans-5-0", "config": map[string]any{
 		"source": map[string]string{"type": "process", "plugin": "keep", "password": model.Masked}}}); env.Code() != "INVALID_ARGUMENT" {
