@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
 )
 
 // envelope is a decoded answer of a cm process.
@@ -30,6 +32,9 @@ type envelope struct {
 func (p *cmProcess) do(t *testing.T, method, path string) envelope {
 	t.Helper()
 	req, _ := http.NewRequest(method, p.base+path, nil)
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -107,18 +112,31 @@ func nodeID(addr string) string { return strings.Replace(addr, ":", "-", 1) }
 // B (the leader) is killed with SIGKILL and its tasks become EXCEPTION
 // while the lease moves, then with ha.enable they run again elsewhere; a
 // call on C for a task of A converges fast; cm health exit codes follow.
+// The nodes require tokens: the test calls as an admin, cm health as a
+// viewer, and the nodes wake each other with a token of role node.
 func TestThreeNodeCluster(t *testing.T) {
 	db := dbtest.MySQLURL(t)
 	dir := t.TempDir()
+	authFile, nodeTokenFile, viewerTokenFile := filepath.Join(dir, "auth.yaml"), filepath.Join(dir, "node.token"), filepath.Join(dir, "viewer.token")
+	tokens := writeTokens(t, authFile, map[string]server.Role{"ops": server.RoleAdmin, "monitor": server.RoleViewer, "nodes": server.RoleNode})
+	for path, tok := range map[string]string{nodeTokenFile: tokens["nodes"], viewerTokenFile: tokens["monitor"]} {
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Fast clocks: node heartbeat 300 ms; a 3 s lease renewed every second.
-	flags := []string{"--node-heartbeat", "300ms", "--lease-ttl", "3s", "--lease-renew", "1s"}
+	flags := []string{"--node-heartbeat", "300ms", "--lease-ttl", "3s", "--lease-renew", "1s",
+		"--auth-file", authFile, "--node-token-file", nodeTokenFile}
+	runHealth := func(args ...string) (int, string) { return runHealth(append(args, "--token-file", viewerTokenFile)...) }
 	addrA, addrB, addrC := freePort(t), freePort(t), freePort(t)
 	idA, idB, idC := nodeID(addrA), nodeID(addrB), nodeID(addrC)
 	// B starts first so it takes the lease.
 	b := startCM(t, addrB, db, filepath.Join(dir, "b"), flags...)
+	b.token = tokens["ops"]
 	within(t, 10*time.Second, "B leads", func() bool { return b.leader(t) == idB })
 	a := startCM(t, addrA, db, filepath.Join(dir, "a"), flags...)
 	c := startCM(t, addrC, db, filepath.Join(dir, "c"), flags...)
+	a.token, c.token = tokens["ops"], tokens["ops"]
 	const interval = time.Second // the liveness jobs' period: the health-check interval
 	for k, v := range map[string]string{
 		"node.suspectAfter": "1s", "node.deadAfter": "2s", "task.heartbeat.staleAfter": "5s",
@@ -197,6 +215,13 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 	if d := a.detail(t, other); d.State != "STOPPED" {
 		t.Fatalf("state after stop through C: %s", d.State)
+	}
+	// It was C's wake, with the node token, that A answered.
+	within(t, 5*time.Second, "A logs a wake answered 200", func() bool {
+		return strings.Contains(a.logs.String(), `"path":"/internal/v1/wake","status":200`)
+	})
+	if strings.Contains(c.logs.String(), "wake refused") {
+		t.Fatalf("a wake was refused:\n%s", c.logs.String())
 	}
 	if code, out := runHealth("--server", c.base, "--max-delay", "36500d"); code != 0 {
 		t.Fatalf("cm health before the kill = %d:\n%s", code, out)

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
 )
 
 // fileConfig is the optional YAML file given with --config. Keys match the
@@ -33,6 +34,11 @@ type fileConfig struct {
 	LeaseTTL          string `yaml:"lease-ttl"`
 	LeaseRenew        string `yaml:"lease-renew"`
 	GCPercent         string `yaml:"gc-percent"`
+
+	AuthFile       string   `yaml:"auth-file"`
+	NodeTokenFile  string   `yaml:"node-token-file"`
+	Insecure       string   `yaml:"insecure"`
+	TrustedProxies []string `yaml:"trusted-proxies"`
 }
 
 // serveConfig is the resolved configuration of cm serve.
@@ -50,6 +56,15 @@ type serveConfig struct {
 	LeaseRenew        time.Duration
 	// GCPercent is the Go collector's target (as GOGC); see defaultGCPercent.
 	GCPercent int
+
+	// AuthFile holds the tokens and roles (docs/security.md); empty
+	// serves without authentication, which only a loopback --listen or
+	// Insecure allows (checkPosture).
+	AuthFile      string
+	NodeTokenFile string
+	Insecure      bool
+	// TrustedProxies are the CIDRs whose forwarding headers count.
+	TrustedProxies []string
 
 	// hostIPs lists the addresses of this host's interfaces that are up,
 	// for a wildcard --listen without --advertise; nil means hostIPs.
@@ -71,6 +86,11 @@ var envOf = map[string]string{
 	"lease-ttl":          "CM_LEASE_TTL",
 	"lease-renew":        "CM_LEASE_RENEW",
 	"gc-percent":         "CM_GC_PERCENT",
+
+	"auth-file":       "CM_AUTH_FILE",
+	"node-token-file": "CM_NODE_TOKEN_FILE",
+	"insecure":        "CM_INSECURE",
+	"trusted-proxies": "CM_TRUSTED_PROXIES",
 }
 
 // defaultGCPercent lets the heap grow to five times the live data between
@@ -94,6 +114,10 @@ func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "leader lease duration (env CM_LEASE_TTL)")
 	fs.IntVar(&c.GCPercent, "gc-percent", defaultGCPercent, "Go garbage collector target, as GOGC; ignored when GOGC is set (env CM_GC_PERCENT)")
 	fs.DurationVar(&c.LeaseRenew, "lease-renew", 3*time.Second, "leader lease renewal period; at most half the TTL (env CM_LEASE_RENEW)")
+	fs.StringVar(&c.AuthFile, "auth-file", "", "YAML file of API tokens (name, role, sha256), reloaded on SIGHUP; required on a non-loopback --listen unless --insecure; see docs/security.md (env CM_AUTH_FILE)")
+	fs.StringVar(&c.NodeTokenFile, "node-token-file", "", "file holding the token (role node or admin) this node sends when it wakes other nodes, reloaded on SIGHUP (env CM_NODE_TOKEN_FILE)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "serve without --auth-file on a non-loopback --listen: anyone who reaches the port may do anything (env CM_INSECURE)")
+	fs.StringSliceVar(&c.TrustedProxies, "trusted-proxies", nil, "CIDRs (or addresses) of proxies whose X-Forwarded-For / X-Real-IP name the client; comma-separated or repeated (env CM_TRUSTED_PROXIES)")
 	fs.String("config", "", "optional YAML file with the same keys as the flags (env CM_CONFIG)")
 }
 
@@ -127,8 +151,13 @@ func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) err
 		setIf("log-level", &c.LogLevel, fc.LogLevel)
 		setIf("log-format", &c.LogFormat, fc.LogFormat)
 		setIf("data-dir", &c.DataDir, fc.DataDir)
+		setIf("auth-file", &c.AuthFile, fc.AuthFile)
+		setIf("node-token-file", &c.NodeTokenFile, fc.NodeTokenFile)
+		if len(fc.TrustedProxies) > 0 && !fs.Changed("trusted-proxies") {
+			c.TrustedProxies = fc.TrustedProxies
+		}
 		for name, v := range map[string]string{"reconcile-interval": fc.ReconcileInterval, "node-heartbeat": fc.NodeHeartbeat,
-			"lease-ttl": fc.LeaseTTL, "lease-renew": fc.LeaseRenew, "gc-percent": fc.GCPercent} {
+			"lease-ttl": fc.LeaseTTL, "lease-renew": fc.LeaseRenew, "gc-percent": fc.GCPercent, "insecure": fc.Insecure} {
 			if v != "" && !fs.Changed(name) {
 				// Value.Set, not fs.Set: the file must not count as given on
 				// the command line, or the environment could not override it.
@@ -171,7 +200,38 @@ func (c *serveConfig) validate() (model.DSN, model.NodeID, error) {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format %q: must be json or console", c.LogFormat))
 	}
+	if err := c.checkPosture(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := server.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
 	return dsn, node, errors.Join(errs...)
+}
+
+// checkPosture refuses to serve without authentication on an address
+// other hosts can reach: anything but a loopback address (a wildcard, a
+// routable address, a host name) needs --auth-file, or --insecure to say
+// it is meant.
+func (c *serveConfig) checkPosture() error {
+	if c.AuthFile != "" || c.Insecure || loopback(c.Listen) {
+		return nil
+	}
+	return fmt.Errorf("--listen %s is reachable from other hosts, and without tokens anyone who reaches it may create, stop and delete tasks: "+
+		"give --auth-file PATH (see cm token new and docs/security.md), or --insecure to serve without authentication anyway", c.Listen)
+}
+
+// loopback says whether addr's host is a loopback address (or localhost).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(level, format string) (*zap.Logger, error) {

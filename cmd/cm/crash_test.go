@@ -35,6 +35,8 @@ type cmProcess struct {
 	cmd  *exec.Cmd
 	base string
 	logs *outputBuffer
+	// token is the bearer token call and do send; "" sends none.
+	token string
 }
 
 // startCM runs `cm serve` from the test binary and waits for /healthz;
@@ -82,6 +84,9 @@ func (p *cmProcess) call(t *testing.T, method, path, body string) map[string]any
 	req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ type healthReport struct {
 }
 
 func healthCmd() *cobra.Command {
-	var server, project, node, maxDelay string
+	var server, project, node, maxDelay, tokenFile string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "health",
@@ -55,7 +56,11 @@ func healthCmd() *cobra.Command {
 			if len(q) > 0 {
 				u += "?" + q.Encode()
 			}
-			rep, err := fetchHealth(cmd.Context(), u, timeout)
+			token, err := cliToken(tokenFile, os.Getenv)
+			if err != nil {
+				return &exitError{code: healthCritical, err: err}
+			}
+			rep, err := fetchHealth(cmd.Context(), u, token, timeout)
 			out := cmd.OutOrStdout()
 			if err != nil {
 				fmt.Fprintf(out, "CRITICAL: %v\n", err)
@@ -85,16 +90,33 @@ func healthCmd() *cobra.Command {
 	f.StringVar(&node, "node", "", "only tasks of this node (IP-PORT)")
 	f.StringVar(&maxDelay, "max-delay", "", "delay over which a task warns, e.g. 5m (default: task.delay.threshold)")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	f.StringVar(&tokenFile, "token-file", "", "file holding a bearer token (any role) for a node with --auth-file; default the token in env CM_TOKEN")
 	return cmd
 }
 
+// cliToken is the bearer token a CLI command sends: the content of
+// tokenFile when given, else $CM_TOKEN, else none.
+func cliToken(tokenFile string, getenv func(string) string) (string, error) {
+	if tokenFile == "" {
+		return strings.TrimSpace(getenv("CM_TOKEN")), nil
+	}
+	b, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // fetchHealth reads the health report; 200 and 503 both carry one.
-func fetchHealth(ctx context.Context, u string, timeout time.Duration) (*healthReport, error) {
+func fetchHealth(ctx context.Context, u, token string, timeout time.Duration) (*healthReport, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

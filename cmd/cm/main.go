@@ -49,6 +49,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), healthCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), healthCmd(), tokenCmd())
 	return root
 }

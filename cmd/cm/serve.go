@@ -99,6 +99,7 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	acfg := app.DefaultConfig(node, apiURL(node))
 	acfg.Version = version
 	acfg.HTTP.Listen = c.Listen
+	acfg.HTTP.AuthFile, acfg.HTTP.TrustedProxies, acfg.NodeTokenFile = c.AuthFile, c.TrustedProxies, c.NodeTokenFile
 	acfg.Runtime.DataDir = c.DataDir
 	acfg.Runtime.ReconcileInterval = c.ReconcileInterval
 	acfg.NodeHeartbeat = c.NodeHeartbeat
@@ -110,6 +111,9 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	acfg.SoleProcess = dsn.Dialect == model.SQLite // lockStore: no other process has the file open
 	if err := acfg.Validate(); err != nil {
 		return err
+	}
+	if c.AuthFile == "" && !loopback(c.Listen) {
+		log.Warn("--insecure: serving without authentication on an address other hosts can reach", zap.String("listen", c.Listen))
 	}
 	if fp != "" {
 		log.Warn("failpoint armed: this process will kill itself when it gets there", zap.String("failpoint", string(fp)))
@@ -137,5 +141,36 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 		n.Release(ctx)
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
+	stopReload := reloadOnHangup(n, log)
+	defer stopReload()
 	return n.Run(ctx, ln)
+}
+
+// reloadOnHangup reloads the auth file and the node token file on each
+// SIGHUP until the returned stop is called (which waits for a reload in
+// progress). A file that does not load leaves the one in force, and the
+// log says why.
+func reloadOnHangup(n *app.Node, log *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the auth file and the node token")
+				if err := n.ReloadAuth(); err != nil {
+					log.Error("reload refused", zap.Error(err))
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(quit)
+		<-done
+	}
 }
