@@ -167,6 +167,9 @@ func (s *Store) InsertAudit(ctx context.Context, a *Audit) error {
 	if a.At.IsZero() {
 		a.At = time.Now().UTC()
 	}
+	if a.Calls == 0 {
+		a.Calls = 1
+	}
 	if err := s.with(ctx).Create(a).Error; err != nil {
 		return fmt.Errorf("writing audit row: %w", translate(err))
 	}

@@ -79,6 +79,8 @@ var catalogue = []rule{
 	{is(errBodyTimeout), Problem{http.StatusRequestTimeout, "REQUEST_TIMEOUT", false}},
 	{is(errUnauthenticated), Problem{http.StatusUnauthorized, "UNAUTHENTICATED", false}},
 	{is(errForbidden), Problem{http.StatusForbidden, "FORBIDDEN", false}},
+	{is(errRateLimited), Problem{http.StatusTooManyRequests, "RATE_LIMITED", true}},
+	{is(errKeyReused), Problem{http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", false}},
 	{is(model.ErrInvalidArgument), Problem{http.StatusBadRequest, "INVALID_ARGUMENT", false}},
 	{is(model.ErrFenced), Problem{http.StatusConflict, "TASK_SUPERSEDED", false}},
 	{is(model.ErrNotFound), Problem{http.StatusNotFound, "NOT_FOUND", false}},

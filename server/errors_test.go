@@ -59,6 +59,8 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("%w: i/o timeout", errBodyTimeout), 408, "REQUEST_TIMEOUT", false},
 		{fmt.Errorf("%w: send Authorization: Bearer <token>", errUnauthenticated), 401, "UNAUTHENTICATED", false},
 		{fmt.Errorf("%w: token t has role viewer", errForbidden), 403, "FORBIDDEN", false},
+		{fmt.Errorf("%w: at most 50 per second", errRateLimited), 429, "RATE_LIMITED", true},
+		{fmt.Errorf("%w: first sent to stop", errKeyReused), 422, "IDEMPOTENCY_KEY_REUSED", false},
 		{model.ErrInvalidArgument, 400, "INVALID_ARGUMENT", false},
 		{model.ErrFenced, 409, "TASK_SUPERSEDED", false},
 		{model.ErrNotFound, 404, "NOT_FOUND", false},

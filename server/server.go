@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 )
 
@@ -31,6 +33,26 @@ type Config struct {
 	// BodyTimeout bounds the read of a request body once its headers are
 	// in: a client that stops sending is answered REQUEST_TIMEOUT (408).
 	BodyTimeout time.Duration
+	// HeaderTimeout bounds the read of a request's headers; MaxHeaderBytes
+	// their size (431 beyond it).
+	HeaderTimeout  time.Duration
+	MaxHeaderBytes int
+	// ReadTimeout and WriteTimeout bound a whole exchange, from the first
+	// byte of the request to the last of the answer. A waiting call (stop,
+	// resume, pullback...) holds its connection up to taskmgr.MaxWait, so
+	// both must exceed it; the slow client they guard against is bounded
+	// sooner by HeaderTimeout and BodyTimeout.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection with no request.
+	IdleTimeout time.Duration
+	// RateLimit is the mutating calls per second each client may make, in
+	// bursts of at most RateBurst; beyond it calls are answered 429
+	// RATE_LIMITED. 0 turns the limit off.
+	RateLimit float64
+	RateBurst int
+	// IdempotencyTTL is how long an Idempotency-Key's answer is kept.
+	IdempotencyTTL time.Duration
 	// AuthFile is the --auth-file of tokens and roles (docs/security.md);
 	// empty turns authentication off. Services.Auth carries it loaded.
 	AuthFile string
@@ -39,9 +61,18 @@ type Config struct {
 	TrustedProxies []string
 }
 
+// exchangeMargin is how much longer than the longest wait an exchange may
+// take: the wait's own answer, a slow store.
+const exchangeMargin = time.Minute
+
 // DefaultConfig listens on 127.0.0.1:8088.
 func DefaultConfig() Config {
-	return Config{Listen: "127.0.0.1:8088", BodyLimit: "1M", ShutdownTimeout: 40 * time.Second, BodyTimeout: 10 * time.Second}
+	return Config{
+		Listen: "127.0.0.1:8088", BodyLimit: "1M", ShutdownTimeout: 40 * time.Second, BodyTimeout: 10 * time.Second,
+		HeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+		ReadTimeout: taskmgr.MaxWait + exchangeMargin, WriteTimeout: taskmgr.MaxWait + exchangeMargin, IdleTimeout: 2 * time.Minute,
+		RateLimit: 50, RateBurst: 100, IdempotencyTTL: 24 * time.Hour,
+	}
 }
 
 // Validate refuses an unusable config.
@@ -54,6 +85,21 @@ func (c Config) Validate() error {
 	}
 	if c.BodyTimeout <= 0 {
 		return errors.New("body timeout must be positive")
+	}
+	if c.HeaderTimeout <= 0 || c.IdleTimeout <= 0 {
+		return errors.New("header and idle timeouts must be positive")
+	}
+	if c.MaxHeaderBytes < 4<<10 || c.MaxHeaderBytes > 16<<20 {
+		return fmt.Errorf("max header bytes %d: must be in [4 KiB, 16 MiB]", c.MaxHeaderBytes)
+	}
+	if c.ReadTimeout <= taskmgr.MaxWait || c.WriteTimeout <= taskmgr.MaxWait {
+		return fmt.Errorf("read and write timeouts (%s, %s) must exceed the longest wait a call may ask for (%s)", c.ReadTimeout, c.WriteTimeout, taskmgr.MaxWait)
+	}
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) || (c.RateLimit > 0 && c.RateBurst < 1) {
+		return fmt.Errorf("rate limit %g/s, burst %d: the rate must be 0 (off) or positive, with a burst of at least 1", c.RateLimit, c.RateBurst)
+	}
+	if c.IdempotencyTTL < time.Minute {
+		return fmt.Errorf("idempotency key TTL %s: must be at least a minute", c.IdempotencyTTL)
 	}
 	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return err
@@ -81,6 +127,8 @@ type Services struct {
 	// Nudge asks this node's reconciler for a pass; other nodes call it
 	// through the internal wake route after writing a task this node owns.
 	Nudge func()
+	// Keys keeps Idempotency-Keys (model.Store); nil ignores the header.
+	Keys IdempotencyStore
 	// Auth holds the tokens of Config.AuthFile (NewAuth); nil when
 	// authentication is off.
 	Auth *Auth
@@ -105,8 +153,14 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	if svc.Auth != nil {
 		e.Use(authenticate(svc.Auth)...)
 	}
+	if cfg.RateLimit > 0 {
+		e.Use(rateLimit(cfg.RateLimit, cfg.RateBurst))
+	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(readBody(cfg.BodyTimeout))
+	if svc.Keys != nil {
+		e.Use(idempotency(svc.Keys, cfg.IdempotencyTTL, cfg.WriteTimeout, log))
+	}
 
 	h := &handlers{svc: svc.Tasks, reads: svc.Reads}
 	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
@@ -137,7 +191,10 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 
 // Serve listens and serves until ctx is done, then drains in-flight requests.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler: s.echo, ReadHeaderTimeout: s.cfg.HeaderTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes,
+		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -84,6 +84,7 @@ type Manager struct {
 	log      *zap.Logger
 	now      func() time.Time
 	errCode  func(error) string
+	refusals *model.Refusals
 }
 
 // NewManager builds a manager. changes is shared with the local
@@ -98,6 +99,10 @@ func NewManager(cfg Config, store *model.Store, registry *connector.Registry, ps
 // SetErrorCoder sets how refused calls are coded in the audit log, so the
 // audit shows the same errCode the API answers with.
 func (m *Manager) SetErrorCoder(f func(error) string) { m.errCode = f }
+
+// SetRefusals coalesces the audit rows of refused calls through r, so that
+// a storm of refusals writes a bounded number of rows.
+func (m *Manager) SetRefusals(r *model.Refusals) { m.refusals = r }
 
 // CreateRequest is the body of create.
 type CreateRequest struct {
@@ -722,7 +727,11 @@ func (m *Manager) auditFailure(ctx context.Context, call Call, op, component str
 	if t != nil {
 		a.TaskAfter, a.StateAfter = a.TaskBefore, a.StateBefore
 	}
-	if err := m.store.InsertAudit(context.WithoutCancel(ctx), a); err != nil {
+	write := m.store.InsertAudit
+	if m.refusals != nil {
+		write = m.refusals.Record
+	}
+	if err := write(context.WithoutCancel(ctx), a); err != nil {
 		m.log.Warn("writing audit row", zap.String("operation", op), zap.Error(err))
 	}
 }

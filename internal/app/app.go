@@ -57,6 +57,8 @@ type Config struct {
 	// NoJobs keeps the node out of the leader election, so it never runs
 	// the cluster-wide jobs.
 	NoJobs bool
+	// Refusals bounds the audit rows of refused calls.
+	Refusals model.RefusalConfig
 	// SoleProcess says no other process can use the store (cm serve holds
 	// the lock of its SQLite file): whoever holds the node id in it has
 	// exited.
@@ -81,6 +83,7 @@ func DefaultConfig(node model.NodeID, addr string) Config {
 		NodeHeartbeat:  3 * time.Second,
 		Lease:          cluster.DefaultLeaseConfig(),
 		ScheduleResync: time.Second,
+		Refusals:       model.DefaultRefusalConfig(),
 	}
 }
 
@@ -104,6 +107,9 @@ func (c Config) Validate() error {
 	if err := c.HTTP.Validate(); err != nil {
 		return err
 	}
+	if err := c.Refusals.Validate(); err != nil {
+		return err
+	}
 	if err := c.Tasks.Validate(); err != nil {
 		return err
 	}
@@ -123,6 +129,7 @@ type Node struct {
 	waker      *cluster.ClusterWaker
 	scheduler  *job.Scheduler
 	http       *server.Server
+	refusals   *model.Refusals
 	auth       *server.Auth
 	nodeToken  atomic.Pointer[string]
 }
@@ -169,6 +176,8 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	waker.SetToken(func() string { return *n.nodeToken.Load() })
 	mgr := taskmgr.NewManager(cfg.Tasks, store, registry, ps, nodes, waker, changes, log)
 	mgr.SetErrorCoder(server.ErrCode)
+	n.refusals = model.NewRefusals(cfg.Refusals, store, log)
+	mgr.SetRefusals(n.refusals)
 	members := cluster.NewMembership(cfg.Node, cfg.NodeHeartbeat, store, cfg.Addr, cfg.Version, log)
 	if cfg.SoleProcess {
 		members.SoleProcess()
@@ -177,7 +186,7 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	n.cfg, n.log, n.Store, n.Manager, n.Reconciler, n.Membership, n.waker, n.auth = cfg, log, store, mgr, rec, members, waker, auth
 	n.Lease = cluster.NewLease(cfg.Lease, cluster.LeaderLease, cfg.Node, store, log)
 	n.scheduler = job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log)
-	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: view.New(store, ps, nodes), Nudge: rec.Nudge, Auth: auth}, log)
+	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: view.New(store, ps, nodes), Nudge: rec.Nudge, Auth: auth, Keys: store}, log)
 	return n, nil
 }
 
@@ -271,6 +280,8 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	defer stopRuntime()
 	var runtime errgroup.Group
 	runtime.Go(func() error { n.Reconciler.Run(runtimeCtx); return nil })
+	// Stopped after the HTTP server: its last refusals are in.
+	runtime.Go(func() error { n.refusals.Run(runtimeCtx); return nil })
 	runtime.Go(func() error {
 		if err := n.Membership.Run(runtimeCtx); err != nil {
 			n.log.Error("node id taken over: stopping the runners and shutting down", zap.Error(err))
