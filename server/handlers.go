@@ -331,6 +331,9 @@ type Operation struct {
 	ErrMsg      string          `json:"errMsg,omitempty"`
 	DurationMS  int64           `json:"durationMs"`
 	RequestID   string          `json:"requestId,omitempty"`
+	// Calls is how many calls the row stands for: more than 1 for the
+	// summary of identical refusals coalesced in a window.
+	Calls int64 `json:"calls"`
 }
 
 func raw(s string) json.RawMessage {
@@ -389,7 +392,7 @@ func (h *handlers) operations(c echo.Context) error {
 		out[i] = Operation{ID: a.ID, Time: a.At, Actor: a.Actor, Operation: a.Operation, TaskBefore: a.TaskBefore,
 			TaskAfter: a.TaskAfter, StateBefore: string(a.StateBefore), StateAfter: string(a.StateAfter),
 			Params: raw(a.Params), Detail: raw(a.Detail), Result: a.Result, ErrCode: a.ErrCode, ErrMsg: a.ErrMsg,
-			DurationMS: a.DurationMS, RequestID: a.RequestID}
+			DurationMS: a.DurationMS, RequestID: a.RequestID, Calls: a.Calls}
 	}
 	return ok(c, out)
 }
