@@ -18,6 +18,9 @@
 //	sink.path  a JSON-lines file, appended to and created with its parents
 //	           when missing
 //
+// Both paths must resolve inside the Roots the registry was given (see
+// Roots.Check): checked when the config is built and again on open.
+//
 // Each record becomes one line (its payload, or a row change as a JSON object
 // with a ts), and a batch is fsynced before Write returns.
 // Delivery is at-least-once: a replay after a restart may repeat lines.
