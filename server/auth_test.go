@@ -10,10 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/server"
+	"github.com/connector-manager/cm/taskmgr/cluster"
 )
 
 // roles are every role an auth file may give, from the least to the most.
@@ -378,5 +382,49 @@ func TestRequestIDSanitised(t *testing.T) {
 		if row := createRow(t, n, name); !safe.MatchString(row.RequestID) || (row.RequestID == c.id) != c.kept {
 			t.Errorf("id %q: audit row's request id %q", c.id, row.RequestID)
 		}
+	}
+}
+
+// wakeStatuses are the statuses n answered the internal wake route with.
+func wakeStatuses(n *cmtest.Node) []int64 {
+	var out []int64
+	for _, e := range n.Logs.FilterMessage("request").FilterField(zap.String("path", cluster.WakePath)).All() {
+		out = append(out, e.ContextMap()["status"].(int64))
+	}
+	return out
+}
+
+// TestWakeNeedsNodeToken: with authentication on, a node wakes another
+// with its node token; without one the wake is refused (401), and the
+// waking node says so in its log.
+func TestWakeNeedsNodeToken(t *testing.T) {
+	path, tokens := authFile(t, map[string]server.Role{"ops": server.RoleAdmin, "nodes": server.RoleNode})
+	nodeToken := filepath.Join(t.TempDir(), "node.token")
+	if err := os.WriteFile(nodeToken, []byte(tokens["nodes"]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what      string
+		tokenFile string
+		want      int64
+	}{{"with the node token", nodeToken, http.StatusOK}, {"without a token", "", http.StatusUnauthorized}} {
+		t.Run(c.what, func(t *testing.T) {
+			url := dbtest.SQLiteURL(t)
+			opt := cmtest.Options{NoJobs: true, AuthFile: path, NodeTokenFile: c.tokenFile}
+			a := cmtest.Start(t, url, opt)
+			b := cmtest.Start(t, url, opt)
+			b.Token = tokens["ops"]
+			body, _, _ := fileTask(t, "p_wake-incr_trans-1-0", 1)
+			body["node"] = string(a.ID)
+			b.OK(t, "POST", base+"create", body)
+			cmtest.Eventually(t, 5*time.Second, "A answers a wake", func() bool { return len(wakeStatuses(a)) > 0 })
+			if got := wakeStatuses(a); got[0] != c.want {
+				t.Fatalf("A answered the wake %v, want %d", got, c.want)
+			}
+			refused := b.Logs.FilterMessageSnippet("wake refused").Len() > 0
+			if refused != (c.want != http.StatusOK) {
+				t.Fatalf("B logged a refused wake: %v", refused)
+			}
+		})
 	}
 }
