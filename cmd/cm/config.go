@@ -39,6 +39,9 @@ type fileConfig struct {
 	NodeTokenFile  string   `yaml:"node-token-file"`
 	Insecure       string   `yaml:"insecure"`
 	TrustedProxies []string `yaml:"trusted-proxies"`
+
+	PluginDir string   `yaml:"plugin-dir"`
+	FileRoots []string `yaml:"file-root"`
 }
 
 // serveConfig is the resolved configuration of cm serve.
@@ -66,6 +69,12 @@ type serveConfig struct {
 	// TrustedProxies are the CIDRs whose forwarding headers count.
 	TrustedProxies []string
 
+	// PluginDir holds the plugin manifests, the only programs process
+	// tasks run; FileRoots confine file sources and sinks (none given: the
+	// data dir). docs/security.md, "Connectors".
+	PluginDir string
+	FileRoots []string
+
 	// hostIPs lists the addresses of this host's interfaces that are up,
 	// for a wildcard --listen without --advertise; nil means hostIPs.
 	hostIPs func() ([]net.IP, error)
@@ -91,6 +100,9 @@ var envOf = map[string]string{
 	"node-token-file": "CM_NODE_TOKEN_FILE",
 	"insecure":        "CM_INSECURE",
 	"trusted-proxies": "CM_TRUSTED_PROXIES",
+
+	"plugin-dir": "CM_PLUGIN_DIR",
+	"file-root":  "CM_FILE_ROOT",
 }
 
 // defaultGCPercent lets the heap grow to five times the live data between
@@ -118,6 +130,8 @@ func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.NodeTokenFile, "node-token-file", "", "file holding the token (role node or admin) this node sends when it wakes other nodes, reloaded on SIGHUP (env CM_NODE_TOKEN_FILE)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "serve without --auth-file on a non-loopback --listen: anyone who reaches the port may do anything (env CM_INSECURE)")
 	fs.StringSliceVar(&c.TrustedProxies, "trusted-proxies", nil, "CIDRs (or addresses) of proxies whose X-Forwarded-For / X-Real-IP name the client; comma-separated or repeated (env CM_TRUSTED_PROXIES)")
+	fs.StringVar(&c.PluginDir, "plugin-dir", "", "directory of plugin manifests (*.yaml: name, command, env, workdir), the only programs process tasks may run; see docs/connector-protocol.md (env CM_PLUGIN_DIR)")
+	fs.StringSliceVar(&c.FileRoots, "file-root", nil, "directory file sources and sinks may use, repeatable or comma-separated; default the --data-dir (env CM_FILE_ROOT)")
 	fs.String("config", "", "optional YAML file with the same keys as the flags (env CM_CONFIG)")
 }
 
@@ -155,6 +169,10 @@ func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) err
 		setIf("node-token-file", &c.NodeTokenFile, fc.NodeTokenFile)
 		if len(fc.TrustedProxies) > 0 && !fs.Changed("trusted-proxies") {
 			c.TrustedProxies = fc.TrustedProxies
+		}
+		setIf("plugin-dir", &c.PluginDir, fc.PluginDir)
+		if len(fc.FileRoots) > 0 && !fs.Changed("file-root") {
+			c.FileRoots = fc.FileRoots
 		}
 		for name, v := range map[string]string{"reconcile-interval": fc.ReconcileInterval, "node-heartbeat": fc.NodeHeartbeat,
 			"lease-ttl": fc.LeaseTTL, "lease-renew": fc.LeaseRenew, "gc-percent": fc.GCPercent, "insecure": fc.Insecure} {

@@ -51,7 +51,8 @@ func startCMEnv(t *testing.T, env []string, addr, db, dataDir string, extra ...s
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), env...), "CM_TEST_RUN_AS_CM=1",
-		"CM_TEST_ARGS=serve --listen "+addr+" --data-dir "+dataDir+" --log-level debug "+strings.Join(extra, " "),
+		// Test files live under t.TempDir(): the OS temp dir is a file root.
+		"CM_TEST_ARGS=serve --listen "+addr+" --data-dir "+dataDir+" --file-root "+os.TempDir()+" --log-level debug "+strings.Join(extra, " "),
 		"CM_DB="+db)
 	logs := &outputBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs

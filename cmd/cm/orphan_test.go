@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 )
 
@@ -20,11 +21,11 @@ import (
 func TestChildDiesWithCM(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
-	p := startCM(t, freePort(t), dbtest.SQLiteURL(t), filepath.Join(dir, "data"))
-	argv, _ := json.Marshal([]string{"/bin/sh", "-c", "read -r hello; echo $$ > " + pidFile +
-		"; while :; do sleep 0.1; done"})
+	plugins := t.TempDir()
+	cmtest.ShellPlugin(t, plugins, "sleeper", "read -r hello; echo $$ > "+pidFile+"; while :; do sleep 0.1; done")
+	p := startCM(t, freePort(t), dbtest.SQLiteURL(t), filepath.Join(dir, "data"), "--plugin-dir", plugins)
 	body, _ := json.Marshal(map[string]any{"component": "p_o-incr_trans-1-0",
-		"config": map[string]map[string]string{"source": {"type": "process", "command": string(argv)}}})
+		"config": map[string]map[string]string{"source": {"type": "process", "plugin": "sleeper"}}})
 	p.call(t, "POST", "/connector/task/v2/create", string(body))
 	var pid int
 	deadline := time.Now().Add(10 * time.Second)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
@@ -101,6 +102,14 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	acfg.HTTP.Listen = c.Listen
 	acfg.HTTP.AuthFile, acfg.HTTP.TrustedProxies, acfg.NodeTokenFile = c.AuthFile, c.TrustedProxies, c.NodeTokenFile
 	acfg.Runtime.DataDir = c.DataDir
+	acfg.Connectors.PluginDir, acfg.Connectors.LookupEnv = c.PluginDir, os.LookupEnv
+	for _, r := range c.FileRoots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return fmt.Errorf("--file-root %s: %w", r, err)
+		}
+		acfg.Connectors.FileRoots = append(acfg.Connectors.FileRoots, abs)
+	}
 	acfg.Runtime.ReconcileInterval = c.ReconcileInterval
 	acfg.NodeHeartbeat = c.NodeHeartbeat
 	acfg.Lease = cluster.LeaseConfig{TTL: c.LeaseTTL, Renew: c.LeaseRenew}
@@ -164,6 +173,9 @@ func reloadOnHangup(n *app.Node, log *zap.Logger) (stop func()) {
 				log.Info("SIGHUP: reloading the auth file and the node token")
 				if err := n.ReloadAuth(); err != nil {
 					log.Error("reload refused", zap.Error(err))
+				}
+				if err := n.ReloadPlugins(); err != nil {
+					log.Error("plugin reload refused", zap.Error(err))
 				}
 			}
 		}
