@@ -149,6 +149,10 @@ func decodeJSON(c echo.Context, v any) (bool, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return false, nil
 	}
+	// null would decode as nothing at all: an update of no change, written.
+	if string(bytes.TrimSpace(body)) == "null" {
+		return false, fmt.Errorf("%w: the body is null; send a JSON object, or no body", errBadJSON)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
