@@ -3,8 +3,15 @@
 # It moves no data: it counts seconds, checkpointing the count as ts and
 # token, so it shows the protocol end to end.
 #
+# Declare it as a plugin, in a manifest in cm serve --plugin-dir:
+#
+#   name: counter
+#   command: ["/bin/sh", "/abs/path/to/testdata/connectors/counter.sh"]
+#
+# and name it from a task:
+#
 #   source.type=process
-#   source.command=["/bin/sh","testdata/connectors/counter.sh"]
+#   source.plugin=counter
 
 # The handshake is one JSON line on stdin. Resume after the checkpoint of
 # subtopic "counter" if it has one (a token, here equal to ts, would be given
