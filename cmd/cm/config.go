@@ -42,6 +42,10 @@ type fileConfig struct {
 
 	PluginDir string   `yaml:"plugin-dir"`
 	FileRoots []string `yaml:"file-root"`
+
+	RateLimit      string `yaml:"rate-limit"`
+	RateBurst      string `yaml:"rate-burst"`
+	IdempotencyTTL string `yaml:"idempotency-ttl"`
 }
 
 // serveConfig is the resolved configuration of cm serve.
@@ -59,6 +63,11 @@ type serveConfig struct {
 	LeaseRenew        time.Duration
 	// GCPercent is the Go collector's target (as GOGC); see defaultGCPercent.
 	GCPercent int
+	// RateLimit and RateBurst bound each client's mutating calls;
+	// IdempotencyTTL keeps Idempotency-Key answers (server.Config).
+	RateLimit      float64
+	RateBurst      int
+	IdempotencyTTL time.Duration
 
 	// AuthFile holds the tokens and roles (docs/security.md); empty
 	// serves without authentication, which only a loopback --listen or
@@ -103,6 +112,10 @@ var envOf = map[string]string{
 
 	"plugin-dir": "CM_PLUGIN_DIR",
 	"file-root":  "CM_FILE_ROOT",
+
+	"rate-limit":      "CM_RATE_LIMIT",
+	"rate-burst":      "CM_RATE_BURST",
+	"idempotency-ttl": "CM_IDEMPOTENCY_TTL",
 }
 
 // defaultGCPercent lets the heap grow to five times the live data between
@@ -132,6 +145,10 @@ func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
 	fs.StringSliceVar(&c.TrustedProxies, "trusted-proxies", nil, "CIDRs (or addresses) of proxies whose X-Forwarded-For / X-Real-IP name the client; comma-separated or repeated (env CM_TRUSTED_PROXIES)")
 	fs.StringVar(&c.PluginDir, "plugin-dir", "", "directory of plugin manifests (*.yaml: name, command, env, workdir), the only programs process tasks may run; see docs/connector-protocol.md (env CM_PLUGIN_DIR)")
 	fs.StringSliceVar(&c.FileRoots, "file-root", nil, "directory file sources and sinks may use, repeatable or comma-separated; default the --data-dir (env CM_FILE_ROOT)")
+	http := server.DefaultConfig()
+	fs.Float64Var(&c.RateLimit, "rate-limit", http.RateLimit, "mutating calls per second each client (token, else address) may make; beyond it 429 RATE_LIMITED; 0 turns the limit off (env CM_RATE_LIMIT)")
+	fs.IntVar(&c.RateBurst, "rate-burst", http.RateBurst, "mutating calls a client may make at once before --rate-limit applies (env CM_RATE_BURST)")
+	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", http.IdempotencyTTL, "how long an Idempotency-Key's first answer is kept for retries (env CM_IDEMPOTENCY_TTL)")
 	fs.String("config", "", "optional YAML file with the same keys as the flags (env CM_CONFIG)")
 }
 
@@ -175,7 +192,8 @@ func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) err
 			c.FileRoots = fc.FileRoots
 		}
 		for name, v := range map[string]string{"reconcile-interval": fc.ReconcileInterval, "node-heartbeat": fc.NodeHeartbeat,
-			"lease-ttl": fc.LeaseTTL, "lease-renew": fc.LeaseRenew, "gc-percent": fc.GCPercent, "insecure": fc.Insecure} {
+			"lease-ttl": fc.LeaseTTL, "lease-renew": fc.LeaseRenew, "gc-percent": fc.GCPercent, "insecure": fc.Insecure,
+			"rate-limit": fc.RateLimit, "rate-burst": fc.RateBurst, "idempotency-ttl": fc.IdempotencyTTL} {
 			if v != "" && !fs.Changed(name) {
 				// Value.Set, not fs.Set: the file must not count as given on
 				// the command line, or the environment could not override it.

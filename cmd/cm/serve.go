@@ -101,6 +101,7 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	acfg.Version = version
 	acfg.HTTP.Listen = c.Listen
 	acfg.HTTP.AuthFile, acfg.HTTP.TrustedProxies, acfg.NodeTokenFile = c.AuthFile, c.TrustedProxies, c.NodeTokenFile
+	acfg.HTTP.RateLimit, acfg.HTTP.RateBurst, acfg.HTTP.IdempotencyTTL = c.RateLimit, c.RateBurst, c.IdempotencyTTL
 	acfg.Runtime.DataDir = c.DataDir
 	acfg.Connectors.PluginDir, acfg.Connectors.LookupEnv = c.PluginDir, os.LookupEnv
 	for _, r := range c.FileRoots {
