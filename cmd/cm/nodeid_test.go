@@ -300,7 +300,8 @@ func TestWildcardListen(t *testing.T) {
 		{"0.0.0.0:8088", nil, "", "--advertise 127.0.0.1-8088 for a node alone"},
 	}
 	for _, tc := range cases {
-		c := serveConfig{Listen: tc.listen, DB: "sqlite:x.db", LogLevel: "info", LogFormat: "json", GCPercent: 100,
+		// Insecure: what is tested here is the id, not the posture (auth_test.go).
+		c := serveConfig{Listen: tc.listen, DB: "sqlite:x.db", LogLevel: "info", LogFormat: "json", GCPercent: 100, Insecure: true,
 			hostIPs: func() ([]net.IP, error) { return tc.ips, nil }}
 		_, node, err := c.validate()
 		switch {
@@ -314,7 +315,7 @@ func TestWildcardListen(t *testing.T) {
 		t.Errorf("apiURL of an IPv6 id = %s", got)
 	}
 	// --advertise wins over the wildcard, and is where other nodes call.
-	c := serveConfig{Listen: "0.0.0.0:8088", Advertise: "10.0.0.7-9000", DB: "sqlite:x.db", LogLevel: "info", LogFormat: "json", GCPercent: 100,
+	c := serveConfig{Listen: "0.0.0.0:8088", Advertise: "10.0.0.7-9000", DB: "sqlite:x.db", LogLevel: "info", LogFormat: "json", GCPercent: 100, Insecure: true,
 		hostIPs: func() ([]net.IP, error) { return nil, errors.New("not asked") }}
 	if _, node, err := c.validate(); err != nil || node != "10.0.0.7-9000" || apiURL(node) != "http://10.0.0.7:9000" {
 		t.Errorf("advertise with a wildcard listen: %q %v", node, err)
