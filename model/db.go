@@ -214,6 +214,10 @@ func translate(err error) error {
 	}
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "interrupted (9)"):
+		// SQLITE_INTERRUPT: the statement was cut because its context
+		// ended (the client went away), which is no fault of the store.
+		return fmt.Errorf("%w: %v", context.Canceled, err)
 	case strings.Contains(msg, "UNIQUE constraint failed"):
 		return fmt.Errorf("%w: %v", ErrAlreadyExists, err)
 	case strings.Contains(msg, "database is locked"), strings.Contains(msg, "SQLITE_BUSY"),

@@ -233,7 +233,7 @@ func keep(status int, body []byte) bool {
 // replay answers a kept answer.
 func replay(c echo.Context, k *model.IdempotencyKey) error {
 	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSONCharsetUTF8)
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	h.Set(headerReplayed, "true")
 	var env struct {
 		ErrCode *string `json:"errCode"`
