@@ -2,7 +2,9 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,6 +35,40 @@ func ok(c echo.Context, result any) error {
 	return c.JSON(http.StatusOK, envelope{IsSuccess: true, Result: result})
 }
 
+// routingMessage says what the router's own refusals mean: a 404 names the
+// method and path nothing is registered at, a 405 the methods the path
+// takes (the Allow header Echo set, without OPTIONS, which every path
+// answers). Other messages pass through.
+func routingMessage(c echo.Context, status int, msg string) string {
+	req := c.Request()
+	switch status {
+	case http.StatusNotFound:
+		return fmt.Sprintf("no route %s %s: the routes are listed by GET /openapi.yaml", req.Method, clip(req.URL.Path))
+	case http.StatusMethodNotAllowed:
+		var allowed []string
+		for _, m := range strings.Split(c.Response().Header().Get(echo.HeaderAllow), ",") {
+			if m = strings.TrimSpace(m); m != "" && m != http.MethodOptions {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) == 0 {
+			return fmt.Sprintf("%s is not allowed on %s", req.Method, clip(req.URL.Path))
+		}
+		return fmt.Sprintf("%s is not allowed on %s: use %s", req.Method, clip(req.URL.Path), strings.Join(allowed, " or "))
+	}
+	return msg
+}
+
+// maxLoggedPath bounds a requested path as messages and logs repeat it.
+const maxLoggedPath = 256
+
+func clip(path string) string {
+	if len(path) <= maxLoggedPath {
+		return path
+	}
+	return path[:maxLoggedPath] + "..."
+}
+
 // fail answers err in the envelope. It is the echo HTTPErrorHandler too, so
 // routing and body-limit errors get the same shape.
 func fail(err error, c echo.Context) {
@@ -46,6 +82,7 @@ func fail(err error, c echo.Context) {
 		if m, ok := he.Message.(string); ok {
 			msg = m
 		}
+		msg = routingMessage(c, he.Code, msg)
 	}
 	detail := ErrorDetail{RequestID: requestID(c)}
 	var sup *taskmgr.SupersededError

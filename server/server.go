@@ -271,10 +271,15 @@ func accessLog(log *zap.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err)
 			}
+			// path is what was asked for, also when no route matched (404);
+			// route is the pattern that matched, when one did.
 			fields := []zap.Field{
-				zap.String("method", c.Request().Method), zap.String("path", c.Path()),
+				zap.String("method", c.Request().Method), zap.String("path", clip(c.Request().URL.Path)),
 				zap.Int("status", c.Response().Status), zap.Duration("took", time.Since(start)),
 				zap.String(logRequestID, requestID(c)), zap.String("remote", c.RealIP()),
+			}
+			if route := c.Path(); route != "" && route != c.Request().URL.Path {
+				fields = append(fields, zap.String("route", route))
 			}
 			if code, ok := c.Get(ctxErrCode).(string); ok {
 				fields = append(fields, zap.String("err_code", code))

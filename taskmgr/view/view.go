@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/connector-manager/cm/model"
@@ -103,6 +104,26 @@ type ListQuery struct {
 	Size    int
 }
 
+// parseState reads batchDetail's state filter. A value that is no state is
+// refused with the list of states, spelled as the API spells them, so the
+// caller sees what to send (state=running is refused: the states are upper
+// case, as detail shows them).
+func parseState(v string) (model.State, error) {
+	s, err := model.ParseState(v)
+	if err == nil {
+		return s, nil
+	}
+	names := make([]string, len(model.States))
+	for i, st := range model.States {
+		names[i] = string(st)
+	}
+	hint := ""
+	if st := model.State(strings.ToUpper(v)); st.Valid() {
+		hint = fmt.Sprintf(" (states are upper case: state=%s)", st)
+	}
+	return "", fmt.Errorf("%w: state=%q is not a state; use one of %s%s", model.ErrInvalidArgument, v, strings.Join(names, ", "), hint)
+}
+
 // MaxPageSize bounds batchDetail pages.
 const MaxPageSize = 500
 
@@ -118,7 +139,7 @@ func (m *Service) List(ctx context.Context, q ListQuery) ([]TaskView, int64, err
 		f.IncludeDeleted = true
 	}
 	if q.State != "" {
-		s, err := model.ParseState(q.State)
+		s, err := parseState(q.State)
 		if err != nil {
 			return nil, 0, err
 		}
