@@ -30,6 +30,19 @@ func TestParseTime(t *testing.T) {
 		{"epoch as date-time", "1970-01-01 00:00:00", "", 0},
 		{"largest seconds", "99999999999", "", 99999999999},
 		{"zero fraction", "2023-02-13 11:00:00.000", "", 1676286000},
+		{"RFC 3339 with offset", "2023-02-13T19:00:00+08:00", "", 1676286000},
+		{"RFC 3339 in UTC", "2023-02-13T11:00:00Z", "", 1676286000},
+		{"RFC 3339 west of UTC", "2023-02-13T06:00:00-05:00", "", 1676286000},
+		{"RFC 3339 with a space", "2023-02-13 19:00:00+08:00", "", 1676286000},
+		{"RFC 3339 and its zone", "2023-02-13T19:00:00+08:00", "Asia/Shanghai", 1676286000},
+		{"RFC 3339 and its offset", "2023-02-13T19:00:00+08:00", "+08:00", 1676286000},
+		{"Z and UTC", "2023-02-13T11:00:00Z", "UTC", 1676286000},
+		{"offset zone", "2023-02-13 19:00:00", "+08:00", 1676286000},
+		{"offset zone with T", "2023-02-13T19:00:00", "+08:00", 1676286000},
+		{"negative offset zone", "2023-02-13 06:00:00", "-05:00", 1676286000},
+		{"half-hour offset zone", "2023-02-13 16:30:00", "+05:30", 1676286000},
+		{"zero offset zone", "2023-02-13 11:00:00", "+00:00", 1676286000},
+		{"Z as zone", "2023-02-13 11:00:00", "Z", 1676286000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,7 +68,18 @@ func TestParseTimeErrors(t *testing.T) {
 		{"garbage", "yesterday", "", ErrInvalid, "neither unix seconds"},
 		{"date only", "2023-02-13", "", ErrInvalid, "neither unix seconds"},
 		{"slashes", "2023/02/13 19:00:00", "", ErrInvalid, "neither unix seconds"},
-		{"zone suffix", "2023-02-13T19:00:00Z", "", ErrInvalid, "neither unix seconds"},
+		{"offset without colon", "2023-02-13T19:00:00+0800", "", ErrInvalid, "neither unix seconds"},
+		{"fraction with offset", "2023-02-13T19:00:00.5+08:00", "", ErrInvalid, "fraction of a second"},
+		{"offset and another zone", "2023-02-13T19:00:00+08:00", "America/New_York", ErrInvalid,
+			`has offset +08:00 but zone "America/New_York" is -05:00 at that instant`},
+		{"offset and UTC", "2023-02-13T19:00:00+08:00", "UTC", ErrInvalid, "is +00:00 at that instant"},
+		{"offset and another offset", "2023-02-13T19:00:00+08:00", "+09:00", ErrInvalid, "is +09:00 at that instant"},
+		{"RFC 3339 before 1970", "1970-01-01T07:59:59+08:00", "", ErrInvalid, "before 1970"},
+		{"offset zone without colon", "2023-02-13 19:00:00", "+0800", ErrInvalid, "not of the form ±HH:MM"},
+		{"offset zone hours only", "2023-02-13 19:00:00", "+08", ErrInvalid, "not of the form ±HH:MM"},
+		{"offset zone bad minutes", "2023-02-13 19:00:00", "+08:60", ErrInvalid, "not of the form ±HH:MM"},
+		{"offset zone letters", "2023-02-13 19:00:00", "+ab:cd", ErrInvalid, "not of the form ±HH:MM"},
+		{"offset zone too far", "2023-02-13 19:00:00", "+19:00", ErrInvalid, "beyond ±18:00"},
 		{"impossible date", "2023-02-30 19:00:00", "", ErrInvalid, "neither unix seconds"},
 		{"plus sign", "+1676286000", "", ErrInvalid, "neither unix seconds"},
 		{"fraction of seconds", "1676286000.5", "", ErrInvalid, "neither unix seconds"},
@@ -86,6 +110,38 @@ func TestParseTimeErrors(t *testing.T) {
 				t.Errorf("ParseTime(%q, %q) error %q does not mention %q", tt.value, tt.tz, err, tt.msg)
 			}
 		})
+	}
+}
+
+// TestParseTimeFormsAgree: the same instant written in every accepted
+// form lands on the same unix second.
+func TestParseTimeFormsAgree(t *testing.T) {
+	const want = 1676286000
+	for _, f := range []struct{ value, tz string }{
+		{"1676286000", ""},
+		{"2023-02-13 19:00:00", "Asia/Shanghai"},
+		{"2023-02-13 19:00:00", "+08:00"},
+		{"2023-02-13T19:00:00", "+08:00"},
+		{"2023-02-13T19:00:00+08:00", ""},
+		{"2023-02-13T19:00:00+08:00", "+08:00"},
+		{"2023-02-13T19:00:00+08:00", "Asia/Shanghai"},
+		{"2023-02-13T11:00:00Z", ""},
+		{"2023-02-13 11:00:00", ""},
+		{FormatRFC3339(want), ""},
+	} {
+		got, err := ParseTime(f.value, f.tz)
+		if err != nil || got != want {
+			t.Errorf("ParseTime(%q, %q) = %d, %v; want %d", f.value, f.tz, got, err, want)
+		}
+	}
+}
+
+func TestFormatRFC3339(t *testing.T) {
+	if got := FormatRFC3339(1676286000); got != "2023-02-13T11:00:00Z" {
+		t.Errorf("FormatRFC3339 = %q", got)
+	}
+	if _, err := time.Parse(time.RFC3339, FormatRFC3339(0)); err != nil {
+		t.Errorf("FormatRFC3339(0) is not RFC 3339: %v", err)
 	}
 }
 
@@ -162,6 +218,10 @@ func FuzzParseTime(f *testing.F) {
 		{"9999-12-31 23:59:59", ""},
 		{"2023-02-13 19:00:00.123", "Europe/Berlin"},
 		{"2023-02-13 19:00:00", "../etc/passwd"},
+		{"2023-02-13T19:00:00+08:00", ""},
+		{"2023-02-13T19:00:00+08:00", "Asia/Shanghai"},
+		{"2023-02-13 19:00:00", "+08:00"},
+		{"2023-02-13T11:00:00Z", "-23:59"},
 	} {
 		f.Add(seed.value, seed.tz)
 	}
@@ -185,6 +245,9 @@ func FuzzParseTime(f *testing.F) {
 		}
 		if again, err := ParseTime(strconv.FormatInt(ts, 10), ""); err != nil || again != ts {
 			t.Fatalf("ParseTime(%q, %q) = %d, but as unix seconds it reads %d, %v", value, tz, ts, again, err)
+		}
+		if again, err := ParseTime(FormatRFC3339(ts), ""); err != nil || again != ts {
+			t.Fatalf("FormatRFC3339(%d) = %q reads back %d, %v", ts, FormatRFC3339(ts), again, err)
 		}
 		if _, err := ParseTime(FormatUnix(ts)[:19], ""); err != nil {
 			t.Fatalf("FormatUnix(%d) = %q does not parse back: %v", ts, FormatUnix(ts), err)
