@@ -42,6 +42,9 @@ type Hooks struct {
 	// was lower than one already reported: its token moved on, its time was
 	// held at the higher value.
 	Held func(component string, version int64, h HeldTime)
+	// Flushed is called after each flush that wrote reports: how many, how
+	// long the writes took, and the first error if some did not land.
+	Flushed func(reports int, took time.Duration, err error)
 }
 
 // HeldTime describes a report whose time went backwards.
@@ -235,7 +238,11 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 	if len(reports) == 0 {
 		return nil
 	}
+	saveStart := time.Now()
 	fenced, failed, err := c.save(ctx, reports)
+	if c.hooks.Flushed != nil {
+		c.hooks.Flushed(len(reports), time.Since(saveStart), err)
+	}
 	if len(failed) > 0 {
 		// Put the positions back so the next flush retries them, unless newer
 		// ones arrived meanwhile.

@@ -144,7 +144,7 @@ func Open(ctx context.Context, dsn DSN, migrate bool) (*Store, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("connecting to %s: %w", dsn.Redacted, errors.Join(ErrUnavailable, err))
 	}
-	s := &Store{db: db, dialect: dsn.Dialect}
+	s := &Store{db: db, dialect: dsn.Dialect, obs: &observerBox{}}
 	if migrate {
 		if err := s.Migrate(); err != nil {
 			_ = sqlDB.Close()

@@ -17,6 +17,10 @@ import (
 type Store struct {
 	db      *gorm.DB
 	dialect Dialect
+	// obs is the observer (Observe), shared with the stores of Tx;
+	// pending, in a store of Tx, what runs once the transaction commits.
+	obs     *observerBox
+	pending *[]func()
 }
 
 func (s *Store) with(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }
@@ -31,9 +35,15 @@ func (s *Store) with(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx
 func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
+		var pending []func()
 		err = translate(s.with(ctx).Transaction(func(db *gorm.DB) error {
-			return fn(&Store{db: db, dialect: s.dialect})
+			return fn(&Store{db: db, dialect: s.dialect, obs: s.obs, pending: &pending})
 		}))
+		if err == nil {
+			for _, f := range pending {
+				s.afterCommit(f)
+			}
+		}
 		if !errors.Is(err, errLockLost) || attempt >= txAttempts {
 			return err
 		}
@@ -173,6 +183,7 @@ func (s *Store) InsertAudit(ctx context.Context, a *Audit) error {
 	if err := s.with(ctx).Create(a).Error; err != nil {
 		return fmt.Errorf("writing audit row: %w", translate(err))
 	}
+	s.noteTransition(a)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,7 +34,17 @@ type Scheduler struct {
 	log    *zap.Logger
 	// Resync is how often schedules are re-read from the parameters.
 	Resync time.Duration
+	// recorder hears of every run (SetRecorder); nil records nothing.
+	recorder Recorder
 }
+
+// Recorder hears how each job run went, for the node's metrics.
+type Recorder interface {
+	JobRan(job string, took time.Duration, err error)
+}
+
+// SetRecorder has every job run reported to r. Call it before Lead.
+func (s *Scheduler) SetRecorder(r Recorder) { s.recorder = r }
 
 // NewScheduler builds the scheduler of node's jobs; their schedules are
 // re-read every resync.
@@ -114,6 +125,13 @@ func (s *Scheduler) runner(ctx context.Context, j Job) cron.Job {
 			run.DurationMS = time.Since(started).Milliseconds()
 			if p != nil {
 				run.Result, run.Error = model.ResultFailure, fmt.Sprintf("panic: %v", p)
+			}
+			if s.recorder != nil {
+				var failed error
+				if run.Result == model.ResultFailure {
+					failed = errors.New(run.Error)
+				}
+				s.recorder.JobRan(j.Name, time.Since(started), failed)
 			}
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			if err := s.store.SaveJobRun(wctx, run); err != nil {

@@ -48,6 +48,9 @@ func (r *Reconciler) stepWritten(ctx context.Context, step journal.Step) {
 		log.Info("journal step")
 	}
 	r.cfg.Failpoint.Reach(r.log, step.Op)
+	if step.Op == pullbackRewriteStep {
+		r.recorder.Pullback(step.Next.Component)
+	}
 	r.changes.Broadcast()
 	r.Nudge()
 	if step.Wake != "" {

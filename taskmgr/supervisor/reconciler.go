@@ -36,6 +36,7 @@ type Reconciler struct {
 	changes   *cluster.Changes
 	nodes     *cluster.Nodes
 	waker     Waker
+	recorder  Recorder
 	log       *zap.Logger
 
 	nudge  chan struct{}
@@ -56,8 +57,9 @@ type Reconciler struct {
 func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry, changes *cluster.Changes, nodes *cluster.Nodes, log *zap.Logger) *Reconciler {
 	r := &Reconciler{
 		cfg: cfg, store: store, registry: registry, changes: changes, nodes: nodes,
-		log:     log.Named("reconciler"),
-		nudge:   make(chan struct{}, 1),
+		log:      log.Named("reconciler"),
+		recorder: nopRecorder{},
+		nudge:    make(chan struct{}, 1),
 		runners: map[string]*runner{},
 	}
 	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), checkpoint.Hooks{
@@ -73,6 +75,7 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 				Proposal: "check the connector's clock or the times it reports; a pullback to a time may replay from slightly later than asked",
 			}}})
 		},
+		Flushed: func(reports int, took time.Duration, err error) { r.recorder.Flushed(reports, took, err) },
 	})
 	return r
 }
@@ -285,12 +288,13 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 	rn := &runner{
 		component: t.Component, name: t.Name(), typ: t.Type, src: src, snk: snk, from: from,
 		committer: r.committer, log: log, report: r.push, cancel: cancel, done: make(chan struct{}),
-		openTimeout: r.cfg.OpenTimeout, secrets: secrets,
+		openTimeout: r.cfg.OpenTimeout, secrets: secrets, recorder: r.recorder,
 	}
 	r.committer.Register(t.Component, t.Version, from)
 	r.mu.Lock()
 	r.runners[t.Component] = rn
 	r.mu.Unlock()
+	r.recorder.RunnerStarted(t.Component)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()

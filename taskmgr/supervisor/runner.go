@@ -29,6 +29,7 @@ type runner struct {
 	committer *checkpoint.Committer
 	log       *zap.Logger
 	report    func(runnerEvent)
+	recorder  Recorder
 
 	// openTimeout bounds open (Config.OpenTimeout).
 	openTimeout time.Duration
@@ -245,6 +246,9 @@ func (r *runner) move(ctx context.Context, b connector.Batch) error {
 		}
 		if err := r.snk.Write(ctx, b); err != nil {
 			return fmt.Errorf("writing to sink: %w", err)
+		}
+		if r.recorder != nil {
+			r.recorder.RecordsApplied(r.component, len(b.Records))
 		}
 	}
 	if r.snk == nil && r.firstPosition(b.Positions) {
