@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/connector-manager/cm/taskmgr/params"
 )
 
 // Exit codes of cm health, for cron and monitoring scripts (Nagios style).
@@ -20,6 +23,7 @@ const (
 	healthOK       = 0
 	healthWarning  = 1
 	healthCritical = 2
+	healthUnknown  = 3 // usage error, or an answer that is not a health report
 )
 
 // healthReport is the part of the health answer the CLI reads.
@@ -36,16 +40,34 @@ type healthReport struct {
 }
 
 func healthCmd() *cobra.Command {
-	var server, project, node, maxDelay, tokenFile string
+	var server, project, node, maxDelay, tokenFile, token string
 	var timeout time.Duration
+	var minTasks int
 	cmd := &cobra.Command{
 		Use:   "health",
-		Short: "Check task health: exit 0 healthy, 1 warning, 2 critical or cm unreachable",
+		Short: "Check task health: exit 0 healthy, 1 warning, 2 critical or cm unreachable, 3 usage or unknown",
 		Long: "health asks a cm node for the health of the selected tasks and exits 0 when all are healthy,\n" +
-			"1 on warnings (checkpoint delay over threshold, suspect node) and 2 on critical problems\n" +
-			"(EXCEPTION, stale heartbeat, dead node) or when cm cannot be reached.",
-		Args: cobra.NoArgs,
+			"1 on warnings (checkpoint delay over threshold, suspect node), 2 on critical problems\n" +
+			"(EXCEPTION, stale heartbeat, dead node, fewer tasks than --min-tasks) or when cm cannot be\n" +
+			"reached, and 3 on a usage error or an answer that is not a health report (UNKNOWN: a refused\n" +
+			"token, a bad filter).",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &exitError{code: healthUnknown, err: fmt.Errorf("health takes no arguments, got %q", args)}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if maxDelay != "" {
+				if _, err := params.ParseDuration(maxDelay); err != nil {
+					if n, nerr := strconv.ParseInt(maxDelay, 10, 64); nerr != nil || n < 0 {
+						return &exitError{code: healthUnknown, err: fmt.Errorf("--max-delay %q is not seconds or a duration like 5m or 2d", maxDelay)}
+					}
+				}
+			}
+			if minTasks < 0 {
+				return &exitError{code: healthUnknown, err: fmt.Errorf("--min-tasks %d: not a count", minTasks)}
+			}
 			q := url.Values{}
 			for k, v := range map[string]string{"project": project, "node": node, "maxDelay": maxDelay} {
 				if v != "" {
@@ -56,15 +78,26 @@ func healthCmd() *cobra.Command {
 			if len(q) > 0 {
 				u += "?" + q.Encode()
 			}
-			token, err := cliToken(tokenFile, os.Getenv)
-			if err != nil {
-				return &exitError{code: healthCritical, err: err}
+			if token == "" {
+				var err error
+				if token, err = cliToken(tokenFile, os.Getenv); err != nil {
+					return &exitError{code: healthUnknown, err: err}
+				}
 			}
 			rep, err := fetchHealth(cmd.Context(), u, token, timeout)
 			out := cmd.OutOrStdout()
 			if err != nil {
+				var unknown *healthAnswerError
+				if errors.As(err, &unknown) {
+					fmt.Fprintf(out, "UNKNOWN: %v\n", err)
+					return &exitError{code: healthUnknown, err: err, quiet: true}
+				}
 				fmt.Fprintf(out, "CRITICAL: %v\n", err)
 				return &exitError{code: healthCritical, err: err, quiet: true}
+			}
+			if rep.Tasks < minTasks {
+				fmt.Fprintf(out, "CRITICAL: %d task(s) match, --min-tasks is %d (a mistyped --project or --node?)\n", rep.Tasks, minTasks)
+				return &exitError{code: healthCritical, err: errors.New("too few tasks"), quiet: true}
 			}
 			fmt.Fprintf(out, "%s: %d task(s), %d problem(s)\n", strings.ToUpper(rep.Status), rep.Tasks, len(rep.Problems))
 			for _, p := range rep.Problems {
@@ -85,11 +118,13 @@ func healthCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", "http://127.0.0.1:8088", "base URL of any cm node")
+	f.StringVar(&server, "server", envOr("CM_SERVER", "http://127.0.0.1:8088"), "base URL of any cm node (env CM_SERVER)")
 	f.StringVar(&project, "project", "", "only tasks of this project")
 	f.StringVar(&node, "node", "", "only tasks of this node (IP-PORT)")
 	f.StringVar(&maxDelay, "max-delay", "", "delay over which a task warns, e.g. 5m (default: task.delay.threshold)")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	f.IntVar(&minTasks, "min-tasks", 0, "critical when fewer tasks than this match the filters")
+	f.StringVar(&token, "token", "", "bearer token (any role); default --token-file, then env CM_TOKEN")
 	f.StringVar(&tokenFile, "token-file", "", "file holding a bearer token (any role) for a node with --auth-file; default the token in env CM_TOKEN")
 	return cmd
 }
@@ -125,7 +160,7 @@ func fetchHealth(ctx context.Context, u, token string, timeout time.Duration) (*
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, fmt.Errorf("reading the answer: %w", err)
+		return nil, fmt.Errorf("cm unreachable: reading the answer: %w", err)
 	}
 	var env struct {
 		ErrCode *string       `json:"errCode"`
@@ -133,14 +168,32 @@ func fetchHealth(ctx context.Context, u, token string, timeout time.Duration) (*
 		Result  *healthReport `json:"result"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("answer %d is not a cm envelope", resp.StatusCode)
+		return nil, fmt.Errorf("cm unreachable: answer %d is not a cm envelope", resp.StatusCode)
 	}
 	if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) || env.Result == nil {
-		msg := ""
-		if env.ErrMsg != nil {
-			msg = *env.ErrMsg
+		e := &healthAnswerError{status: resp.StatusCode}
+		if env.ErrCode != nil {
+			e.code = *env.ErrCode
 		}
-		return nil, fmt.Errorf("cm answered %d: %s", resp.StatusCode, msg)
+		if env.ErrMsg != nil {
+			e.msg = *env.ErrMsg
+		}
+		if e.code == "" || resp.StatusCode >= 500 {
+			// cm is there but cannot say (the store down, a proxy's 502).
+			return nil, fmt.Errorf("cm answered %d %s: %s", resp.StatusCode, e.code, e.msg)
+		}
+		return nil, e
 	}
 	return env.Result, nil
+}
+
+// healthAnswerError is a refusal of the health call itself (a token
+// refused, a filter cm does not take): the tasks' health is unknown.
+type healthAnswerError struct {
+	status    int
+	code, msg string
+}
+
+func (e *healthAnswerError) Error() string {
+	return fmt.Sprintf("cm answered %d %s: %s", e.status, e.code, e.msg)
 }

@@ -49,6 +49,17 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), healthCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), healthCmd(), tokenCmd(),
+		taskCmd(), nodeCmd(), jobCmd(), paramsCmd(), versionCmd())
+	// An unknown command, or a flag cm cannot parse, is a usage error:
+	// exit 3 (docs/cli.md).
+	root.Args = cobra.ArbitraryArgs
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		return usagef("unknown command %q; see cm --help", args[0])
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	return root
 }
