@@ -197,8 +197,9 @@ func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) err
 			if v != "" && !fs.Changed(name) {
 				// Value.Set, not fs.Set: the file must not count as given on
 				// the command line, or the environment could not override it.
-				if err := fs.Lookup(name).Value.Set(v); err != nil {
-					return fmt.Errorf("%s: %s: %w", path, name, err)
+				f := fs.Lookup(name)
+				if err := f.Value.Set(v); err != nil {
+					return fmt.Errorf("%s: YAML key %s: %s", path, name, badValue(f, v, err))
 				}
 			}
 		}
@@ -210,7 +211,9 @@ func resolve(cmd *cobra.Command, c *serveConfig, getenv func(string) string) err
 			return
 		}
 		if v := getenv(env); v != "" && err == nil {
-			err = f.Value.Set(v)
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("env %s (--%s): %s", env, f.Name, badValue(f, v, serr))
+			}
 		}
 	})
 	return err

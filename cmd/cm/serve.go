@@ -63,6 +63,11 @@ func migrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if dsn.Dialect == model.SQLite {
+				if err := checkSQLitePath(dsn.Path); err != nil {
+					return fmt.Errorf("%s %s: %w", setting("db"), dsn.Redacted, err)
+				}
+			}
 			unlock, err := lockStore(dsn)
 			if err != nil {
 				return err
@@ -127,6 +132,9 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	}
 	if fp != "" {
 		log.Warn("failpoint armed: this process will kill itself when it gets there", zap.String("failpoint", string(fp)))
+	}
+	if err := checkStartDirs(c.DataDir, dsn); err != nil {
+		return err
 	}
 	unlock, err := lockStore(dsn)
 	if err != nil {
