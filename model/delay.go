@@ -65,6 +65,15 @@ func ReportedDelay(t *Task, hb *Heartbeat, now time.Time, fresh time.Duration) (
 	return time.Duration(d) * time.Second, true
 }
 
+// DelayWords names a delay and where it came from, for messages:
+// "delay 12s (reported by the source)", "checkpoint delay 3d4h".
+func DelayWords(d time.Duration, from string) string {
+	if from == DelayFromSource {
+		return "delay " + FormatDuration(d) + " (reported by the source)"
+	}
+	return "checkpoint delay " + FormatDuration(d)
+}
+
 // FormatDuration renders d rounded to its two largest units, for
 // messages: "3d4h", "1h30m", "5m", "12s", "250ms", "0s".
 func FormatDuration(d time.Duration) string {

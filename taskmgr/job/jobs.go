@@ -97,7 +97,7 @@ func (j *taskLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 			continue
 		}
 		d := model.ErrorDetail{Code: model.CodeHeartbeatStale, Level: model.LevelError, Time: now.UTC(),
-			Message:  fmt.Sprintf("no heartbeat from %s for %s (task.heartbeat.staleAfter is %s)", t.Node, now.Sub(last).Round(time.Second), stale),
+			Message:  fmt.Sprintf("no heartbeat from %s for %s (task.heartbeat.staleAfter is %s)", t.Node, model.FormatDuration(now.Sub(last)), model.FormatDuration(stale)),
 			Reason:   "the runner is wedged, or its node cannot reach the store",
 			Proposal: "check the node's logs; auto-restart resumes the task if enabled"}
 		if j.w.event(ctx, t, model.EventFailed, &d, params.JobTaskLiveness) {
@@ -292,7 +292,8 @@ func (j *autoRestart) Run(ctx context.Context, set params.Set) (string, error) {
 	return fmt.Sprintf("%d restarted, %d waiting, %d not retried", restarted, waiting, refused), nil
 }
 
-// delayWatch flags RUNNING tasks whose checkpoint delay exceeds
+// delayWatch flags RUNNING tasks whose delay (model.TaskDelay: what the
+// source reports while fresh, else the checkpoint's age) exceeds
 // task.delay.threshold with a WARNING in errorDetails, and clears the flag
 // once they catch up. Health computes delay itself; this makes it visible
 // in detail.
@@ -312,11 +313,20 @@ func (j *delayWatch) Run(ctx context.Context, set params.Set) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	hbs, err := j.store.Heartbeats(ctx, model.Components(tasks))
+	if err != nil {
+		return "", err
+	}
+	fresh := set.Duration(params.HeartbeatStaleAfter)
 	now := time.Now()
 	var over, raised, cleared int
 	for i := range tasks {
 		t := &tasks[i]
-		delay, ok := model.CheckpointDelay(t, cps[t.Component], now)
+		var hb *model.Heartbeat
+		if b, ok := hbs[t.Component]; ok {
+			hb = &b
+		}
+		delay, from, ok := model.TaskDelay(t, cps[t.Component], hb, now, fresh)
 		isOver := ok && delay > threshold
 		flagged := hasCode(t.Errors(), model.CodeDelay)
 		if isOver {
@@ -325,7 +335,7 @@ func (j *delayWatch) Run(ctx context.Context, set params.Set) (string, error) {
 		switch {
 		case isOver && !flagged:
 			d := model.ErrorDetail{Code: model.CodeDelay, Level: model.LevelWarning, Time: now.UTC(),
-				Message:  fmt.Sprintf("checkpoint delay %s exceeds task.delay.threshold %s", delay.Round(time.Second), threshold),
+				Message:  fmt.Sprintf("%s exceeds task.delay.threshold %s", model.DelayWords(delay, from), model.FormatDuration(threshold)),
 				Proposal: "check the source and sink throughput"}
 			if j.w.flag(ctx, t, &d, "delay:flag") {
 				raised++

@@ -111,14 +111,16 @@ func (m *Service) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 				break // reported once per node below
 			}
 			last := t.UpdatedAt
-			if hb, ok := hbs[t.Component]; ok && hb.Version == t.Version {
-				last = hb.At
+			var hb *model.Heartbeat
+			if b, ok := hbs[t.Component]; ok && b.Version == t.Version {
+				last, hb = b.At, &b
 			}
 			if age := now.Sub(last); age > stale {
-				add(HealthCritical, model.CodeHeartbeatStale, t, t.Node, fmt.Sprintf("no heartbeat for %s (task.heartbeat.staleAfter %s)", age.Round(time.Second), stale))
+				add(HealthCritical, model.CodeHeartbeatStale, t, t.Node, fmt.Sprintf("no heartbeat for %s (task.heartbeat.staleAfter %s)",
+					model.FormatDuration(age), model.FormatDuration(stale)))
 			}
-			if d, ok := model.CheckpointDelay(t, cps[t.Component], now); ok && d > threshold {
-				add(HealthWarning, model.CodeDelay, t, t.Node, fmt.Sprintf("checkpoint delay %s exceeds %s", d.Round(time.Second), threshold))
+			if d, from, ok := model.TaskDelay(t, cps[t.Component], hb, now, stale); ok && d > threshold {
+				add(HealthWarning, model.CodeDelay, t, t.Node, fmt.Sprintf("%s exceeds %s", model.DelayWords(d, from), model.FormatDuration(threshold)))
 			}
 		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateFinished, model.StateDeleted:
 		}

@@ -29,7 +29,12 @@ type TaskView struct {
 	DesiredState model.Desired       `json:"desiredState"`
 	Config       model.Config        `json:"config"`
 	Checkpoint   map[string]Progress `json:"checkpoint"`
-	Delay        *int64              `json:"delay"`
+	// Delay is how far the task is behind its source, in seconds: what
+	// its running source reported (0 when idle at the source's head) while
+	// that report is fresh, else now minus the oldest checkpoint;
+	// DelaySource says which (model.DelayFromSource, DelayFromCheckpoint).
+	Delay       *int64 `json:"delay"`
+	DelaySource string `json:"delaySource,omitempty"`
 	Heartbeat    *time.Time          `json:"heartbeat"`
 	Metrics      map[string]float64  `json:"metrics,omitempty"`
 	ErrorDetails []model.ErrorDetail `json:"errorDetails"`
@@ -42,10 +47,13 @@ type TaskView struct {
 
 // Progress is the durable checkpoint of one subtopic.
 type Progress struct {
-	TS        int64     `json:"ts"`
-	Time      string    `json:"time"`
-	Token     string    `json:"token,omitempty"`
-	Delay     int64     `json:"delay"` // seconds between now and TS
+	TS int64 `json:"ts"`
+	// Time is TS in RFC 3339, UTC: "2023-02-13T11:00:00Z".
+	Time  string `json:"time"`
+	Token string `json:"token,omitempty"`
+	// Delay is now minus TS in seconds, but at most the delay the running
+	// source reported for the task.
+	Delay     int64     `json:"delay"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
@@ -200,6 +208,11 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 		_ = json.Unmarshal([]byte(a.Detail), &d)
 		restarts[a.Component] = append(restarts[a.Component], Restart{At: a.At, Task: a.TaskAfter, Attempt: d.Attempt, Wait: d.Wait, LastError: d.LastError})
 	}
+	set, err := m.params.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fresh := set.Duration(params.HeartbeatStaleAfter)
 	now := m.now()
 	out := make([]TaskView, 0, len(tasks))
 	for i := range tasks {
@@ -220,17 +233,25 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 		if v.ErrorDetails == nil {
 			v.ErrorDetails = []model.ErrorDetail{}
 		}
+		var hb *model.Heartbeat
+		if b, ok := hbs[t.Component]; ok {
+			hb = &b
+		}
+		if d, from, ok := model.TaskDelay(t, cps[t.Component], hb, now, fresh); ok {
+			secs := int64(d / time.Second)
+			v.Delay, v.DelaySource = &secs, from
+		}
 		for _, c := range cps[t.Component] {
 			if c.Version != t.Version {
 				continue
 			}
 			d := now.Unix() - c.TS
-			v.Checkpoint[c.Subtopic] = Progress{TS: c.TS, Time: time.Unix(c.TS, 0).UTC().Format(time.DateTime), Token: c.Token, Delay: d, UpdatedAt: c.UpdatedAt}
-			if v.Delay == nil || d > *v.Delay {
-				v.Delay = &d
+			if v.DelaySource == model.DelayFromSource {
+				d = min(d, *v.Delay)
 			}
+			v.Checkpoint[c.Subtopic] = Progress{TS: c.TS, Time: time.Unix(c.TS, 0).UTC().Format(time.RFC3339), Token: c.Token, Delay: d, UpdatedAt: c.UpdatedAt}
 		}
-		if hb, ok := hbs[t.Component]; ok && hb.Version == t.Version {
+		if hb != nil && hb.Version == t.Version {
 			at := hb.At
 			v.Heartbeat = &at
 			if hb.Metrics != "" {
