@@ -33,8 +33,8 @@ type TaskView struct {
 	// its running source reported (0 when idle at the source's head) while
 	// that report is fresh, else now minus the oldest checkpoint;
 	// DelaySource says which (model.DelayFromSource, DelayFromCheckpoint).
-	Delay       *int64 `json:"delay"`
-	DelaySource string `json:"delaySource,omitempty"`
+	Delay        *int64              `json:"delay"`
+	DelaySource  string              `json:"delaySource,omitempty"`
 	Heartbeat    *time.Time          `json:"heartbeat"`
 	Metrics      map[string]float64  `json:"metrics,omitempty"`
 	ErrorDetails []model.ErrorDetail `json:"errorDetails"`
