@@ -32,6 +32,9 @@ const (
 	maxLine = 16 << 20
 	// pollEvery is how often a source at the end of the file looks for more.
 	pollEvery = 50 * time.Millisecond
+	// reportEvery is how often a source idle at the end of the file says
+	// so (a batch of delay metrics only), so its delay stays 0.
+	reportEvery = time.Second
 )
 
 var (
@@ -66,6 +69,10 @@ type source struct {
 	// startAt is set by Open when it had no position: the start of the
 	// file, for Start.
 	startAt []checkpoint.Position
+	// reported is when the source last reported that it is at the end of
+	// the file (zero: it has not, or has read on since).
+	reported time.Time
+	now      func() time.Time
 }
 
 // newSource validates the source scope of c without reading the file:
@@ -97,6 +104,7 @@ func newSource(c connector.Config, roots *Roots) (*source, error) {
 		full:     c.Type == model.TypeFull,
 		log:      log.Named("file"),
 		poll:     pollEvery,
+		now:      time.Now,
 	}, nil
 }
 
@@ -202,6 +210,12 @@ func (s *source) Start() []checkpoint.Position { return s.startAt }
 // Read returns the next lines, up to maxBatch, as soon as at least one is
 // complete. At the end of the file it polls for more, or, in a full import,
 // returns io.EOF.
+//
+// Every batch says how far the task is behind the file (model.DelayMetrics):
+// 0 when the batch ends at the end of the file, else now minus the ts of its
+// last line. A tail idle at the end of the file returns a batch with only
+// that report, 0, every reportEvery: a task that has copied everything has
+// no delay however old its last line is.
 func (s *source) Read(ctx context.Context) (connector.Batch, error) {
 	if s.f == nil {
 		return connector.Batch{}, errors.New("file source: Read before Open")
@@ -217,6 +231,12 @@ func (s *source) Read(ctx context.Context) (connector.Batch, error) {
 			s.err = err
 		}
 		if len(b.Records) > 0 {
+			now := s.now()
+			if eof && err == nil && s.r == s.w {
+				b.Metrics, s.reported = model.DelayMetrics(0, now), now
+			} else {
+				b.Metrics, s.reported = model.DelayMetrics(now.Sub(time.Unix(s.lastTS, 0)), now), time.Time{}
+			}
 			return b, nil
 		}
 		if err != nil {
@@ -231,6 +251,11 @@ func (s *source) Read(ctx context.Context) (connector.Batch, error) {
 		if err := s.atEOF(); err != nil {
 			s.err = err
 			continue
+		}
+		if now := s.now(); !s.full && s.r == s.w && now.Sub(s.reported) >= reportEvery {
+			// At the end of the file, with no partial line pending.
+			s.reported = now
+			return connector.Batch{Metrics: model.DelayMetrics(0, now)}, nil
 		}
 		if s.r == s.w {
 			// Nothing buffered: an idle tail holds no read buffer, which is

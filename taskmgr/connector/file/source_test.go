@@ -83,6 +83,9 @@ func readTS(t *testing.T, s *source, n int) ([]int64, checkpoint.Position) {
 		if err != nil {
 			t.Fatalf("after %v: %v", got, err)
 		}
+		if len(b.Records) == 0 && len(b.Positions) == 0 {
+			continue // at the end of the file: only the delay report
+		}
 		for _, r := range b.Records {
 			got = append(got, r.TS)
 		}
@@ -182,8 +185,15 @@ func TestSourceTailsAppendedLines(t *testing.T) {
 	}
 	done := make(chan result)
 	go func() {
-		b, err := s.Read(timeout(t, 5*time.Second))
-		done <- result{b, err}
+		ctx := timeout(t, 5*time.Second)
+		for {
+			b, err := s.Read(ctx)
+			if err == nil && len(b.Records) == 0 {
+				continue // at the end of the file: only the delay report
+			}
+			done <- result{b, err}
+			return
+		}
 	}()
 	appendFile(t, path, "}\n"+lines(3))
 	r := <-done
@@ -431,4 +441,86 @@ func FuzzLineTS(f *testing.F) {
 			t.Fatalf("ts %d parsed from %q", ts, line)
 		}
 	})
+}
+
+// TestSourceReportsDelay: a batch that ends at the end of the file reports
+// delay 0 however old its lines are, a tail idle there keeps reporting 0,
+// and a batch with more of the file behind it reports now minus its last ts.
+func TestSourceReportsDelay(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	ts := make([]int64, maxBatch+10)
+	for i := range ts {
+		ts[i] = int64(1000 + i)
+	}
+	writeFile(t, path, lines(ts...))
+	s := openSource(t, model.TypeIncr, path, nil)
+	clock := time.Unix(1_700_000_000, 0)
+	s.now = func() time.Time { return clock }
+	ctx := timeout(t, 5*time.Second)
+	delay := func(b connector.Batch) (float64, float64) {
+		t.Helper()
+		d, okD := b.Metrics[model.MetricDelaySeconds]
+		at, okAt := b.Metrics[model.MetricDelayAt]
+		if !okD || !okAt {
+			t.Fatalf("batch of %d records has metrics %v, want a delay report", len(b.Records), b.Metrics)
+		}
+		return d, at
+	}
+
+	b, err := s.Read(ctx)
+	if err != nil || len(b.Records) != maxBatch {
+		t.Fatalf("first read: %d records, %v", len(b.Records), err)
+	}
+	if d, at := delay(b); d != float64(clock.Unix()-ts[maxBatch-1]) || at != float64(clock.Unix()) {
+		t.Fatalf("a batch with more behind it reports delay %v at %v, want %d at %d", d, at, clock.Unix()-ts[maxBatch-1], clock.Unix())
+	}
+	b, err = s.Read(ctx)
+	if err != nil || len(b.Records) != 10 {
+		t.Fatalf("second read: %d records, %v", len(b.Records), err)
+	}
+	if d, _ := delay(b); d != 0 {
+		t.Fatalf("the batch that reaches the end of the file reports delay %v, want 0", d)
+	}
+
+	// Idle at the end: a report of 0 once reportEvery has passed, with no
+	// records and no position.
+	clock = clock.Add(reportEvery)
+	b, err = s.Read(ctx)
+	if err != nil || len(b.Records) != 0 || len(b.Positions) != 0 {
+		t.Fatalf("idle read: %d records, %d positions, %v; want only a report", len(b.Records), len(b.Positions), err)
+	}
+	if d, at := delay(b); d != 0 || at != float64(clock.Unix()) {
+		t.Fatalf("idle at the end reports delay %v at %v, want 0 at %d", d, at, clock.Unix())
+	}
+	// Within reportEvery of that report the tail only waits.
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if b, err := s.Read(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read right after a report = %+v, %v; want it waiting", b, err)
+	}
+
+	// A partial line at the end is not the end of the data: no report.
+	appendFile(t, path, `{"ts":5000`)
+	clock = clock.Add(reportEvery)
+	short2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	if b, err := s.Read(short2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read at a partial line = %+v, %v; want it waiting", b, err)
+	}
+}
+
+// TestFullImportEndsWithoutReport: a full import ends at the end of the
+// file with io.EOF, not with idle reports.
+func TestFullImportEndsWithoutReport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	writeFile(t, path, lines(1, 2))
+	s := openSource(t, model.TypeFull, path, nil)
+	ctx := timeout(t, 5*time.Second)
+	b, err := s.Read(ctx)
+	if err != nil || len(b.Records) != 2 || b.Metrics[model.MetricDelaySeconds] != 0 {
+		t.Fatalf("read: %+v, %v", b, err)
+	}
+	if _, err := s.Read(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("read at the end of a full import: %v, want io.EOF", err)
+	}
 }
