@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server"
 )
 
 // TestHealthExitCodes: cm health exits 0 when every task is healthy, 1 on
@@ -46,5 +48,45 @@ func TestHealthExitCodes(t *testing.T) {
 	n.Stop()
 	if code, out := runHealth("--server", url, "--timeout", "2s"); code != 2 || !strings.Contains(out, "unreachable") {
 		t.Fatalf("cm down: %d %s", code, out)
+	}
+}
+
+// TestHealthUsageAndMinTasks: a usage error exits 3 (UNKNOWN), not 2 or 1:
+// a bogus --max-delay, an extra argument, an unknown flag; an answer that
+// is not a health report (a refused token) is UNKNOWN too. --min-tasks N
+// makes fewer matching tasks critical, so a mistyped --project is caught.
+func TestHealthUsageAndMinTasks(t *testing.T) {
+	authFile := filepath.Join(t.TempDir(), "auth.yaml")
+	tokens := writeTokens(t, authFile, map[string]server.Role{"monitor": server.RoleViewer, "ops": server.RoleAdmin})
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{NoJobs: true, AuthFile: authFile})
+	n.Token = tokens["ops"]
+	t.Setenv("CM_TOKEN", tokens["monitor"])
+	for _, args := range [][]string{{"--max-delay", "bogus"}, {"--max-delay", "-5"}, {"extra"}, {"--bogus"}, {"--min-tasks", "-1"}} {
+		if code, out := runHealth(append([]string{"--server", n.URL}, args...)...); code != 3 {
+			t.Errorf("health %v: exit %d, want 3: %s", args, code, out)
+		}
+	}
+	if code, out := runHealth("--server", n.URL, "--token", "not-a-token"); code != 3 || !strings.HasPrefix(out, "UNKNOWN") || !strings.Contains(out, "UNAUTHENTICATED") {
+		t.Fatalf("refused token: %d %s", code, out)
+	}
+	// No task yet: fine without --min-tasks, critical with it.
+	if code, out := runHealth("--server", n.URL); code != 0 {
+		t.Fatalf("no tasks: %d %s", code, out)
+	}
+	if code, out := runHealth("--server", n.URL, "--min-tasks", "1"); code != 2 || !strings.Contains(out, "--min-tasks") {
+		t.Fatalf("no tasks, --min-tasks 1: %d %s", code, out)
+	}
+	body := cliFileTask(t, "p_hm-incr_trans-1-0", 100, 1)
+	body["start"] = false
+	n.OK(t, "POST", v2Path+"create", body)
+	if code, out := runHealth("--server", n.URL, "--project", "p_hm", "--min-tasks", "1"); code != 0 {
+		t.Fatalf("one task of the project, --min-tasks 1: %d %s", code, out)
+	}
+	if code, out := runHealth("--server", n.URL, "--project", "p_mh", "--min-tasks", "1"); code != 2 || !strings.Contains(out, "0 task(s) match") {
+		t.Fatalf("a mistyped --project, --min-tasks 1: %d %s", code, out)
+	}
+	t.Setenv("CM_SERVER", n.URL)
+	if code, out := runHealth("--project", "p_hm", "--min-tasks", "2"); code != 2 {
+		t.Fatalf("CM_SERVER, one task, --min-tasks 2: %d %s", code, out)
 	}
 }
