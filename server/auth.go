@@ -73,6 +73,8 @@ var routeRoles = map[string]Role{
 	"GET /connector/task/v2/jobs":        RoleViewer,
 	"GET /connector/task/v2/nodes":       RoleViewer,
 	"GET /connector/task/v2/health":      RoleViewer,
+	"GET " + OpenAPIPath:                 RoleViewer,
+	"GET /metrics":                       RoleViewer,
 
 	"POST /connector/task/v2/stop":     RoleOperator,
 	"POST /connector/task/v2/resume":   RoleOperator,
@@ -85,6 +87,8 @@ var routeRoles = map[string]Role{
 	"POST /connector/task/v2/params/update": RoleAdmin,
 
 	"POST " + cluster.WakePath: RoleNode,
+
+	"GET " + pprofPrefix + "/*": RoleAdmin,
 }
 
 // openRoutes answer without a token: liveness and readiness probes.

@@ -80,6 +80,7 @@ var catalogue = []rule{
 	{is(errUnauthenticated), Problem{http.StatusUnauthorized, "UNAUTHENTICATED", false}},
 	{is(errForbidden), Problem{http.StatusForbidden, "FORBIDDEN", false}},
 	{is(errRateLimited), Problem{http.StatusTooManyRequests, "RATE_LIMITED", true}},
+	{is(errNotReady), Problem{http.StatusServiceUnavailable, "NOT_READY", true}},
 	{is(errKeyReused), Problem{http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", false}},
 	{is(model.ErrInvalidArgument), Problem{http.StatusBadRequest, "INVALID_ARGUMENT", false}},
 	{is(model.ErrFenced), Problem{http.StatusConflict, "TASK_SUPERSEDED", false}},

@@ -132,6 +132,13 @@ type Services struct {
 	// Auth holds the tokens of Config.AuthFile (NewAuth); nil when
 	// authentication is off.
 	Auth *Auth
+	// Metrics serves GET /metrics (the node's Prometheus registry) and
+	// HTTP records every request in it; nil leaves either out.
+	Metrics http.Handler
+	HTTP    HTTPRecorder
+	// Ready answers GET /readyz: nil when the node may take traffic, else
+	// what is missing. Nil: always ready.
+	Ready func(ctx context.Context) error
 }
 
 // New wires routes and middleware around the services.
@@ -143,6 +150,9 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	trusted, _ := ParseTrustedProxies(cfg.TrustedProxies) // Validate refused bad ones
 	e.IPExtractor = ipExtractor(trusted)
 	e.Use(sanitizeRequestID, middleware.RequestID())
+	if svc.HTTP != nil {
+		e.Use(httpMetrics(svc.HTTP))
+	}
 	e.Use(accessLog(log))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -164,6 +174,10 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 
 	h := &handlers{svc: svc.Tasks, reads: svc.Reads}
 	e.GET("/healthz", func(c echo.Context) error { return ok(c, "ok") })
+	e.GET(OpenAPIPath, openAPI)
+	e.GET("/readyz", readyz(svc.Ready))
+	e.GET("/metrics", metricsHandler(svc.Metrics))
+	pprofRoutes(e)
 	e.POST(cluster.WakePath, func(c echo.Context) error {
 		if svc.Nudge != nil {
 			svc.Nudge()

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/connector-manager/cm/internal/metrics"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
 	"github.com/connector-manager/cm/taskmgr"
@@ -132,6 +133,8 @@ type Node struct {
 	refusals   *model.Refusals
 	auth       *server.Auth
 	nodeToken  atomic.Pointer[string]
+	// Metrics is the node's Prometheus registry and what records into it.
+	Metrics *metrics.Metrics
 }
 
 // New builds a node over an open, migrated store. Nothing runs yet.
@@ -186,7 +189,15 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	n.cfg, n.log, n.Store, n.Manager, n.Reconciler, n.Membership, n.waker, n.auth = cfg, log, store, mgr, rec, members, waker, auth
 	n.Lease = cluster.NewLease(cfg.Lease, cluster.LeaderLease, cfg.Node, store, log)
 	n.scheduler = job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log)
-	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: view.New(store, ps, nodes), Nudge: rec.Nudge, Auth: auth, Keys: store}, log)
+	reads := view.New(store, ps, nodes)
+	n.Metrics = metrics.New(cfg.Node, n.Lease.Leading, taskSampler(cfg.Node, reads))
+	if err := store.Observe(n.Metrics); err != nil {
+		return nil, err
+	}
+	rec.SetRecorder(n.Metrics)
+	n.scheduler.SetRecorder(n.Metrics)
+	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: reads, Nudge: rec.Nudge, Auth: auth, Keys: store,
+		Metrics: n.Metrics.Handler(), HTTP: n.Metrics, Ready: n.ready}, log)
 	return n, nil
 }
 

@@ -279,6 +279,11 @@ func (n *Node) DoWith(t testing.TB, h http.Header, method, path string, body any
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var env Envelope
+	if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		// Not an API answer (/metrics, /debug/pprof): status and body only.
+		env.Status, env.Raw, env.Header = resp.StatusCode, string(raw), resp.Header
+		return env
+	}
 	if err := json.Unmarshal(raw, &env); err != nil {
 		t.Fatalf("%s %s: answer is not an envelope (%d): %s", method, path, resp.StatusCode, raw)
 	}

@@ -60,7 +60,7 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 		log:      log.Named("reconciler"),
 		recorder: nopRecorder{},
 		nudge:    make(chan struct{}, 1),
-		runners: map[string]*runner{},
+		runners:  map[string]*runner{},
 	}
 	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), checkpoint.Hooks{
 		Fenced: func(component string, version int64) {
