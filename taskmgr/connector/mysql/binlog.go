@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/checkpoint"
+	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
@@ -29,8 +30,10 @@ const (
 	// transactions on other tables still moves the position regularly.
 	maxBatchTxns = 10000
 	// The server sends a heartbeat when idle; no event for stallTimeout
-	// means the connection is dead.
-	heartbeatPeriod = 15 * time.Second
+	// means the connection is dead. A heartbeat also says the server has
+	// sent everything it has, so an idle source reports delay 0 within a
+	// heartbeatPeriod.
+	heartbeatPeriod = 5 * time.Second
 	stallTimeout    = 60 * time.Second
 	// eventBuffer is how many decoded events the dump goroutine may run ahead.
 	eventBuffer = 16384
@@ -76,6 +79,10 @@ type binlogSource struct {
 	fromTS int64
 	// meta is the server's binlog_row_metadata, read at Open.
 	meta string
+	// atEnd is set by a heartbeat received with no transaction open: the
+	// server has sent everything it has, and everything is read. Any other
+	// event clears it.
+	atEnd bool
 	// heartbeat is the period the server is asked to send heartbeats at
 	// when idle, and stall how long without any event means the dump is
 	// dead: heartbeatPeriod and stallTimeout (tests shorten them).
@@ -303,7 +310,9 @@ func (s *binlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 // Read returns one or more whole transactions: it stops at MaxBatchRows
 // rows, or when no further event arrives within linger of the last
 // transaction end. A batch of transactions on unselected tables carries
-// only the position.
+// only the position. A heartbeat from the server ends the batch too, and
+// without anything read it is a batch of only the delay report, 0: the
+// source is at the server's end.
 func (s *binlogSource) Read(ctx context.Context) (connector.Batch, error) {
 	if s.failed != nil {
 		return connector.Batch{}, s.failed
@@ -354,6 +363,16 @@ func (s *binlogSource) Read(ctx context.Context) (connector.Batch, error) {
 			continue
 		}
 		events++
+		if _, ok := ev.Event.(*replication.HeartbeatEvent); ok {
+			// The dump sends a heartbeat only when it has waited a period
+			// with nothing to send: the source is at the server's end.
+			s.atEnd = !s.txn.open
+			if s.atEnd {
+				return s.finish(ctx, b)
+			}
+			continue
+		}
+		s.atEnd = false
 		done, err := s.handle(ctx, ev, ev.Header.LogPos)
 		if err != nil {
 			s.failed = err
@@ -390,7 +409,14 @@ func (s *binlogSource) finish(ctx context.Context, b connector.Batch) (connector
 	if err := s.throttle.wait(ctx, len(b.Records)); err != nil {
 		return connector.Batch{}, err
 	}
-	b.Metrics = map[string]float64{"delaySeconds": float64(max(0, time.Now().Unix()-s.lastTS))}
+	// The delay: 0 at the server's end (a heartbeat), else the age of the
+	// last transaction read.
+	now := time.Now()
+	if s.atEnd {
+		b.Metrics = model.DelayMetrics(0, now)
+	} else {
+		b.Metrics = model.DelayMetrics(now.Sub(time.Unix(s.lastTS, 0)), now)
+	}
 	return b, nil
 }
 
