@@ -81,7 +81,7 @@ func checkWritableDir(dir string) error {
 			at = pe.Path
 		}
 		if errors.Is(err, syscall.ENOTDIR) {
-			return fmt.Errorf("%s does not exist and cannot be created: %s is not a directory (%v)", abs, at, err)
+			return fmt.Errorf("%s does not exist and cannot be created: %s is not a directory (%w)", abs, at, err)
 		}
 		// mkdir at failed: it is the directory at would go in that refused.
 		return fmt.Errorf("%s does not exist and cannot be created: %s %s", abs, filepath.Dir(at), why(err))
