@@ -25,6 +25,12 @@ func DelayMetrics(delay time.Duration, at time.Time) map[string]float64 {
 	return map[string]float64{MetricDelaySeconds: math.Max(0, math.Round(delay.Seconds())), MetricDelayAt: float64(at.Unix())}
 }
 
+// NoDelayReport withdraws a source's last report (delayAt 0): the task's
+// delay is its checkpoint's age again.
+func NoDelayReport() map[string]float64 {
+	return map[string]float64{MetricDelaySeconds: 0, MetricDelayAt: 0}
+}
+
 // Where a task's delay comes from.
 const (
 	DelayFromSource     = "source"     // reported by the running source
@@ -56,7 +62,7 @@ func ReportedDelay(t *Task, hb *Heartbeat, now time.Time, fresh time.Duration) (
 	}
 	d, hasD := m[MetricDelaySeconds]
 	at, hasAt := m[MetricDelayAt]
-	if !hasD || !hasAt || d < 0 || math.IsNaN(d) || d > float64(math.MaxInt64/int64(time.Second)) {
+	if !hasD || !hasAt || at <= 0 || d < 0 || math.IsNaN(d) || d > float64(math.MaxInt64/int64(time.Second)) {
 		return 0, false
 	}
 	if age := now.Sub(time.Unix(int64(at), 0)); age > fresh {

@@ -102,6 +102,17 @@ func fake(mode string) int {
 		for range 100 {
 			say(`{"no":"type"}`)
 		}
+	case "caughtup":
+		// An old checkpoint, and then word that everything is delivered.
+		say(`{"type":"checkpoint","subtopic":"s","ts":100,"token":"a"}`)
+		say(`{"type":"heartbeat","caughtUp":true}`)
+	case "behind":
+		say(`{"type":"checkpoint","subtopic":"s","ts":100,"token":"a"}`)
+		say(`{"type":"heartbeat","delaySeconds":42}`)
+	case "withdraw":
+		say(`{"type":"heartbeat","caughtUp":true}`)
+		say(`{"type":"heartbeat"}`)
+		say(`{"type":"checkpoint","subtopic":"s","ts":100,"token":"a"}`)
 	case "silent":
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", mode)

@@ -57,6 +57,12 @@ type message struct {
 	// metrics
 	Metrics map[string]float64 `json:"metrics"`
 
+	// heartbeat: caughtUp says the program has delivered everything its
+	// source has (delay 0); delaySeconds, when it knows, how far behind
+	// the source's head it is. Neither: its delay is its checkpoint's age.
+	CaughtUp     bool     `json:"caughtUp"`
+	DelaySeconds *float64 `json:"delaySeconds"`
+
 	// error
 	Code      string `json:"code"`
 	Message   string `json:"message"`
@@ -82,6 +88,10 @@ func parseMessage(line []byte) (message, error) {
 		}
 		if m.TS == nil || *m.TS < 0 {
 			return m, errors.New(`checkpoint without a non-negative integer "ts"`)
+		}
+	case msgHeartbeat:
+		if d := m.DelaySeconds; d != nil && (*d < 0 || *d != *d) {
+			return m, errors.New(`heartbeat with a negative "delaySeconds"`)
 		}
 	}
 	return m, nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,6 +67,9 @@ type source struct {
 	tmpDir  string // created by Open when Config.Dir is empty; removed by Close
 	tail    *tail
 	events  chan event
+	// reportedDelay: the last heartbeat spoke of the delay (caughtUp or
+	// delaySeconds). Only the stdout reader uses it.
+	reportedDelay bool
 	// lastSeen is the unix nano time of the last stdout line.
 	lastSeen   atomic.Int64
 	exited     chan struct{} // closed once the program is reaped
@@ -290,6 +294,13 @@ func (s *source) parse(line []byte, long bool, garbage, logged *int) (event, boo
 	case msgCheckpoint, msgMetrics, msgError:
 		return event{msg: m}, true
 	case msgHeartbeat:
+		// A heartbeat that speaks of the delay, or the first one after
+		// one that did, is a report for Read; a plain one only shows life.
+		reports := m.CaughtUp || m.DelaySeconds != nil
+		if reports || s.reportedDelay {
+			s.reportedDelay = reports
+			return event{msg: m}, true
+		}
 	default:
 		s.log.Debug("ignoring a stdout message of unknown type", zap.String("type", m.Type))
 	}
@@ -443,6 +454,23 @@ func (s *source) add(b *connector.Batch, ev event) {
 			}
 			b.Metrics[k] = v
 		}
+	case msgHeartbeat:
+		if b.Metrics == nil {
+			b.Metrics = map[string]float64{}
+		}
+		now := time.Now()
+		var report map[string]float64
+		switch {
+		case m.CaughtUp:
+			report = model.DelayMetrics(0, now)
+		case m.DelaySeconds != nil:
+			report = model.DelayMetrics(time.Duration(min(*m.DelaySeconds, maxDelaySeconds))*time.Second, now)
+		default:
+			// It no longer says: withdraw the last report, so the task's
+			// delay is its checkpoint's age again.
+			report = model.NoDelayReport()
+		}
+		maps.Copy(b.Metrics, report)
 	case msgError:
 		code, msg := m.Code, m.Message
 		if code == "" {
@@ -454,6 +482,10 @@ func (s *source) add(b *connector.Batch, ev event) {
 		s.err = s.fail(code, msg, m.Reason, m.Proposal, m.Permanent)
 	}
 }
+
+// maxDelaySeconds bounds a reported delay (about 100 years), so that it
+// converts to a time.Duration.
+const maxDelaySeconds = 100 * 365 * 24 * 3600
 
 func (s *source) fail(code, message, reason, proposal string, permanent bool) *connector.Error {
 	e := connector.Fail(code, message, reason, proposal, permanent, nil)
