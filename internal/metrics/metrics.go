@@ -163,8 +163,9 @@ func (m *Metrics) Flushed(reports int, took time.Duration, err error) {
 func (m *Metrics) JobRan(job string, took time.Duration, err error) {
 	m.jobRuns.WithLabelValues(job).Inc()
 	m.jobSeconds.WithLabelValues(job).Observe(took.Seconds())
+	failures := m.jobFailures.WithLabelValues(job) // shown at 0 once the job ran
 	if err != nil {
-		m.jobFailures.WithLabelValues(job).Inc()
+		failures.Inc()
 	}
 }
 
