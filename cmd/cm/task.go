@@ -610,8 +610,12 @@ func taskPullbackCmd(o *clientOpts) *cobra.Command {
 		at := time.Unix(target.unix, 0)
 		fmt.Fprintf(plan, "Pullback of %s (%s, version %d)\n", d.TaskName, d.State, d.Version)
 		fmt.Fprintf(plan, "  to %s UTC (unix %d)\n", at.UTC().Format(time.DateTime), target.unix)
-		if target.zone != time.UTC {
-			fmt.Fprintf(plan, "     %s %s\n", at.In(target.zone).Format("2006-01-02 15:04:05 -07:00"), target.zone)
+		if abbr, off := at.In(target.zone).Zone(); off != 0 || abbr != "UTC" {
+			label := target.zone.String()
+			if target.zone == time.Local {
+				label = "local time (" + abbr + ")"
+			}
+			fmt.Fprintf(plan, "     %s %s\n", at.In(target.zone).Format("2006-01-02 15:04:05 -07:00"), label)
 		}
 		subs := sortedKeys(d.Checkpoint)
 		if subtopic != "" {
