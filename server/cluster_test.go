@@ -293,9 +293,11 @@ func TestHealthAndNodes(t *testing.T) {
 		if env := n.Do(t, "GET", base+"health", nil); env.Status != 200 || !strings.Contains(env.Raw, `"status":"healthy"`) {
 			t.Fatalf("empty cluster: %d %s", env.Status, env.Raw)
 		}
-		body, _, _ := fileTask(t, "p_h-incr_trans-1-0", 5) // ts 100..104: far behind now
-		name := n.OK(t, "POST", base+"create", body).String()
-		cmtest.Eventually(t, 5*time.Second, "checkpoint", func() bool { return n.Detail(t, name).Checkpoint["src.jsonl"].TS == 104 })
+		// A connector at ts 100, far behind now, that does not say it is
+		// caught up. (An idle file task at the end of its file is not
+		// behind, however old its lines: TestIdleCaughtUpHasNoDelay.)
+		name := n.OK(t, "POST", base+"create", behindTask(t, n, "p_h-incr_trans-1-0")).String()
+		cmtest.Eventually(t, 5*time.Second, "checkpoint", func() bool { return n.Detail(t, name).Checkpoint["s"].TS == 100 })
 		env := n.Do(t, "GET", base+"health", nil)
 		if env.Status != 503 || !strings.Contains(env.Raw, `"status":"warning"`) || !strings.Contains(env.Raw, model.CodeDelay) {
 			t.Fatalf("delayed task: %d %s", env.Status, env.Raw)
@@ -391,8 +393,7 @@ func TestLeaderLease(t *testing.T) {
 func TestDelayWatch(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
 	setParam(t, n, params.JobSchedule(params.JobDelayWatch), "@every 1s")
-	body, _, _ := fileTask(t, "p_dw-incr_trans-1-0", 5) // ts from 1970
-	name := n.OK(t, "POST", base+"create", body).String()
+	name := n.OK(t, "POST", base+"create", behindTask(t, n, "p_dw-incr_trans-1-0")).String()
 	flagged := func() bool {
 		d := n.Detail(t, name)
 		for _, e := range d.ErrorDetails {
