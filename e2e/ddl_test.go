@@ -130,8 +130,11 @@ func TestDDLSkipResume(t *testing.T) {
 			t.Errorf("unexpected audit row of a skip: %+v", op)
 		}
 	}
-	if refused != 2 || skipped != 1 {
-		t.Fatalf("audit rows of skipDdl: %d refused, %d done; want 2 and 1: %+v", refused, skipped, ops)
+	// The two refusals are of one actor, operation, task and code: the
+	// first has its row at once, the second is counted in the summary row
+	// the refusal window writes when it closes (docs/security.md).
+	if refused != 1 || skipped != 1 {
+		t.Fatalf("audit rows of skipDdl: %d refused, %d done; want 1 and 1: %+v", refused, skipped, ops)
 	}
 
 	// Still streaming.
