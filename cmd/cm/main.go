@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	// Zone data in the binary: pullback's tz (server side) and the CLI's
+	// --tz work on hosts and images without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 )
