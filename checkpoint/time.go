@@ -31,11 +31,19 @@ var offsetLayouts = []string{time.RFC3339, "2006-01-02 15:04:05Z07:00"}
 // tz must have that offset at that instant. Errors wrap ErrInvalid, or
 // ErrTimeUnit for values of 12 digits or more.
 func ParseTime(value, tz string) (int64, error) {
+	// An unescaped '+' in a query string arrives as a space:
+	// tz=+08:00 reads " 08:00", and ...T19:00:00+08:00 reads "...T19:00:00 08:00".
+	if len(tz) == 6 && tz[0] == ' ' && tz[3] == ':' {
+		tz = "+" + tz[1:]
+	}
 	loc, err := location(tz)
 	if err != nil {
 		return 0, err
 	}
 	v := strings.TrimSpace(value)
+	if len(v) == 25 && v[19] == ' ' && v[22] == ':' {
+		v = v[:19] + "+" + v[20:]
+	}
 	if v == "" {
 		return 0, fmt.Errorf("%w: empty time; want unix seconds such as 1676286000, YYYY-MM-DD HH:MM:SS or RFC 3339 such as 2023-02-13T19:00:00+08:00", ErrInvalid)
 	}

@@ -43,6 +43,8 @@ func TestParseTime(t *testing.T) {
 		{"half-hour offset zone", "2023-02-13 16:30:00", "+05:30", 1676286000},
 		{"zero offset zone", "2023-02-13 11:00:00", "+00:00", 1676286000},
 		{"Z as zone", "2023-02-13 11:00:00", "Z", 1676286000},
+		{"unescaped + in tz", "2023-02-13 19:00:00", " 08:00", 1676286000},
+		{"unescaped + in value", "2023-02-13T19:00:00 08:00", "", 1676286000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
