@@ -38,10 +38,11 @@ const (
 )
 
 // TaskDelay is how far t's current incarnation is behind its source. It is
-// the delay its source reported with the heartbeat hb when that report is
-// of this incarnation and no older than fresh (from says DelayFromSource);
-// otherwise now minus the oldest checkpoint (CheckpointDelay, from says
-// DelayFromCheckpoint). ok is false when there is neither.
+// the delay its source reported with the heartbeat hb while the task is
+// RUNNING, when that report is of this incarnation and no older than fresh
+// (from says DelayFromSource); otherwise now minus the oldest checkpoint
+// (CheckpointDelay, from says DelayFromCheckpoint). ok is false when there
+// is neither.
 func TaskDelay(t *Task, cps []Checkpoint, hb *Heartbeat, now time.Time, fresh time.Duration) (delay time.Duration, from string, ok bool) {
 	if d, ok := ReportedDelay(t, hb, now, fresh); ok {
 		return d, DelayFromSource, true
@@ -51,9 +52,12 @@ func TaskDelay(t *Task, cps []Checkpoint, hb *Heartbeat, now time.Time, fresh ti
 }
 
 // ReportedDelay is the delay the source of t's current incarnation
-// reported with its heartbeat, when the report is no older than fresh.
+// reported with its heartbeat, when the task is RUNNING and the report is
+// no older than fresh.
 func ReportedDelay(t *Task, hb *Heartbeat, now time.Time, fresh time.Duration) (time.Duration, bool) {
-	if hb == nil || hb.Version != t.Version || hb.Metrics == "" {
+	// A runner reports only while it runs: a stopped task's last report
+	// says nothing of now.
+	if hb == nil || hb.Version != t.Version || hb.Metrics == "" || t.State != StateRunning {
 		return 0, false
 	}
 	var m map[string]float64

@@ -40,7 +40,7 @@ func TestFormatDuration(t *testing.T) {
 
 func TestTaskDelay(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	task := &Task{Version: 2}
+	task := &Task{Version: 2, State: StateRunning}
 	cps := []Checkpoint{{Subtopic: "a", Version: 2, TS: now.Unix() - 3600}, {Subtopic: "b", Version: 2, TS: now.Unix() - 60},
 		{Subtopic: "old", Version: 1, TS: 0}}
 	beat := func(version int64, metrics string) *Heartbeat { return &Heartbeat{Version: version, Metrics: metrics} }
@@ -65,6 +65,10 @@ func TestTaskDelay(t *testing.T) {
 		if !ok || d != c.want || from != c.from {
 			t.Errorf("%s: TaskDelay = %s, %s, %v; want %s, %s", c.name, d, from, ok, c.want, c.from)
 		}
+	}
+	stopped := &Task{Version: 2, State: StateStopped}
+	if d, from, _ := TaskDelay(stopped, cps, beat(2, metrics(0, now)), now, fresh); d != time.Hour || from != DelayFromCheckpoint {
+		t.Errorf("a stopped task's last report counts: %s from %s", d, from)
 	}
 	if _, _, ok := TaskDelay(task, nil, nil, now, fresh); ok {
 		t.Error("TaskDelay without checkpoints or a report is ok")
