@@ -104,8 +104,12 @@ func TestProcessIgnoringSIGTERM(t *testing.T) {
 // STOP_TIMEOUT, retryable, and leaves the task STOPPING until it does.
 func TestStopTimeout(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
-	script := `trap '' TERM; read -r hello; while :; do echo '{"type":"heartbeat"}'; sleep 0.1; done`
+	armed := filepath.Join(t.TempDir(), "armed")
+	script := `trap '' TERM; touch ` + armed + `; read -r hello; while :; do echo '{"type":"heartbeat"}'; sleep 0.1; done`
 	name := processTask(t, n, "p_11-incr_trans-1-0", script, map[string]string{"grace": "3s"})
+	// RUNNING can be reported before the shell ran its trap: stop only once
+	// the child ignores SIGTERM.
+	cmtest.Eventually(t, 10*time.Second, "the child ignores SIGTERM", func() bool { _, err := os.Stat(armed); return err == nil })
 	env := n.Do(t, "POST", base+"stop?taskName="+q(name)+"&timeout=1", nil)
 	if env.Status != 504 || env.Code() != "STOP_TIMEOUT" || env.Retryable == nil || !*env.Retryable {
 		t.Fatalf("stop = %d %s", env.Status, env.Raw)
