@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -72,71 +68,10 @@ type cmProcess struct {
 	done chan struct{}
 }
 
-// freeAddr returns a loopback address that stays this test's until it
-// ends, for a `cm serve` to listen on, and to listen on again after a
-// restart (the port is part of the node's id). A port taken with :0 and
-// closed again is not that: the kernel may hand it the next moment to
-// another listener or to an outgoing connection. So the port is one the
-// kernel never hands out, outside its ephemeral range, and the test holds
-// an exclusive lock on a file named after it in a directory every test
-// process reserving ports this way shares (cmd/cm's freePort is the
-// same). A port something already listens on is passed over.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lo, hi := reservablePorts(t)
-	dir := filepath.Join(os.TempDir(), "cm-test-ports")
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	n := hi - lo + 1
-	first := rand.IntN(n)
-	for i := 0; i < n && i < 5000; i++ {
-		port := lo + (first+i)%n
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
-		if err != nil {
-			continue // another user's file: theirs
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			f.Close() // in use by a process that does not take part
-			continue
-		}
-		ln.Close()
-		t.Cleanup(func() { f.Close() })
-		return addr
-	}
-	t.Fatalf("no loopback port free in %d-%d", lo, hi)
-	return ""
-}
-
-// reservablePorts is the larger of the port ranges below and above the
-// kernel's ephemeral range, above the privileged ports.
-func reservablePorts(t *testing.T) (lo, hi int) {
-	t.Helper()
-	eph := [2]int{32768, 60999} // Linux's default
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			a, errA := strconv.Atoi(f[0])
-			z, errZ := strconv.Atoi(f[1])
-			if errA == nil && errZ == nil {
-				eph = [2]int{a, z}
-			}
-		}
-	}
-	lo, hi = 10000, eph[0]-1
-	if above := [2]int{eph[1] + 1, 65535}; above[1]-above[0] > hi-lo {
-		lo, hi = above[0], above[1]
-	}
-	if hi-lo < 100 {
-		t.Fatalf("the ephemeral port range %d-%d leaves under 100 ports to reserve for cm processes", eph[0], eph[1])
-	}
-	return lo, hi
-}
+// freeAddr returns a loopback address reserved for this test
+// (cmtest.ReservePort): a child cm listens on it, and on it again after a
+// restart.
+func freeAddr(t *testing.T) string { return cmtest.ReservePort(t) }
 
 // startCM runs `cm serve` on addr with its store at db and waits until it
 // answers /healthz. Its output goes to a file under dir.
