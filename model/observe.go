@@ -37,8 +37,9 @@ func (b *observerBox) get() Observer {
 	return nil
 }
 
-// Observe hands what the store does to o from now on. Call it once, before
-// the node runs.
+// Observe hands what the store does to o from now on. Call it before the
+// node runs; a later call replaces the observer (the test harness wraps the
+// node's metrics with a statement counter this way).
 func (s *Store) Observe(o Observer) error {
 	if s.obs == nil {
 		return fmt.Errorf("%w: the store was not opened by Open", ErrInvalidArgument)

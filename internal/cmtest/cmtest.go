@@ -55,6 +55,8 @@ type Node struct {
 	stopOnce sync.Once
 	// pluginDir is where Plugin writes manifests.
 	pluginDir string
+	// counter counts the statements of Store (CountStatements).
+	counter *statementCounter
 }
 
 // Options tune a test node.
@@ -138,6 +140,10 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	counter, err := countStatements(store, node.Metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := node.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +151,7 @@ func Start(t testing.TB, url string, opt Options) *Node {
 	done := make(chan error, 1)
 	go func() { done <- node.Run(runCtx, ln) }()
 	n := &Node{URL: "http://" + ln.Addr().String(), ID: id, Store: store, Manager: node.Manager, Rec: node.Reconciler, Lease: node.Lease, Logs: logs, App: node,
-		pluginDir: cfg.Connectors.PluginDir}
+		pluginDir: cfg.Connectors.PluginDir, counter: counter}
 	n.stop = func() {
 		// As cm serve does: app.Node.Run stops in order and gives the node
 		// id up, so a node started again with it need not wait.
