@@ -513,6 +513,57 @@ func (s *Store) Heartbeats(ctx context.Context, components []string) (map[string
 	return out, nil
 }
 
+// ProgressOf is CheckpointsOf and Heartbeats of the tasks named by components
+// in one statement: a task with its heartbeat and checkpoints joined. A
+// component with no task row has none.
+func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string][]Checkpoint, map[string]Heartbeat, error) {
+	cps, hbs := map[string][]Checkpoint{}, map[string]Heartbeat{}
+	if len(components) == 0 {
+		return cps, hbs, nil
+	}
+	var rows []struct {
+		Component   string
+		HbVersion   *int64
+		HbNode      *string
+		HbAt        *time.Time
+		HbMetrics   *string
+		CpSubtopic  *string
+		CpVersion   *int64
+		CpTS        *int64 `gorm:"column:cp_ts"`
+		CpToken     *string
+		CpUpdatedAt *time.Time
+	}
+	err := s.with(ctx).Table("tasks AS t").
+		Select("t.component AS component, h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, "+
+			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
+		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
+		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component").
+		Where("t.component IN ?", components).Order("t.component, c.subtopic").Scan(&rows).Error
+	if err != nil {
+		return nil, nil, translate(err)
+	}
+	for _, r := range rows {
+		if r.HbVersion != nil && r.HbAt != nil {
+			hb := Heartbeat{Component: r.Component, Version: *r.HbVersion, At: *r.HbAt}
+			if r.HbNode != nil {
+				hb.Node = NodeID(*r.HbNode)
+			}
+			if r.HbMetrics != nil {
+				hb.Metrics = *r.HbMetrics
+			}
+			hbs[r.Component] = hb
+		}
+		if r.CpSubtopic != nil && r.CpVersion != nil && r.CpTS != nil && r.CpUpdatedAt != nil {
+			cp := Checkpoint{Component: r.Component, Subtopic: *r.CpSubtopic, Version: *r.CpVersion, TS: *r.CpTS, UpdatedAt: *r.CpUpdatedAt}
+			if r.CpToken != nil {
+				cp.Token = *r.CpToken
+			}
+			cps[r.Component] = append(cps[r.Component], cp)
+		}
+	}
+	return cps, hbs, nil
+}
+
 // Params returns all system parameters.
 func (s *Store) Params(ctx context.Context) ([]Param, error) {
 	var out []Param

@@ -20,7 +20,7 @@ import (
 // lands in a call's window. The budgets are docs/design.md "Statement
 // budgets".
 const (
-	detailBudget = 5
+	detailBudget = 4
 	stopBudget   = 20
 	resumeBudget = 20
 )

@@ -183,11 +183,7 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 	for i, t := range tasks {
 		comps[i] = t.Component
 	}
-	cps, err := m.store.CheckpointsOf(ctx, comps)
-	if err != nil {
-		return nil, err
-	}
-	hbs, err := m.store.Heartbeats(ctx, comps)
+	cps, hbs, err := m.store.ProgressOf(ctx, comps)
 	if err != nil {
 		return nil, err
 	}

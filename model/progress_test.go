@@ -1,0 +1,75 @@
+package model_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+)
+
+// TestProgressOf: the one joined read answers what CheckpointsOf and
+// Heartbeats answer, for a task with a heartbeat and checkpoints, one with a
+// heartbeat only, one with neither, and a component with no task.
+func TestProgressOf(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		s := open(t, url)
+		ctx := context.Background()
+		comps := []string{"a-incr_trans-1-0", "b-incr_trans-1-0", "c-incr_trans-1-0"}
+		for _, c := range comps {
+			if err := s.CreateTask(ctx, newTask(c)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range comps[:2] {
+			if err := s.ClaimHeartbeat(ctx, c, 1, "127.0.0.1-8088"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fenced, err := s.SaveProgress(ctx, []model.Progress{
+			{Component: comps[0], Version: 1, Beat: time.Now(), Metrics: `{"records":3}`,
+				Positions: []model.CheckpointPosition{{Subtopic: "b", TS: 7, Token: "x"}, {Subtopic: "a", TS: 9}}},
+			{Component: comps[1], Version: 1, Beat: time.Now()},
+		})
+		if err != nil || len(fenced) != 0 {
+			t.Fatalf("saving progress: %v, fenced %v", err, fenced)
+		}
+		asked := append(comps, "d-incr_trans-1-0")
+		wantCps, err := s.CheckpointsOf(ctx, asked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantHbs, err := s.Heartbeats(ctx, asked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cps, hbs, err := s.ProgressOf(ctx, asked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(wantCps[comps[0]]) != 2 || len(wantHbs) != 2 {
+			t.Fatalf("the fixture did not land: %+v %+v", wantCps, wantHbs)
+		}
+		utc := func(cps map[string][]model.Checkpoint, hbs map[string]model.Heartbeat) (map[string][]model.Checkpoint, map[string]model.Heartbeat) {
+			oc, oh := map[string][]model.Checkpoint{}, map[string]model.Heartbeat{}
+			for k, list := range cps {
+				for _, c := range list {
+					c.UpdatedAt = c.UpdatedAt.UTC()
+					oc[k] = append(oc[k], c)
+				}
+			}
+			for k, h := range hbs {
+				h.At = h.At.UTC()
+				oh[k] = h
+			}
+			return oc, oh
+		}
+		gc, gh := utc(cps, hbs)
+		wc, wh := utc(wantCps, wantHbs)
+		if !reflect.DeepEqual(gc, wc) || !reflect.DeepEqual(gh, wh) {
+			t.Fatalf("ProgressOf = %+v %+v, want %+v %+v", gc, gh, wc, wh)
+		}
+	})
+}
