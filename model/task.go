@@ -190,12 +190,27 @@ func (t *Task) Errors() []ErrorDetail {
 
 // SetErrors encodes details into ErrorDetails; nil clears them.
 func (t *Task) SetErrors(details []ErrorDetail) {
+	details = details[max(0, len(details)-MaxErrorDetails):]
 	if len(details) == 0 {
 		t.ErrorDetails = ""
 		return
 	}
 	b, _ := json.Marshal(details)
 	t.ErrorDetails = string(b)
+}
+
+// MaxErrorDetails bounds the error details a task row keeps: SetErrors
+// keeps the newest.
+const MaxErrorDetails = 10
+
+// LastError is the newest error detail as "CODE: message", for messages.
+func (t *Task) LastError() string {
+	errs := t.Errors()
+	if len(errs) == 0 {
+		return "no error detail"
+	}
+	e := errs[len(errs)-1]
+	return e.Code + ": " + e.Message
 }
 
 // Incarnation records each version a component has had: where it ran and why

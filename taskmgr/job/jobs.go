@@ -401,7 +401,7 @@ func (w *writer) event(ctx context.Context, t *model.Task, ev model.Event, detai
 			return nil, nil
 		}
 		if detail != nil {
-			next.SetErrors(keepLast(append(cur.Errors(), *detail)))
+			next.SetErrors(append(cur.Errors(), *detail))
 		}
 		audit := &model.Audit{At: time.Now().UTC(), Actor: "job:" + job, Operation: "runtime:" + string(ev), Component: cur.Component,
 			TaskBefore: cur.Name().String(), TaskAfter: next.Name().String(), StateBefore: cur.State, StateAfter: next.State, Result: model.ResultSuccess}
@@ -439,7 +439,7 @@ func (w *writer) flag(ctx context.Context, t *model.Task, detail *model.ErrorDet
 		if detail != nil {
 			errs = append(errs, *detail)
 		}
-		next.SetErrors(keepLast(errs))
+		next.SetErrors(errs)
 		audit := &model.Audit{At: time.Now().UTC(), Actor: "job:" + params.JobDelayWatch, Operation: op, Component: cur.Component,
 			TaskBefore: cur.Name().String(), TaskAfter: cur.Name().String(), StateBefore: cur.State, StateAfter: cur.State, Result: model.ResultSuccess}
 		if detail != nil {
@@ -454,13 +454,6 @@ func (w *writer) flag(ctx context.Context, t *model.Task, detail *model.ErrorDet
 func (w *writer) written(ctx context.Context, t *model.Task) {
 	w.changes.Broadcast()
 	w.waker.Wake(ctx, t.Node)
-}
-
-// maxErrorDetails bounds the error details kept on a task row.
-const maxErrorDetails = 10
-
-func keepLast(errs []model.ErrorDetail) []model.ErrorDetail {
-	return errs[max(0, len(errs)-maxErrorDetails):]
 }
 
 func hasCode(errs []model.ErrorDetail, code string) bool {

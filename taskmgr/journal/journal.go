@@ -159,12 +159,3 @@ func restoreDesired(t *model.Task, j *Journal) {
 	}
 	t.Desired = j.DesiredBefore
 }
-
-func lastError(t *model.Task) string {
-	errs := t.Errors()
-	if len(errs) == 0 {
-		return "no error detail"
-	}
-	e := errs[len(errs)-1]
-	return e.Code + ": " + e.Message
-}

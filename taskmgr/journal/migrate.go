@@ -21,7 +21,7 @@ func advanceMigrate(t *model.Task, j *Journal, f Facts) Step {
 			}
 			return migrateDone(t, j)
 		case model.StateException:
-			return RollbackMigrate(t, j, f, fmt.Errorf("the new incarnation failed on %s: %s", j.To, lastError(t)))
+			return RollbackMigrate(t, j, f, fmt.Errorf("the new incarnation failed on %s: %s", j.To, t.LastError()))
 		case model.StateFinished, model.StateStopped, model.StateCreated, model.StateDeleted:
 			return migrateDone(t, j)
 		case model.StateStarting, model.StateStopping:

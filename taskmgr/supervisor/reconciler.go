@@ -489,11 +489,8 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 // actor is how this node signs its audit rows.
 func (r *Reconciler) actor() string { return "node:" + string(r.cfg.Node) }
 
-// maxErrorDetails bounds the error details kept on a task row.
-const maxErrorDetails = 10
-
 // mergeDetails applies w's details and warnings to a task's error details and
-// reports whether they changed. The newest maxErrorDetails are kept.
+// reports whether they changed (SetErrors keeps the newest).
 func mergeDetails(cur []model.ErrorDetail, w runtimeWrite) ([]model.ErrorDetail, bool) {
 	if len(w.details) == 0 && len(w.warnings) == 0 && !w.resetWarnings {
 		return cur, false
@@ -521,5 +518,5 @@ func mergeDetails(cur []model.ErrorDetail, w runtimeWrite) ([]model.ErrorDetail,
 	if !changed {
 		return cur, false
 	}
-	return out[max(0, len(out)-maxErrorDetails):], true
+	return out, true
 }

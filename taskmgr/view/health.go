@@ -105,7 +105,7 @@ func (m *Service) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 		}
 		switch t.State {
 		case model.StateException:
-			add(HealthCritical, model.CodeTaskException, t, t.Node, "the task is in EXCEPTION: "+lastError(t))
+			add(HealthCritical, model.CodeTaskException, t, t.Node, "the task is in EXCEPTION: "+t.LastError())
 		case model.StateRunning:
 			if cluster.StateOf(states, t.Node) == cluster.NodeDead {
 				break // reported once per node below

@@ -281,12 +281,3 @@ func (m *Service) Operations(ctx context.Context, ref string, since time.Time, l
 	}
 	return m.store.ListAudit(ctx, f)
 }
-
-func lastError(t *model.Task) string {
-	errs := t.Errors()
-	if len(errs) == 0 {
-		return "no error detail"
-	}
-	e := errs[len(errs)-1]
-	return e.Code + ": " + e.Message
-}
