@@ -161,7 +161,7 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 		}
 		ccfg.FileRoots = []string{dataDir}
 	}
-	connectors, err := builtin.New(ccfg)
+	connectors, err := builtin.New(ccfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +320,8 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	start := time.Now()
 	_ = runtime.Wait()
 	n.log.Info("runners stopped", zap.Duration("took", time.Since(start)))
+	// No source runs any more: stop the file watcher they shared.
+	_ = n.connectors.Close()
 	var held *cluster.NodeHeldError
 	if errors.As(context.Cause(ctx), &held) {
 		return held

@@ -4,6 +4,8 @@ package builtin
 import (
 	"fmt"
 
+	"go.uber.org/zap"
+
 	"github.com/connector-manager/cm/taskmgr/connector"
 	"github.com/connector-manager/cm/taskmgr/connector/file"
 	"github.com/connector-manager/cm/taskmgr/connector/mysql"
@@ -26,17 +28,19 @@ type Config struct {
 }
 
 // Connectors is a registry with every built-in connector and the plugins
-// its process sources run.
+// its process sources run. Close it once no connector it built runs.
 type Connectors struct {
 	Registry *connector.Registry
 	Plugins  *process.Plugins
 	Roots    *file.Roots
+	// files is the one file-system watch the file sources share.
+	files *file.Watcher
 }
 
 // New loads the plugin manifests and resolves the file roots of cfg, and
 // returns the registry. An invalid manifest, a duplicate plugin name or a
 // root that cannot be resolved is refused, naming the file or the root.
-func New(cfg Config) (*Connectors, error) {
+func New(cfg Config, log *zap.Logger) (*Connectors, error) {
 	plugins, err := process.LoadPlugins(cfg.PluginDir, cfg.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("--plugin-dir: %w", err)
@@ -46,8 +50,13 @@ func New(cfg Config) (*Connectors, error) {
 		return nil, fmt.Errorf("--file-root: %w", err)
 	}
 	r := connector.NewRegistry()
-	file.Register(r, roots)
+	files := file.NewWatcher(log)
+	file.Register(r, roots, files)
 	process.Register(r, plugins)
 	mysql.Register(r)
-	return &Connectors{Registry: r, Plugins: plugins, Roots: roots}, nil
+	return &Connectors{Registry: r, Plugins: plugins, Roots: roots, files: files}, nil
 }
+
+// Close stops what the connectors share (the file watcher). Sources still
+// running fall back to polling.
+func (c *Connectors) Close() error { return c.files.Close() }

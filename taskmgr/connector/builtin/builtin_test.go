@@ -10,16 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
 func registry(t *testing.T, cfg Config) *connector.Registry {
 	t.Helper()
-	c, err := New(cfg)
+	c, err := New(cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c.Registry
 }
 
@@ -110,11 +113,11 @@ func TestNewRefuses(t *testing.T) {
 		{PluginDir: filepath.Join(dir, "missing")},
 		{FileRoots: []string{"data"}},
 	} {
-		if _, err := New(cfg); err == nil {
+		if _, err := New(cfg, zap.NewNop()); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
 	}
-	if _, err := New(Config{PluginDir: dir}); err == nil || !strings.Contains(err.Error(), bad) {
+	if _, err := New(Config{PluginDir: dir}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Errorf("New = %v, want the manifest named", err)
 	}
 }

@@ -55,7 +55,7 @@ func TestRoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := connector.NewRegistry()
-	Register(r, roots)
+	Register(r, roots, testWatcher(t))
 	for _, tc := range []struct {
 		name string
 		path string
@@ -123,7 +123,7 @@ func TestRootsAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := connector.NewRegistry()
-	Register(r, roots)
+	Register(r, roots, testWatcher(t))
 	c := model.Config{"source": {"type": "file", "path": filepath.Join(root, "in", "a.jsonl")},
 		"sink": {"type": "file", "path": filepath.Join(root, "out", "b.jsonl")}}
 	src, snk, err := r.Build(connector.Config{Type: model.TypeIncr, Scopes: c})

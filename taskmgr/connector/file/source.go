@@ -30,8 +30,17 @@ const (
 	readChunk = 64 << 10
 	// maxLine bounds a line, and so the buffer.
 	maxLine = 16 << 20
-	// pollEvery is how often a source at the end of the file looks for more.
+	// pollEvery is how often a source at the end of the file looks for
+	// more when it has no file notifications (its watch could not be
+	// added).
 	pollEvery = 50 * time.Millisecond
+	// defaultSafetyPoll is source.pollInterval's default: how often a
+	// source with file notifications looks at its file anyway, so a missed
+	// notification cannot stall it.
+	defaultSafetyPoll = 5 * time.Second
+	// closeAfter is how long a tail keeps its file open once it has read
+	// nothing new: an idle tail holds no descriptor.
+	closeAfter = 5 * time.Second
 	// reportEvery is how often a source idle at the end of the file says
 	// so (a batch of delay metrics only), so its delay stays 0.
 	reportEvery = time.Second
@@ -45,21 +54,47 @@ var (
 
 // source reads a JSON-lines file; see the package comment. Open, Read and
 // Close are called from one goroutine.
+//
+// At the end of the file a tail waits (wait) for a notification from the
+// node's Watcher, for its safety poll, or for its next delay report; once
+// it has read nothing for closeAfter it closes the file, keeping its
+// offset, and opens it again (reopen) when there is more to read.
 type source struct {
 	path     string
 	roots    *Roots
 	subtopic string
 	// full: a full import ends at the end of the file instead of tailing it.
-	full bool
-	log  *zap.Logger
-	poll time.Duration
+	full    bool
+	log     *zap.Logger
+	watcher *Watcher // nil: the source polls every poll
+	// poll is the interval without notifications; safety the interval
+	// with them (source.pollInterval); report the idle report's; idle
+	// how long the file stays open with nothing new.
+	poll, safety, report, idle time.Duration
 
-	// Set by Open. buf[r:w] holds bytes read from the file and not consumed
-	// yet; buf[r] is at file offset off, which is always a line boundary.
-	f    *os.File
+	// opened: Open succeeded and Close was not called yet. f is the open
+	// file, nil while it is closed for being idle; ident is the file it
+	// was, to tell a file replaced in the meantime.
+	opened bool
+	f      *os.File
+	ident  os.FileInfo
+	// buf[r:w] holds bytes read from the file and not consumed yet;
+	// buf[r] is at file offset off, which is always a line boundary.
 	buf  []byte
 	r, w int
 	off  int64
+	// look: the file may have more to read (or has, while a batch was
+	// full); lastLook when the source last looked; active when it last
+	// read a line or opened the file.
+	look             bool
+	lastLook, active time.Time
+	// watch is the source's subscription to the Watcher, nil while it has
+	// none; nextWatch when to try again after a refusal, warned once the
+	// refusal was logged.
+	watch     *watch
+	nextWatch time.Time
+	warned    bool
+	timer     *time.Timer
 	// from: lines with a ts below it are skipped (a start at a time).
 	from   int64
 	lastTS int64
@@ -76,8 +111,9 @@ type source struct {
 }
 
 // newSource validates the source scope of c without reading the file:
-// its path must resolve inside roots.
-func newSource(c connector.Config, roots *Roots) (*source, error) {
+// its path must resolve inside roots. An idle tail waits on w (nil: it
+// polls).
+func newSource(c connector.Config, roots *Roots, w *Watcher) (*source, error) {
 	sc := c.Scope("source")
 	path := sc["path"]
 	if path == "" {
@@ -93,6 +129,14 @@ func newSource(c connector.Config, roots *Roots) (*source, error) {
 	if len(sub) > 255 {
 		return nil, fmt.Errorf("source.subtopic %q is longer than 255 bytes", sub)
 	}
+	safety := defaultSafetyPoll
+	if v := sc["pollInterval"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < pollEvery {
+			return nil, fmt.Errorf("source.pollInterval %q is not a duration of at least %s (such as 5s)", v, pollEvery)
+		}
+		safety = d
+	}
 	log := c.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -103,7 +147,11 @@ func newSource(c connector.Config, roots *Roots) (*source, error) {
 		subtopic: sub,
 		full:     c.Type == model.TypeFull,
 		log:      log.Named("file"),
+		watcher:  w,
 		poll:     pollEvery,
+		safety:   safety,
+		report:   reportEvery,
+		idle:     closeAfter,
 		now:      time.Now,
 	}, nil
 }
@@ -155,7 +203,7 @@ func (s *source) Oldest(ctx context.Context) (map[string]int64, error) {
 // names, or at the first line whose ts is at least its TS when the Token is
 // empty, or at the start.
 func (s *source) Open(ctx context.Context, from map[string]checkpoint.Position) error {
-	if s.f != nil {
+	if s.opened {
 		return errors.New("file source is already open")
 	}
 	for sub := range from {
@@ -192,7 +240,13 @@ func (s *source) Open(ctx context.Context, from map[string]checkpoint.Position) 
 			s.from = pos.TS
 		}
 	}
-	s.f = f
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return ioError("checking", s.path, err)
+	}
+	s.f, s.ident, s.opened = f, fi, true
+	s.look, s.active = true, time.Now()
 	s.buf = make([]byte, readChunk)
 	s.log.Debug("opened", zap.String("path", s.path), zap.Int64("offset", s.off), zap.Int64("from_ts", s.from))
 	return nil
@@ -208,52 +262,75 @@ func (s *source) Origin(ctx context.Context) (map[string]int64, error) { return 
 func (s *source) Start() []checkpoint.Position { return s.startAt }
 
 // Read returns the next lines, up to maxBatch, as soon as at least one is
-// complete. At the end of the file it polls for more, or, in a full import,
-// returns io.EOF.
+// complete. At the end of the file it waits for more (wait), or, in a full
+// import, returns io.EOF. While lines are there it reads on without
+// waiting.
 //
 // Every batch says how far the task is behind the file (model.DelayMetrics):
 // 0 when the batch ends at the end of the file, else now minus the ts of its
 // last line. A tail idle at the end of the file returns a batch with only
 // that report, 0, every reportEvery: a task that has copied everything has
-// no delay however old its last line is.
+// no delay however old its last line is. Before that report a tail whose
+// file is open looks at it (two fstat calls); one that closed it relies on
+// its notifications and its safety poll.
 func (s *source) Read(ctx context.Context) (connector.Batch, error) {
-	if s.f == nil {
+	if !s.opened {
 		return connector.Batch{}, errors.New("file source: Read before Open")
 	}
-	var poll *time.Timer
 	for {
 		if s.err != nil {
 			return connector.Batch{}, s.err
 		}
-		b, eof, err := s.scan()
-		if err != nil {
-			// The lines before the failure are good; deliver them first.
-			s.err = err
-		}
-		if len(b.Records) > 0 {
-			now := s.now()
-			if eof && err == nil && s.r == s.w {
-				b.Metrics, s.reported = model.DelayMetrics(0, now), now
-			} else {
-				b.Metrics, s.reported = model.DelayMetrics(now.Sub(time.Unix(s.lastTS, 0)), now), time.Time{}
+		idle := !s.full && s.r == s.w // no partial line pending
+		if s.look {
+			s.look, s.lastLook = false, time.Now()
+			if err := s.reopen(); err != nil {
+				s.err = err
+				continue
 			}
-			return b, nil
-		}
-		if err != nil {
-			continue
-		}
-		if !eof {
-			if err := ctx.Err(); err != nil {
-				return connector.Batch{}, err
+			if s.f != nil {
+				b, eof, err := s.scan()
+				if err != nil {
+					// The lines before the failure are good; deliver them first.
+					s.err = err
+				}
+				if len(b.Records) > 0 {
+					// More may follow at once: look again on the next Read.
+					s.look, s.active = true, time.Now()
+					now := s.now()
+					if eof && err == nil && s.r == s.w {
+						b.Metrics, s.reported = model.DelayMetrics(0, now), now
+					} else {
+						b.Metrics, s.reported = model.DelayMetrics(now.Sub(time.Unix(s.lastTS, 0)), now), time.Time{}
+					}
+					return b, nil
+				}
+				if err != nil {
+					continue
+				}
+				if !eof {
+					s.look = true
+					if err := ctx.Err(); err != nil {
+						return connector.Batch{}, err
+					}
+					continue
+				}
+				if err := s.atEOF(); err != nil {
+					s.err = err
+					continue
+				}
 			}
-			continue
-		}
-		if err := s.atEOF(); err != nil {
-			s.err = err
-			continue
-		}
-		if now := s.now(); !s.full && s.r == s.w && now.Sub(s.reported) >= reportEvery {
-			// At the end of the file, with no partial line pending.
+			idle = !s.full && s.r == s.w
+			if now := s.now(); idle && now.Sub(s.reported) >= s.report {
+				// At the end of the file, with no partial line pending.
+				s.reported = now
+				return connector.Batch{Metrics: model.DelayMetrics(0, now)}, nil
+			}
+		} else if now := s.now(); idle && now.Sub(s.reported) >= s.report {
+			if s.f != nil {
+				s.look = true // say it is at the end only after a look
+				continue
+			}
 			s.reported = now
 			return connector.Batch{Metrics: model.DelayMetrics(0, now)}, nil
 		}
@@ -262,22 +339,164 @@ func (s *source) Read(ctx context.Context) (connector.Batch, error) {
 			// most of the memory of a thousand idle tasks.
 			s.buf = nil
 		}
-		if poll == nil {
-			poll = time.NewTimer(s.poll)
-			defer poll.Stop()
-		} else {
-			poll.Reset(s.poll)
-		}
-		select {
-		case <-ctx.Done():
-			return connector.Batch{}, ctx.Err()
-		case <-poll.C:
+		if err := s.wait(ctx, idle); err != nil {
+			return connector.Batch{}, err
 		}
 	}
 }
 
-// Close closes the file. It is safe to call more than once.
+// wait blocks at the end of the file until the source should look at it
+// again (a notification, its poll), its next report is due (when idle:
+// nothing pending), the file has been idle for long enough to close, or
+// ctx is done.
+func (s *source) wait(ctx context.Context, idle bool) error {
+	now := time.Now()
+	if s.ensureWatch(now) {
+		// Watched from now on: what changed before is looked at once.
+		s.look = true
+		return nil
+	}
+	every := s.safety
+	var wake <-chan struct{}
+	if s.watch != nil {
+		wake = s.watch.C
+	} else {
+		every = s.poll
+	}
+	until := s.lastLook.Add(every).Sub(now)
+	if idle {
+		until = min(until, s.reported.Add(s.report).Sub(s.now()))
+	}
+	if s.f != nil {
+		until = min(until, s.active.Add(s.idle).Sub(now))
+	}
+	until = max(until, 0)
+	if s.timer == nil {
+		s.timer = time.NewTimer(until)
+	} else {
+		s.timer.Reset(until)
+	}
+	select {
+	case <-ctx.Done():
+		s.timer.Stop()
+		return ctx.Err()
+	case <-wake:
+		s.timer.Stop()
+		s.look = true
+	case <-s.timer.C:
+		now := time.Now()
+		if now.Sub(s.lastLook) >= every {
+			s.look = true
+		}
+		if s.f != nil && now.Sub(s.active) >= s.idle {
+			s.closeIdle()
+		}
+	}
+	return nil
+}
+
+// ensureWatch gives the source a watch if it has none (or lost it) and may
+// try, and reports whether it got a new one. A refusal is logged once; the
+// source then polls, and tries again after its safety poll.
+func (s *source) ensureWatch(now time.Time) bool {
+	if s.watch != nil && s.watch.isLost() {
+		s.watch.release()
+		s.watch = nil
+	}
+	if s.watch != nil || s.watcher == nil || now.Before(s.nextWatch) {
+		return false
+	}
+	paths := []string{filepath.Clean(s.path)}
+	if real, err := filepath.EvalSymlinks(s.path); err == nil && real != paths[0] {
+		// The file the link leads to is written in its own directory.
+		paths = append(paths, real)
+	}
+	w, err := s.watcher.add(paths...)
+	if err != nil {
+		s.nextWatch = now.Add(s.safety)
+		if !s.warned {
+			s.warned = true
+			s.log.Warn("no file notifications for this source: it polls its file instead",
+				zap.String("path", s.path), zap.Duration("every", s.poll), zap.Error(err))
+		}
+		return false
+	}
+	s.watch = w
+	return true
+}
+
+// closeIdle closes the file of a tail that read nothing for a while,
+// keeping its offset and what it has of a partial line.
+func (s *source) closeIdle() {
+	s.f.Close()
+	s.f = nil
+	s.log.Debug("closed while idle", zap.String("path", s.path), zap.Int64("offset", s.off))
+}
+
+// reopen opens the file again after closeIdle, when it has something to
+// read: it grew, shrank or is another file. A file that is gone is waited
+// for, as a tail holding its descriptor would wait; one that came back, or
+// was replaced by another file (a new inode), is read as a task resuming
+// at the same offset would read it (checkToken): from that offset if it is
+// a line boundary of the new file, else the task fails with
+// CHECKPOINT_INVALID.
+func (s *source) reopen() error {
+	if s.f != nil {
+		return nil
+	}
+	read := s.off + int64(s.w-s.r)
+	if fi, err := os.Stat(s.path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return ioError("checking", s.path, err)
+	} else if os.SameFile(fi, s.ident) && fi.Size() == read {
+		return nil
+	}
+	f, err := s.openFile()
+	if err != nil {
+		var ce *connector.Error
+		if errors.As(err, &ce) && ce.Detail.Code == codeNotFound {
+			return nil // gone again since the Stat
+		}
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return ioError("checking", s.path, err)
+	}
+	if !os.SameFile(fi, s.ident) {
+		// Another file: what was buffered of a partial line is not its.
+		s.r, s.w = 0, 0
+		if _, err := checkToken(f, s.path, strconv.FormatInt(s.off, 10)); err != nil {
+			f.Close()
+			return err
+		}
+		s.log.Warn("the file was replaced while the source had it closed; reading the new file from the same offset",
+			zap.String("path", s.path), zap.Int64("offset", s.off))
+		s.ident = fi
+		if s.watch != nil {
+			// A symlink may lead elsewhere now: watch again.
+			s.watch.release()
+			s.watch = nil
+		}
+	}
+	s.f, s.active = f, time.Now()
+	return nil
+}
+
+// Close closes the file and ends the source's watch. It is safe to call
+// more than once.
 func (s *source) Close() error {
+	s.opened = false
+	if s.watch != nil {
+		s.watch.release()
+		s.watch = nil
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	if s.f == nil {
 		return nil
 	}

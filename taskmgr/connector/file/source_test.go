@@ -55,7 +55,7 @@ func lines(ts ...int64) string {
 
 func openSource(t *testing.T, typ model.TaskType, path string, from map[string]checkpoint.Position) *source {
 	t.Helper()
-	s, err := newSource(sourceConfig(typ, "path", path), anywhere)
+	s, err := newSource(sourceConfig(typ, "path", path), anywhere, testWatcher(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestSourceRejectsBadToken(t *testing.T) {
 	writeFile(t, path, lines(1, 2))
 	for _, token := range []string{"abc", "-1", "5", strconv.Itoa(len(lines(1, 2)) + 1)} {
 		t.Run(token, func(t *testing.T) {
-			s, err := newSource(sourceConfig(model.TypeIncr, "path", path), anywhere)
+			s, err := newSource(sourceConfig(model.TypeIncr, "path", path), anywhere, testWatcher(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -365,7 +365,7 @@ func TestSourceNoticesTruncation(t *testing.T) {
 }
 
 func TestSourceMissingFile(t *testing.T) {
-	s, err := newSource(sourceConfig(model.TypeIncr, "path", filepath.Join(t.TempDir(), "nope.jsonl")), anywhere)
+	s, err := newSource(sourceConfig(model.TypeIncr, "path", filepath.Join(t.TempDir(), "nope.jsonl")), anywhere, testWatcher(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +388,7 @@ func TestSourceOldest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "in.jsonl")
 			writeFile(t, path, tc.data)
-			s, err := newSource(sourceConfig(model.TypeIncr, "path", path), anywhere)
+			s, err := newSource(sourceConfig(model.TypeIncr, "path", path), anywhere, testWatcher(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -417,7 +417,7 @@ func TestNewSource(t *testing.T) {
 		{"long subtopic", []string{"path", "/x", "subtopic", strings.Repeat("s", 256)}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := newSource(sourceConfig(model.TypeIncr, tc.kv...), anywhere)
+			s, err := newSource(sourceConfig(model.TypeIncr, tc.kv...), anywhere, testWatcher(t))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
