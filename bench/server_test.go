@@ -49,6 +49,10 @@ func TestMain(m *testing.M) {
 	if replica.srv != nil {
 		replica.srv.stop()
 	}
+	printVerdicts(os.Stdout)
+	if cmBinary.path != "" {
+		os.RemoveAll(filepath.Dir(cmBinary.path))
+	}
 	os.Exit(code)
 }
 
