@@ -11,6 +11,7 @@ const (
 	StateCreated   State = "CREATED"
 	StateStarting  State = "STARTING"
 	StateRunning   State = "RUNNING"
+	StatePaused    State = "PAUSED"
 	StateStopping  State = "STOPPING"
 	StateStopped   State = "STOPPED"
 	StateException State = "EXCEPTION"
@@ -20,7 +21,7 @@ const (
 
 // States lists every state, in diagram order.
 var States = []State{
-	StateCreated, StateStarting, StateRunning, StateStopping,
+	StateCreated, StateStarting, StateRunning, StatePaused, StateStopping,
 	StateStopped, StateException, StateFinished, StateDeleted,
 }
 
@@ -31,6 +32,7 @@ type Desired string
 // Desired states.
 const (
 	DesiredRunning Desired = "RUNNING"
+	DesiredPaused  Desired = "PAUSED"
 	DesiredStopped Desired = "STOPPED"
 	DesiredDeleted Desired = "DELETED"
 )
@@ -44,18 +46,20 @@ type Event string
 const (
 	EventResume  Event = "resume"  // operator: run (also create with start=true)
 	EventRestart Event = "restart" // operator: resume with restartFlag/pullBackFlag; new incarnation
+	EventPause   Event = "pause"   // operator: hold still, keeping the runner, its resources and its position
 	EventStop    Event = "stop"    // operator: stop and keep the checkpoint
 	EventDelete  Event = "delete"  // operator: stop if needed, then keep as history
 	EventStarted Event = "started" // runtime: runner is up
 	EventStopped Event = "stopped" // runtime: runner exited and its checkpoint is durable
 	EventFailed  Event = "failed"  // runtime: runner or connector failed
 	EventDone    Event = "done"    // runtime: a full import completed
+	EventPaused  Event = "paused"  // runtime: the runner holds still and its checkpoint is durable
 )
 
 // Events lists every event.
 var Events = []Event{
-	EventResume, EventRestart, EventStop, EventDelete,
-	EventStarted, EventStopped, EventFailed, EventDone,
+	EventResume, EventRestart, EventPause, EventStop, EventDelete,
+	EventStarted, EventStopped, EventFailed, EventDone, EventPaused,
 }
 
 // transitions is the one table of legal state changes. A missing entry is
@@ -64,14 +68,23 @@ var Events = []Event{
 // delete from a state with a live runner goes to STOPPING; the reconciler
 // completes it with EventStopped, which lands in DELETED because the desired
 // state is DELETED (see Next).
+//
+// pause sets the desired state PAUSED and leaves a live runner's state alone
+// (a task that has none starts, as for resume): the task is PAUSED only once
+// its runner reports that it holds still with its checkpoint durable
+// (EventPaused). A paused task keeps its runner, so resume goes through
+// STARTING again and the runner reports EventStarted when data moves.
 var transitions = map[State]map[Event]State{
 	StateCreated: {
 		EventResume:  StateStarting,
 		EventRestart: StateStarting,
+		EventPause:   StateStarting,
 		EventDelete:  StateDeleted,
 	},
 	StateStarting: {
 		EventResume:  StateStarting,
+		EventPause:   StateStarting,
+		EventPaused:  StatePaused,
 		EventStop:    StateStopping,
 		EventDelete:  StateStopping,
 		EventStarted: StateRunning,
@@ -81,11 +94,22 @@ var transitions = map[State]map[Event]State{
 	},
 	StateRunning: {
 		EventResume:  StateRunning,
+		EventPause:   StateRunning,
+		EventPaused:  StatePaused,
 		EventStop:    StateStopping,
 		EventDelete:  StateStopping,
 		EventStopped: StateStopped,
 		EventFailed:  StateException,
 		EventDone:    StateFinished,
+	},
+	StatePaused: {
+		EventResume:  StateStarting,
+		EventPause:   StatePaused,
+		EventPaused:  StatePaused,
+		EventStop:    StateStopping,
+		EventDelete:  StateStopping,
+		EventStopped: StateStopped,
+		EventFailed:  StateException,
 	},
 	StateStopping: {
 		EventStop:    StateStopping,
@@ -97,12 +121,14 @@ var transitions = map[State]map[Event]State{
 	StateStopped: {
 		EventResume:  StateStarting,
 		EventRestart: StateStarting,
+		EventPause:   StateStarting,
 		EventStop:    StateStopped,
 		EventDelete:  StateDeleted,
 	},
 	StateException: {
 		EventResume:  StateStarting,
 		EventRestart: StateStarting,
+		EventPause:   StateStarting,
 		EventStop:    StateStopping,
 		EventDelete:  StateStopping,
 		EventStopped: StateStopped,
@@ -138,11 +164,13 @@ func DesiredAfter(ev Event) (d Desired, ok bool) {
 	switch ev {
 	case EventResume, EventRestart:
 		return DesiredRunning, true
+	case EventPause:
+		return DesiredPaused, true
 	case EventStop:
 		return DesiredStopped, true
 	case EventDelete:
 		return DesiredDeleted, true
-	case EventStarted, EventStopped, EventFailed, EventDone:
+	case EventStarted, EventStopped, EventFailed, EventDone, EventPaused:
 		return "", false
 	}
 	return "", false
@@ -154,7 +182,7 @@ func (s State) Transitional() bool {
 	switch s {
 	case StateStarting, StateStopping:
 		return true
-	case StateCreated, StateRunning, StateStopped, StateException, StateFinished, StateDeleted:
+	case StateCreated, StateRunning, StatePaused, StateStopped, StateException, StateFinished, StateDeleted:
 		return false
 	}
 	return false
@@ -163,7 +191,7 @@ func (s State) Transitional() bool {
 // Active reports whether the owning node should have a runner for a task in s.
 func (s State) Active() bool {
 	switch s {
-	case StateStarting, StateRunning, StateStopping:
+	case StateStarting, StateRunning, StatePaused, StateStopping:
 		return true
 	case StateCreated, StateStopped, StateException, StateFinished, StateDeleted:
 		return false

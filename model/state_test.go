@@ -9,17 +9,18 @@ import (
 // every state. "-" is illegal.
 func TestTransitionsExhaustive(t *testing.T) {
 	const x = State("-")
-	cols := []Event{EventResume, EventRestart, EventStop, EventDelete, EventStarted, EventStopped, EventFailed, EventDone}
+	cols := []Event{EventResume, EventRestart, EventPause, EventStop, EventDelete, EventStarted, EventStopped, EventFailed, EventDone, EventPaused}
 	want := map[State][]State{
-		//               resume         restart        stop            delete          started       stopped        failed          done
-		StateCreated:   {StateStarting, StateStarting, x, StateDeleted, x, x, x, x},
-		StateStarting:  {StateStarting, x, StateStopping, StateStopping, StateRunning, StateStopped, StateException, StateFinished},
-		StateRunning:   {StateRunning, x, StateStopping, StateStopping, x, StateStopped, StateException, StateFinished},
-		StateStopping:  {x, x, StateStopping, StateStopping, x, StateStopped, StateException, StateFinished},
-		StateStopped:   {StateStarting, StateStarting, StateStopped, StateDeleted, x, x, x, x},
-		StateException: {StateStarting, StateStarting, StateStopping, StateStopping, x, StateStopped, StateException, x},
-		StateFinished:  {x, StateStarting, StateFinished, StateDeleted, x, x, x, x},
-		StateDeleted:   {x, x, x, StateDeleted, x, x, x, x},
+		//               resume         restart        pause          stop           delete         started       stopped       failed          done           paused
+		StateCreated:   {StateStarting, StateStarting, StateStarting, x, StateDeleted, x, x, x, x, x},
+		StateStarting:  {StateStarting, x, StateStarting, StateStopping, StateStopping, StateRunning, StateStopped, StateException, StateFinished, StatePaused},
+		StateRunning:   {StateRunning, x, StateRunning, StateStopping, StateStopping, x, StateStopped, StateException, StateFinished, StatePaused},
+		StatePaused:    {StateStarting, x, StatePaused, StateStopping, StateStopping, x, StateStopped, StateException, x, StatePaused},
+		StateStopping:  {x, x, x, StateStopping, StateStopping, x, StateStopped, StateException, StateFinished, x},
+		StateStopped:   {StateStarting, StateStarting, StateStarting, StateStopped, StateDeleted, x, x, x, x, x},
+		StateException: {StateStarting, StateStarting, StateStarting, StateStopping, StateStopping, x, StateStopped, StateException, x, x},
+		StateFinished:  {x, StateStarting, x, StateFinished, StateDeleted, x, x, x, x, x},
+		StateDeleted:   {x, x, x, x, StateDeleted, x, x, x, x, x},
 	}
 	if len(want) != len(States) || len(cols) != len(Events) {
 		t.Fatalf("table covers %d states and %d events; model has %d and %d", len(want), len(cols), len(States), len(Events))
@@ -55,7 +56,7 @@ func TestStoppedWhileDeletingLandsInDeleted(t *testing.T) {
 }
 
 func TestDesiredAfter(t *testing.T) {
-	cases := map[Event]Desired{EventResume: DesiredRunning, EventRestart: DesiredRunning, EventStop: DesiredStopped, EventDelete: DesiredDeleted}
+	cases := map[Event]Desired{EventResume: DesiredRunning, EventRestart: DesiredRunning, EventPause: DesiredPaused, EventStop: DesiredStopped, EventDelete: DesiredDeleted}
 	for _, ev := range Events {
 		d, ok := DesiredAfter(ev)
 		want, operator := cases[ev]
@@ -66,7 +67,7 @@ func TestDesiredAfter(t *testing.T) {
 }
 
 func TestActiveAndTransitional(t *testing.T) {
-	active := map[State]bool{StateStarting: true, StateRunning: true, StateStopping: true}
+	active := map[State]bool{StateStarting: true, StateRunning: true, StatePaused: true, StateStopping: true}
 	transitional := map[State]bool{StateStarting: true, StateStopping: true}
 	for _, s := range States {
 		if s.Active() != active[s] || s.Transitional() != transitional[s] || !s.Valid() {

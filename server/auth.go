@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
+	"github.com/connector-manager/cm/server/kafkaconnect"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 )
 
@@ -77,6 +78,7 @@ var routeRoles = map[string]Role{
 	"GET /metrics":                       RoleViewer,
 
 	"POST /connector/task/v2/stop":     RoleOperator,
+	"POST /connector/task/v2/pause":    RoleOperator,
 	"POST /connector/task/v2/resume":   RoleOperator,
 	"POST /connector/task/v2/update":   RoleOperator,
 	"POST /connector/task/v2/pullback": RoleOperator,
@@ -89,12 +91,45 @@ var routeRoles = map[string]Role{
 	"POST " + cluster.WakePath: RoleNode,
 
 	"GET " + pprofPrefix + "/*": RoleAdmin,
+
+	// The Kafka Connect paths (server/kafkaconnect, docs/kafka-connect.md):
+	// each needs the role of the OMS call it makes.
+	"GET " + kafkaconnect.PathRoot:           RoleViewer,
+	"GET " + kafkaconnect.PathConnectors:     RoleViewer,
+	"GET " + kafkaconnect.PathConnector:      RoleViewer,
+	"GET " + kafkaconnect.PathConfig:         RoleViewer,
+	"GET " + kafkaconnect.PathStatus:         RoleViewer,
+	"GET " + kafkaconnect.PathTasks:          RoleViewer,
+	"GET " + kafkaconnect.PathTaskStatus:     RoleViewer,
+	"GET " + kafkaconnect.PathOffsets:        RoleViewer,
+	"GET " + kafkaconnect.PathTopics:         RoleViewer,
+	"GET " + kafkaconnect.PathPlugins:        RoleViewer,
+	"GET " + kafkaconnect.PathPluginConfig:   RoleViewer,
+	"PUT " + kafkaconnect.PathPluginValidate: RoleViewer,
+	"GET " + kafkaconnect.PathLoggers:        RoleViewer,
+	"GET " + kafkaconnect.PathLogger:         RoleViewer,
+	"PUT " + kafkaconnect.PathConfig:         RoleOperator, // creating needs admin too (kafkaconnect.CreateRole)
+	"PATCH " + kafkaconnect.PathConfig:       RoleOperator,
+	"PUT " + kafkaconnect.PathPause:          RoleOperator,
+	"PUT " + kafkaconnect.PathResume:         RoleOperator,
+	"PUT " + kafkaconnect.PathStop:           RoleOperator,
+	"POST " + kafkaconnect.PathRestart:       RoleOperator,
+	"POST " + kafkaconnect.PathTaskRestart:   RoleOperator,
+	"PATCH " + kafkaconnect.PathOffsets:      RoleOperator,
+	"DELETE " + kafkaconnect.PathOffsets:     RoleOperator,
+	"PUT " + kafkaconnect.PathTopicsReset:    RoleOperator,
+	"POST " + kafkaconnect.PathConnectors:    RoleAdmin,
+	"DELETE " + kafkaconnect.PathConnector:   RoleAdmin,
+	"POST " + kafkaconnect.PathPluginReload:  RoleAdmin,
+	"PUT " + kafkaconnect.PathLogger:         RoleAdmin,
 }
 
 // openRoutes answer without a token: liveness and readiness probes.
 var openRoutes = map[string]bool{
 	"GET /healthz": true,
 	"GET /readyz":  true,
+	// Kafka Connect's health probe, open as the two above.
+	"GET " + kafkaconnect.PathHealth: true,
 }
 
 func routeKey(method, path string) string { return method + " " + path }
@@ -278,6 +313,10 @@ var errForbidden = errors.New("forbidden")
 
 const ctxToken = "cm.token"
 
+// ctxAuthOn is set on every request of a server with authentication on,
+// so a handler can tell "no token" from "no authentication".
+const ctxAuthOn = "cm.authOn"
+
 // authenticate is the middleware of an auth-on server: echo's KeyAuth
 // reads the Bearer token, checked against the set in force; then the
 // route's role is checked against the token's. Open routes skip both.
@@ -305,6 +344,7 @@ func authenticate(a *Auth) []echo.MiddlewareFunc {
 	})
 	authorize := func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			c.Set(ctxAuthOn, true)
 			if skip(c) {
 				return next(c)
 			}
@@ -333,6 +373,16 @@ func requiredRoleOf(c echo.Context) Role {
 		}
 	}
 	return RoleViewer
+}
+
+// allows says whether the caller of c may call a route that needs need
+// (a role name); with authentication off every caller may.
+func allows(c echo.Context, need string) bool {
+	t, ok := c.Get(ctxToken).(credential)
+	if !ok {
+		return c.Get(ctxAuthOn) == nil
+	}
+	return t.role.Allows(Role(need))
 }
 
 // actor names the caller in the audit log: the token's name, or

@@ -59,6 +59,7 @@ var catalogue = []rule{
 	{is(taskmgr.ErrRewindUnsafe), Problem{http.StatusConflict, "PULLBACK_UNSAFE", false}},
 	{is(taskmgr.ErrStopTimeout), Problem{http.StatusGatewayTimeout, "STOP_TIMEOUT", true}},
 	{is(taskmgr.ErrStartTimeout), Problem{http.StatusGatewayTimeout, "START_TIMEOUT", true}},
+	{is(taskmgr.ErrPauseTimeout), Problem{http.StatusGatewayTimeout, "PAUSE_TIMEOUT", true}},
 	{is(taskmgr.ErrOperationTimeout), Problem{http.StatusGatewayTimeout, "OPERATION_TIMEOUT", true}},
 	{is(cluster.ErrNodeNotFound), Problem{http.StatusNotFound, "NODE_NOT_FOUND", false}},
 	{is(taskmgr.ErrTaskNotFound), Problem{http.StatusNotFound, "TASK_NOT_FOUND", false}},

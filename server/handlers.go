@@ -24,6 +24,7 @@ type TaskService interface {
 	Create(ctx context.Context, call taskmgr.Call, req taskmgr.CreateRequest) (string, error)
 	Resume(ctx context.Context, call taskmgr.Call, ref string, opt taskmgr.ResumeOptions) (string, error)
 	Stop(ctx context.Context, call taskmgr.Call, ref string, timeout time.Duration) (string, error)
+	Pause(ctx context.Context, call taskmgr.Call, ref string, timeout time.Duration) (string, error)
 	Update(ctx context.Context, call taskmgr.Call, ref string, deletes []string, patch model.Config) (string, error)
 	Migrate(ctx context.Context, call taskmgr.Call, ref string, target taskmgr.MigrateTarget, timeout time.Duration) (string, error)
 	Delete(ctx context.Context, call taskmgr.Call, ref string, timeout time.Duration) (string, error)
@@ -211,6 +212,15 @@ func (h *handlers) stop(c echo.Context) error {
 		return err
 	}
 	res, err := h.svc.Stop(c.Request().Context(), call(c, "taskName", "timeout"), name, timeout)
+	return answer(c, res, err)
+}
+
+func (h *handlers) pause(c echo.Context) error {
+	name, timeout, err := nameAndTimeout(c)
+	if err != nil {
+		return err
+	}
+	res, err := h.svc.Pause(c.Request().Context(), call(c, "taskName", "timeout"), name, timeout)
 	return answer(c, res, err)
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"github.com/connector-manager/cm/server/kafkaconnect"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 )
@@ -139,6 +140,10 @@ type Services struct {
 	// Ready answers GET /readyz: nil when the node may take traffic, else
 	// what is missing. Nil: always ready.
 	Ready func(ctx context.Context) error
+	// Connect serves the Kafka Connect REST paths (server/kafkaconnect)
+	// over the same tasks; nil leaves them out. New fills in its Caller,
+	// Allows and (when unset) Ready.
+	Connect *kafkaconnect.Services
 }
 
 // New wires routes and middleware around the services.
@@ -188,6 +193,7 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	g.POST("/create", h.create)
 	g.POST("/resume", h.resume)
 	g.POST("/stop", h.stop)
+	g.POST("/pause", h.pause)
 	g.POST("/update", h.update)
 	g.POST("/migrate", h.migrate)
 	g.POST("/delete", h.delete)
@@ -200,6 +206,15 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	g.GET("/jobs", h.jobs)
 	g.GET("/nodes", h.nodes)
 	g.GET("/health", h.health)
+	if svc.Connect != nil {
+		kc := *svc.Connect
+		kc.Caller = func(c echo.Context) taskmgr.Call { return taskmgr.Call{Actor: actor(c), RequestID: requestID(c)} }
+		kc.Allows = allows
+		if kc.Ready == nil {
+			kc.Ready = svc.Ready
+		}
+		kafkaconnect.Mount(e, kc)
+	}
 	return &Server{cfg: cfg, echo: e, log: log}
 }
 

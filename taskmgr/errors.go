@@ -19,6 +19,9 @@ var (
 	ErrStopTimeout = errors.New("stop timed out")
 	// ErrStartTimeout: the task did not reach RUNNING within the wait.
 	ErrStartTimeout = errors.New("start timed out")
+	// ErrPauseTimeout: the runner did not report that it holds still within
+	// the wait; the task stays desired PAUSED and the runner pauses later.
+	ErrPauseTimeout = errors.New("pause timed out")
 	// ErrOperationTimeout: a journaled operation (pullback) did not complete
 	// within the wait; it goes on, and detail shows its step.
 	ErrOperationTimeout = errors.New("operation still in progress")

@@ -412,6 +412,23 @@ func (m *Manager) Stop(ctx context.Context, call Call, ref string, timeout time.
 	return t.Name().String(), werr
 }
 
+// Pause holds a task still: its runner keeps its connections, resources and
+// position but moves no data, and its checkpoint is durable. It returns once
+// the runner reports PAUSED. A task without a runner (stopped, failed,
+// created) starts paused. Resume moves it again.
+func (m *Manager) Pause(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
+	started := m.now()
+	t, audit, err := m.mutate(ctx, call, "pause", ref, func(t *model.Task) error {
+		return transition(t, model.EventPause)
+	}, nil)
+	if err != nil {
+		return "", err
+	}
+	werr := m.waitPaused(ctx, t, pick(timeout, m.cfg.StopTimeout))
+	m.finish(ctx, audit, werr, started)
+	return t.Name().String(), werr
+}
+
 // Delete stops a task if needed and keeps it as history in state DELETED.
 func (m *Manager) Delete(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
 	started := m.now()
@@ -589,7 +606,7 @@ func mapStoreErr(err error) error {
 // race the call that is starting it.
 var (
 	updateStates   = []model.State{model.StateStopped, model.StateException}
-	pullbackStates = []model.State{model.StateCreated, model.StateRunning, model.StateStopped, model.StateException, model.StateFinished}
+	pullbackStates = []model.State{model.StateCreated, model.StateRunning, model.StatePaused, model.StateStopped, model.StateException, model.StateFinished}
 )
 
 // checkState is the state check of a call that is not an event of the

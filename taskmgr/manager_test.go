@@ -35,20 +35,22 @@ func TestStateChecksAnswerBusyWhileTransitional(t *testing.T) {
 	calls := map[string]func(*model.Task) error{
 		"resume":   event(model.EventResume),
 		"restart":  event(model.EventRestart), // resume with pullBackFlag or restartFlag
+		"pause":    event(model.EventPause),
 		"stop":     event(model.EventStop),
 		"delete":   event(model.EventDelete),
 		"update":   func(tk *model.Task) error { return checkState(tk, "update", updateStates...) },
 		"pullback": func(tk *model.Task) error { return checkState(tk, "pullback", pullbackStates...) },
 	}
 	want := map[model.State]map[string]string{
-		model.StateCreated:   {"resume": ok, "restart": ok, "stop": illegal, "delete": ok, "update": illegal, "pullback": ok},
-		model.StateStarting:  {"resume": ok, "restart": busy, "stop": ok, "delete": ok, "update": busy, "pullback": busy},
-		model.StateRunning:   {"resume": ok, "restart": illegal, "stop": ok, "delete": ok, "update": illegal, "pullback": ok},
-		model.StateStopping:  {"resume": busy, "restart": busy, "stop": ok, "delete": ok, "update": busy, "pullback": busy},
-		model.StateStopped:   {"resume": ok, "restart": ok, "stop": ok, "delete": ok, "update": ok, "pullback": ok},
-		model.StateException: {"resume": ok, "restart": ok, "stop": ok, "delete": ok, "update": ok, "pullback": ok},
-		model.StateFinished:  {"resume": illegal, "restart": ok, "stop": ok, "delete": ok, "update": illegal, "pullback": ok},
-		model.StateDeleted:   {"resume": illegal, "restart": illegal, "stop": illegal, "delete": ok, "update": illegal, "pullback": illegal},
+		model.StateCreated:   {"resume": ok, "restart": ok, "pause": ok, "stop": illegal, "delete": ok, "update": illegal, "pullback": ok},
+		model.StateStarting:  {"resume": ok, "restart": busy, "pause": ok, "stop": ok, "delete": ok, "update": busy, "pullback": busy},
+		model.StateRunning:   {"resume": ok, "restart": illegal, "pause": ok, "stop": ok, "delete": ok, "update": illegal, "pullback": ok},
+		model.StatePaused:    {"resume": ok, "restart": illegal, "pause": ok, "stop": ok, "delete": ok, "update": illegal, "pullback": ok},
+		model.StateStopping:  {"resume": busy, "restart": busy, "pause": busy, "stop": ok, "delete": ok, "update": busy, "pullback": busy},
+		model.StateStopped:   {"resume": ok, "restart": ok, "pause": ok, "stop": ok, "delete": ok, "update": ok, "pullback": ok},
+		model.StateException: {"resume": ok, "restart": ok, "pause": ok, "stop": ok, "delete": ok, "update": ok, "pullback": ok},
+		model.StateFinished:  {"resume": illegal, "restart": ok, "pause": illegal, "stop": ok, "delete": ok, "update": illegal, "pullback": ok},
+		model.StateDeleted:   {"resume": illegal, "restart": illegal, "pause": illegal, "stop": illegal, "delete": ok, "update": illegal, "pullback": illegal},
 	}
 	for _, s := range model.States {
 		row, found := want[s]

@@ -57,11 +57,27 @@ func (m *Manager) waitRunning(ctx context.Context, t *model.Task, timeout time.D
 			return true, nil
 		case model.StateException:
 			return true, &FailedError{Task: cur.Name().String(), Details: cur.Errors()}
-		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateDeleted:
+		case model.StateCreated, model.StateStarting, model.StatePaused, model.StateStopping, model.StateStopped, model.StateDeleted:
 			return false, nil
 		}
 		return false, fmt.Errorf("unknown state %q", cur.State)
 	}, ErrStartTimeout)
+}
+
+// waitPaused waits for PAUSED; EXCEPTION is a failure, and a task that
+// ended (a full import that finished first) is done too.
+func (m *Manager) waitPaused(ctx context.Context, t *model.Task, timeout time.Duration) error {
+	return m.waitFor(ctx, t, timeout, func(cur *model.Task) (bool, error) {
+		switch cur.State {
+		case model.StatePaused, model.StateFinished:
+			return true, nil
+		case model.StateException:
+			return true, &FailedError{Task: cur.Name().String(), Details: cur.Errors()}
+		case model.StateCreated, model.StateStarting, model.StateRunning, model.StateStopping, model.StateStopped, model.StateDeleted:
+			return false, nil
+		}
+		return false, fmt.Errorf("unknown state %q", cur.State)
+	}, ErrPauseTimeout)
 }
 
 // waitQuiet waits until no runner is alive for the task.

@@ -39,7 +39,7 @@ func runAPI(o *clientOpts, fn apiCommand) func(*cobra.Command, []string) error {
 func taskCmd() *cobra.Command {
 	o := &clientOpts{}
 	cmd := groupCmd("task", "List, inspect and operate tasks (a task is named by its component or its full task name)",
-		taskListCmd(o), taskDetailCmd(o), taskCreateCmd(o), taskStopCmd(o), taskResumeCmd(o), taskUpdateCmd(o),
+		taskListCmd(o), taskDetailCmd(o), taskCreateCmd(o), taskStopCmd(o), taskPauseCmd(o), taskResumeCmd(o), taskUpdateCmd(o),
 		taskPullbackCmd(o), taskMigrateCmd(o), taskDeleteCmd(o), taskOperationsCmd(o))
 	addClientFlags(cmd, o)
 	return cmd
@@ -284,6 +284,22 @@ func taskStopCmd(o *clientOpts) *cobra.Command {
 			return err
 		}
 		return printName(w, format, "stopped", raw)
+	})
+	return cmd
+}
+
+func taskPauseCmd(o *clientOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pause NAME",
+		Short: "Pause a task (POST pause); waits until its runner holds still with its checkpoint durable",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+	}
+	cmd.RunE = runAPI(o, func(ctx context.Context, _ *cobra.Command, c *client, w io.Writer, format string, args []string) error {
+		raw, err := c.call(ctx, "POST", "pause", c.waitParams(url.Values{"taskName": {args[0]}}), nil)
+		if err != nil {
+			return err
+		}
+		return printName(w, format, "paused", raw)
 	})
 	return cmd
 }

@@ -43,6 +43,26 @@ type Record struct {
 	TS       int64
 	Payload  []byte
 	Change   *RowChange
+	// DDL is a schema statement of a database source, delivered at its
+	// place among the row changes: in a batch of its own, whose position is
+	// just after the statement (see SchemaChange).
+	DDL *SchemaChange
+}
+
+// SchemaChange is one schema statement (DDL) of a database source on
+// tables it reads, for a sink that applies schema changes. A source sends
+// it alone in its batch, so every row change before it was written before
+// it, and its position, just after the statement, is checkpointed only
+// once the sink applied it.
+type SchemaChange struct {
+	// Database is the statement's default database (unqualified names
+	// belong to it).
+	Database string
+	// Statement is the statement as the source logged it.
+	Statement string
+	// Before and After are the positions (tokens) just before and just
+	// after the statement.
+	Before, After string
 }
 
 // RowChange is one row-level change captured from a database.
@@ -103,6 +123,34 @@ type Sink interface {
 	Close() error
 }
 
+// SchemaEvent is one schema statement a sink applied, as the task's schema
+// history keeps it.
+type SchemaEvent struct {
+	Task     model.TaskName
+	Subtopic string
+	// TS is the statement's time on the source (unix seconds).
+	TS int64
+	// Before and After are the positions just before and after it.
+	Before, After string
+	// Database is the statement's default database, Statement the
+	// statement as the source logged it, Applied the statements run on
+	// the target (none when the target already had its effect).
+	Database  string
+	Statement string
+	Applied   []string
+	// Tables are the source tables ("db.table") whose definitions it
+	// changed.
+	Tables []string
+}
+
+// SchemaHistory keeps the schema statements a task's sink applied. A
+// connector that applies schema changes records each one before its
+// position is checkpointed; a replay records it again (the store keeps one
+// entry per task and position).
+type SchemaHistory interface {
+	AppliedDDL(ctx context.Context, e SchemaEvent) error
+}
+
 // Ranger is implemented by sources that can tell how far back they can be
 // rewound. It is called on a source that has not been opened.
 type Ranger interface {
@@ -137,6 +185,16 @@ type Warner interface {
 // goroutine, after the write.
 type Acker interface {
 	Durable(positions []checkpoint.Position)
+}
+
+// Pauser is implemented by self-contained sources (they move data
+// themselves, so holding back their batches would not stop them) that can
+// hold still while their task is PAUSED: Pause returns once the source moves
+// no data, Resume lets it go on. A source with a sink needs neither: the
+// runner stops taking its batches and the source blocks.
+type Pauser interface {
+	Pause() error
+	Resume() error
 }
 
 // Origin is implemented by sources whose start, for a subtopic without a

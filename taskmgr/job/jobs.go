@@ -74,7 +74,8 @@ func (j *taskLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning}})
+	// A paused runner beats as a running one does.
+	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{States: []model.State{model.StateRunning, model.StatePaused}})
 	if err != nil {
 		return "", err
 	}
@@ -158,7 +159,7 @@ func (j *nodeLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 			if j.w.event(ctx, t, model.EventStopped, nil, params.JobNodeLiveness) {
 				stopped++
 			}
-		case model.StateStarting, model.StateRunning:
+		case model.StateStarting, model.StateRunning, model.StatePaused:
 			d := model.ErrorDetail{Code: model.CodeNodeDead, Level: model.LevelError, Time: time.Now().UTC(),
 				Message:  fmt.Sprintf("node %s is dead (not seen for over node.deadAfter)", t.Node),
 				Proposal: "restart the node, or migrate the task to a live node (ha.enable does it automatically)"}

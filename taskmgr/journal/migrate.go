@@ -15,7 +15,7 @@ func advanceMigrate(t *model.Task, j *Journal, f Facts) Step {
 		return rebind(t, j, f)
 	case StepStarting:
 		switch t.State {
-		case model.StateRunning:
+		case model.StateRunning, model.StatePaused:
 			if !f.Beat {
 				return Step{}
 			}

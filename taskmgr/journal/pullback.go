@@ -17,7 +17,7 @@ func advancePullback(t *model.Task, j *Journal, f Facts) Step {
 		return rewrite(t, j, f)
 	case StepResuming:
 		switch t.State {
-		case model.StateRunning, model.StateException, model.StateFinished:
+		case model.StateRunning, model.StatePaused, model.StateException, model.StateFinished:
 			return closePullback(t, j)
 		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateDeleted:
 		}

@@ -82,7 +82,7 @@ func (r *Reconciler) facts(ctx context.Context, t *model.Task, j *journal.Journa
 		to := r.nodes.State(ctx, j.To)
 		f.ToAlive, f.ToState = to == cluster.NodeAlive, string(to)
 		f.FromAlive = r.nodes.State(ctx, j.From) == cluster.NodeAlive
-		if j.Step == journal.StepStarting && t.State == model.StateRunning {
+		if j.Step == journal.StepStarting && (t.State == model.StateRunning || t.State == model.StatePaused) {
 			f.Beat = r.beatSince(ctx, t)
 		}
 	}

@@ -217,7 +217,7 @@ func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
 		case rn.name.Version != t.Version || t.Node != r.cfg.Node:
 			rn.stopping = stopSuperseded
 			rn.cancel()
-		case t.Desired != model.DesiredRunning || t.State == model.StateStopping:
+		case !runs(t.Desired) || t.State == model.StateStopping:
 			rn.stopping = stopForOperator
 			rn.cancel()
 		case t.State == model.StateException:
@@ -225,6 +225,9 @@ func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
 			// says why; the runner just goes.
 			rn.stopping = stopForFailure
 			rn.cancel()
+		default:
+			// Paused or moving, as desired; the runner reports when it is.
+			rn.hold.set(t.Desired == model.DesiredPaused)
 		}
 		return
 	}
@@ -233,10 +236,14 @@ func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
 		// No runner here (it exited, or this node restarted): whatever was
 		// flushed is the durable checkpoint.
 		r.write(ctx, t.Component, t.Version, model.EventStopped, nil)
-	case t.Desired == model.DesiredRunning && (t.State == model.StateStarting || t.State == model.StateRunning):
+	case runs(t.Desired) && (t.State == model.StateStarting || t.State == model.StateRunning || t.State == model.StatePaused):
 		r.start(ctx, t)
 	}
 }
+
+// runs reports whether a task desired d has a runner: running, or paused
+// (a paused runner keeps its connectors open and its position).
+func runs(d model.Desired) bool { return d == model.DesiredRunning || d == model.DesiredPaused }
 
 // start launches a runner for t. Each subtopic resumes from its durable
 // progress, else from the configured checkpoint, else from the beginning of
@@ -290,6 +297,7 @@ func (r *Reconciler) start(ctx context.Context, t *model.Task) {
 		committer: r.committer, log: log, report: r.push, cancel: cancel, done: make(chan struct{}),
 		openTimeout: r.cfg.OpenTimeout, secrets: secrets, recorder: r.recorder,
 	}
+	rn.hold.set(t.Desired == model.DesiredPaused)
 	r.committer.Register(t.Component, t.Version, from)
 	r.mu.Lock()
 	r.runners[t.Component] = rn
@@ -345,6 +353,10 @@ func (r *Reconciler) drainEvents(ctx context.Context) {
 		case evStarted:
 			if rn.stopping == notStopping {
 				r.apply(ctx, ev.component, ev.version, runtimeWrite{event: model.EventStarted, warnings: ev.warnings, resetWarnings: true, secrets: rn.secrets})
+			}
+		case evPaused:
+			if rn.stopping == notStopping {
+				r.apply(ctx, ev.component, ev.version, runtimeWrite{event: model.EventPaused})
 			}
 		case evWarning:
 			if rn.stopping == notStopping {
@@ -437,6 +449,10 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 	}
 	t, err := r.store.ChangeTask(ctx, component, func(cur *model.Task) (*model.TaskWrite, error) {
 		if cur.Version != version || cur.Node != r.cfg.Node {
+			return nil, nil
+		}
+		if w.event == model.EventPaused && cur.Desired != model.DesiredPaused {
+			// Resumed since the runner paused: it is on its way again.
 			return nil, nil
 		}
 		next := *cur

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -47,6 +48,42 @@ type runner struct {
 	// stopping is set by the reconciler (its goroutine only) when it asked
 	// the runner to stop, and why.
 	stopping stopReason
+	// hold says whether the task is desired PAUSED: set by the reconciler,
+	// obeyed by the loop between batches.
+	hold gate
+}
+
+// gate is a switch one goroutine sets and another waits on.
+type gate struct {
+	mu      sync.Mutex
+	on      bool
+	changed chan struct{} // closed and replaced at each change
+}
+
+// set turns the gate on or off; it reports whether that changed it.
+func (g *gate) set(on bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.changed == nil {
+		g.changed = make(chan struct{})
+	}
+	if g.on == on {
+		return false
+	}
+	g.on = on
+	close(g.changed)
+	g.changed = make(chan struct{})
+	return true
+}
+
+// get returns the gate's state and a channel closed at its next change.
+func (g *gate) get() (bool, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.changed == nil {
+		g.changed = make(chan struct{})
+	}
+	return g.on, g.changed
 }
 
 type stopReason int
@@ -66,6 +103,7 @@ const (
 	evExited
 	evFenced
 	evWarning
+	evPaused
 )
 
 // runnerEvent is what a runner (or the committer) tells its reconciler.
@@ -88,11 +126,7 @@ func (r *runner) run(ctx context.Context) {
 		err = r.anchor(ctx)
 	}
 	if err == nil {
-		var warnings []model.ErrorDetail
-		if w, ok := r.src.(connector.Warner); ok {
-			warnings = w.Warnings()
-		}
-		r.report(runnerEvent{kind: evStarted, component: r.component, version: r.name.Version, warnings: warnings})
+		r.reportStarted()
 		err = r.loop(ctx)
 	}
 	if cerr := r.close(); cerr != nil {
@@ -105,6 +139,58 @@ func (r *runner) run(ctx context.Context) {
 	cancel()
 	r.committer.Unregister(r.component, r.name.Version)
 	r.report(runnerEvent{kind: evExited, component: r.component, version: r.name.Version, err: err, flushErr: flushErr})
+}
+
+// reportStarted tells the reconciler that data moves, with the source's
+// standing conditions.
+func (r *runner) reportStarted() {
+	var warnings []model.ErrorDetail
+	if w, ok := r.src.(connector.Warner); ok {
+		warnings = w.Warnings()
+	}
+	r.report(runnerEvent{kind: evStarted, component: r.component, version: r.name.Version, warnings: warnings})
+}
+
+// pause holds the runner still until the gate opens or ctx ends: a
+// self-contained source is told to hold still (connector.Pauser), what the
+// sink made durable is flushed, and the reconciler hears evPaused; once the
+// gate opens the source goes on and the reconciler hears evStarted. The
+// connectors stay open throughout.
+func (r *runner) pause(ctx context.Context) error {
+	p, selfContained := r.src.(connector.Pauser)
+	if r.snk != nil {
+		selfContained = false
+	}
+	if selfContained {
+		if err := p.Pause(); err != nil {
+			return fmt.Errorf("pausing source: %w", err)
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err := r.committer.Flush(fctx, r.component)
+	cancel()
+	if err != nil {
+		return err
+	}
+	r.report(runnerEvent{kind: evPaused, component: r.component, version: r.name.Version})
+	for {
+		on, changed := r.hold.get()
+		if !on {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+	if selfContained {
+		if err := p.Resume(); err != nil {
+			return fmt.Errorf("resuming source: %w", err)
+		}
+	}
+	r.reportStarted()
+	return nil
 }
 
 // errOpenTimeout is the cause of an open that ran out of time.
@@ -183,17 +269,15 @@ func (r *runner) openConnectors(ctx context.Context) error {
 // instead of taking turns. Positions are handed to the committer only
 // after the sink wrote their batch, and an error from Read reaches the
 // loop only after every batch read before it was written.
+//
+// Between batches the loop obeys the pause gate (pause): a paused runner
+// takes no batch, so its reader blocks with at most one batch read.
+//
+// A self-contained source (no sink) is read on the loop's goroutine, so
+// Read and Durable never run at once.
 func (r *runner) loop(ctx context.Context) error {
 	if r.snk == nil {
-		for {
-			b, err := r.src.Read(ctx)
-			if err != nil {
-				return err
-			}
-			if err := r.move(ctx, b); err != nil {
-				return err
-			}
-		}
+		return r.loopSelfContained(ctx)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	batches := make(chan readResult) // unbuffered: the reader holds at most one batch ahead
@@ -218,9 +302,18 @@ func (r *runner) loop(ctx context.Context) error {
 		<-readerDone
 	}()
 	for {
+		on, changed := r.hold.get()
+		if on {
+			if err := r.pause(ctx); err != nil {
+				return err
+			}
+			continue
+		}
 		var res readResult
 		select {
 		case res = <-batches:
+		case <-changed:
+			continue
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -228,6 +321,41 @@ func (r *runner) loop(ctx context.Context) error {
 			return res.err
 		}
 		if err := r.move(ctx, res.batch); err != nil {
+			return err
+		}
+	}
+}
+
+// loopSelfContained is loop for a source that moves data itself. Read is
+// called with a context that the pause gate cancels, so a paused task is not
+// kept waiting on a source with nothing to report; a Read cut short that way
+// returns nothing, and the next Read goes on from where it stood.
+func (r *runner) loopSelfContained(ctx context.Context) error {
+	for {
+		on, changed := r.hold.get()
+		if on {
+			if err := r.pause(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-rctx.Done():
+			}
+		}()
+		b, err := r.src.Read(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.Canceled) {
+				continue // the gate changed
+			}
+			return err
+		}
+		if err := r.move(ctx, b); err != nil {
 			return err
 		}
 	}

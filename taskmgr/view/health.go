@@ -106,7 +106,7 @@ func (m *Service) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 		switch t.State {
 		case model.StateException:
 			add(HealthCritical, model.CodeTaskException, t, t.Node, "the task is in EXCEPTION: "+t.LastError())
-		case model.StateRunning:
+		case model.StateRunning, model.StatePaused:
 			if cluster.StateOf(states, t.Node) == cluster.NodeDead {
 				break // reported once per node below
 			}
@@ -119,7 +119,8 @@ func (m *Service) Health(ctx context.Context, q HealthQuery) (*HealthReport, err
 				add(HealthCritical, model.CodeHeartbeatStale, t, t.Node, fmt.Sprintf("no heartbeat for %s (task.heartbeat.staleAfter %s)",
 					model.FormatDuration(age), model.FormatDuration(stale)))
 			}
-			if d, from, ok := model.TaskDelay(t, cps[t.Component], hb, now, stale); ok && d > threshold {
+			// A paused task is behind by choice: its delay is not a problem.
+			if d, from, ok := model.TaskDelay(t, cps[t.Component], hb, now, stale); ok && d > threshold && t.State == model.StateRunning {
 				add(HealthWarning, model.CodeDelay, t, t.Node, fmt.Sprintf("%s exceeds %s", model.DelayWords(d, from), model.FormatDuration(threshold)))
 			}
 		case model.StateCreated, model.StateStarting, model.StateStopping, model.StateStopped, model.StateFinished, model.StateDeleted:

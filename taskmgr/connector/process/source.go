@@ -70,8 +70,11 @@ type source struct {
 	// reportedDelay: the last heartbeat spoke of the delay (caughtUp or
 	// delaySeconds). Only the stdout reader uses it.
 	reportedDelay bool
-	// lastSeen is the unix nano time of the last stdout line.
-	lastSeen   atomic.Int64
+	// lastSeen is the unix nano time of the last stdout line (or of the
+	// end of a pause: a stopped program writes nothing).
+	lastSeen atomic.Int64
+	// paused: the program's group is stopped (Pause) and not continued yet.
+	paused     atomic.Bool
 	exited     chan struct{} // closed once the program is reaped
 	waitErr    error         // set before exited is closed
 	stderrDone chan struct{} // closed when stderr ends
@@ -577,6 +580,10 @@ func (s *source) shutdown() error {
 	case <-s.exited:
 	default:
 		s.signal(syscall.SIGTERM)
+		if s.paused.Load() {
+			// A stopped group acts on SIGTERM only once continued.
+			s.signal(syscall.SIGCONT)
+		}
 		grace := time.NewTimer(s.cfg.grace)
 		select {
 		case <-s.exited:
@@ -607,6 +614,34 @@ func (s *source) shutdown() error {
 		err = errors.Join(err, os.RemoveAll(s.tmpDir))
 	}
 	return err
+}
+
+// Pause stops the program's process group (SIGSTOP), so it moves no data
+// while its task is PAUSED; it keeps its connections, memory and position
+// (connector.Pauser).
+func (s *source) Pause() error {
+	if s.cmd == nil {
+		return errors.New("process source: Pause before Open")
+	}
+	s.paused.Store(true)
+	if err := syscall.Kill(-s.pid, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stopping the connector process group: %w", err)
+	}
+	return nil
+}
+
+// Resume continues the program's process group (SIGCONT). The silence of
+// the pause does not count against source.heartbeatTimeout.
+func (s *source) Resume() error {
+	if s.cmd == nil {
+		return errors.New("process source: Resume before Open")
+	}
+	s.lastSeen.Store(time.Now().UnixNano())
+	s.paused.Store(false)
+	if err := syscall.Kill(-s.pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("continuing the connector process group: %w", err)
+	}
+	return nil
 }
 
 // signal signals the program's process group.
