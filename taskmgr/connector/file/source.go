@@ -95,6 +95,9 @@ type source struct {
 	nextWatch time.Time
 	warned    bool
 	timer     *time.Timer
+	// gone: the file was missing when the closed source last looked;
+	// short: another file in its place is shorter than the offset.
+	gone, short bool
 	// from: lines with a ts below it are skipped (a start at a time).
 	from   int64
 	lastTS int64
@@ -434,23 +437,34 @@ func (s *source) closeIdle() {
 }
 
 // reopen opens the file again after closeIdle, when it has something to
-// read: it grew, shrank or is another file. A file that is gone is waited
-// for, as a tail holding its descriptor would wait; one that came back, or
-// was replaced by another file (a new inode), is read as a task resuming
-// at the same offset would read it (checkToken): from that offset if it is
-// a line boundary of the new file, else the task fails with
-// CHECKPOINT_INVALID.
+// read: it grew, shrank or is another file.
+//
+// The same file is read as a source holding its descriptor reads it: on
+// from the offset, or FILE_TRUNCATED if it shrank. A file that is gone is
+// waited for, as such a source would wait (it saw nothing more). Another
+// file in its place (a new inode, or a file back after the source saw the
+// path missing) is read as a task resuming at the same offset reads it
+// (checkToken): once it is at least that long (a file is created empty and
+// then written), from that offset if it is a line boundary of the new
+// file; if it is not, the task fails with CHECKPOINT_INVALID.
 func (s *source) reopen() error {
 	if s.f != nil {
 		return nil
 	}
 	read := s.off + int64(s.w-s.r)
-	if fi, err := os.Stat(s.path); err != nil {
+	fi, err := os.Stat(s.path)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			if !s.gone {
+				s.gone = true
+				s.log.Debug("the file is gone; waiting for it", zap.String("path", s.path))
+			}
 			return nil
 		}
 		return ioError("checking", s.path, err)
-	} else if os.SameFile(fi, s.ident) && fi.Size() == read {
+	}
+	same := !s.gone && os.SameFile(fi, s.ident)
+	if same && fi.Size() == read {
 		return nil
 	}
 	f, err := s.openFile()
@@ -461,19 +475,27 @@ func (s *source) reopen() error {
 		}
 		return err
 	}
-	fi, err := f.Stat()
-	if err != nil {
+	if fi, err = f.Stat(); err != nil {
 		f.Close()
 		return ioError("checking", s.path, err)
 	}
-	if !os.SameFile(fi, s.ident) {
+	if s.gone || !os.SameFile(fi, s.ident) {
+		if fi.Size() < s.off {
+			f.Close()
+			if !s.short {
+				s.short = true
+				s.log.Debug("the file was replaced by a shorter one; waiting for it to reach the offset",
+					zap.String("path", s.path), zap.Int64("offset", s.off), zap.Int64("size", fi.Size()))
+			}
+			return nil
+		}
 		// Another file: what was buffered of a partial line is not its.
 		s.r, s.w = 0, 0
 		if _, err := checkToken(f, s.path, strconv.FormatInt(s.off, 10)); err != nil {
 			f.Close()
 			return err
 		}
-		s.log.Warn("the file was replaced while the source had it closed; reading the new file from the same offset",
+		s.log.Warn("the file was replaced while the source had it closed; reading the new file on from the same offset",
 			zap.String("path", s.path), zap.Int64("offset", s.off))
 		s.ident = fi
 		if s.watch != nil {
@@ -482,7 +504,7 @@ func (s *source) reopen() error {
 			s.watch = nil
 		}
 	}
-	s.f, s.active = f, time.Now()
+	s.f, s.active, s.gone, s.short = f, time.Now(), false, false
 	return nil
 }
 
