@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/connector-manager/cm/server/kafkaconnect"
 	"github.com/connector-manager/cm/taskmgr"
 )
 
@@ -97,6 +98,10 @@ func fail(err error, c echo.Context) {
 	c.Set(ctxErrCode, code)
 	if p.Status >= 500 && p.Code == internalProblem.Code {
 		c.Set(ctxInternalErr, err)
+	}
+	if kafkaconnect.Owns(c.Request().URL.Path) {
+		kafkaconnect.WriteError(c, err, p.Status, code, retry, msg)
+		return
 	}
 	_ = c.JSON(p.Status, envelope{ErrCode: &code, ErrMsg: &msg, ErrorDetail: detail, Result: nil, Retryable: &retry})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/connector-manager/cm/internal/metrics"
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
+	"github.com/connector-manager/cm/server/kafkaconnect"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 	"github.com/connector-manager/cm/taskmgr/connector/builtin"
@@ -72,6 +73,9 @@ type Config struct {
 	// process tasks run, the file roots (none given: the data dir) and
 	// the environment plugins may read from.
 	Connectors builtin.Config
+	// LogLevel is the level of the node's logger, which the Kafka Connect
+	// path /admin/loggers reads and sets; nil: fixed.
+	LogLevel *zap.AtomicLevel
 }
 
 // DefaultConfig returns the defaults for node, serving at addr.
@@ -197,7 +201,8 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	rec.SetRecorder(n.Metrics)
 	n.scheduler.SetRecorder(n.Metrics)
 	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: reads, Nudge: rec.Nudge, Auth: auth, Keys: store,
-		Metrics: n.Metrics.Handler(), HTTP: n.Metrics, Ready: n.ready}, log)
+		Metrics: n.Metrics.Handler(), HTTP: n.Metrics, Ready: n.ready,
+		Connect: &kafkaconnect.Services{Tasks: mgr, Reads: reads, Plugins: n, Level: cfg.LogLevel, Version: cfg.Version}}, log)
 	return n, nil
 }
 
@@ -344,3 +349,6 @@ func (n *Node) ReloadPlugins() error {
 	n.log.Info("plugins reloaded", zap.String("plugin_dir", n.connectors.Plugins.Dir()), zap.Strings("plugins", n.connectors.Plugins.Names()))
 	return nil
 }
+
+// PluginNames are the plugins in force.
+func (n *Node) PluginNames() []string { return n.connectors.Plugins.Names() }

@@ -285,8 +285,9 @@ func (n *Node) DoWith(t testing.TB, h http.Header, method, path string, body any
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var env Envelope
-	if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		// Not an API answer (/metrics, /debug/pprof): status and body only.
+	if ct := resp.Header.Get("Content-Type"); (ct != "" && !strings.HasPrefix(ct, "application/json")) || !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) {
+		// Not an OMS answer (/metrics, /debug/pprof, a Kafka Connect list
+		// or empty answer): status and body only.
 		env.Status, env.Raw, env.Header = resp.StatusCode, string(raw), resp.Header
 		return env
 	}
