@@ -17,11 +17,19 @@ var _ connector.Sink = (*sink)(nil)
 // sink appends records to a JSON-lines file, one line per record: the
 // Payload as is, or, for a record with no Payload, its Change as a JSON
 // object (see changeLine).
+//
+// It holds the file open only while it writes a batch: an idle task holds
+// no descriptor. Each Write opens the path again, so a batch goes to the
+// file the path names then (a file moved away and created again, as log
+// rotation does, gets the batches from then on).
 type sink struct {
 	path  string
 	roots *Roots
-	f     *os.File
-	buf   []byte
+	// opened: Open succeeded and Close was not called yet. ident is the
+	// file last written, to tell a new one (created, replaced).
+	opened bool
+	ident  os.FileInfo
+	buf    []byte
 	// err is sticky: a failed write may have left part of a batch, so the
 	// sink refuses more until it is reopened (Open ends the torn line).
 	err error
@@ -44,49 +52,72 @@ func newSink(c connector.Config, roots *Roots) (*sink, error) {
 	return &sink{path: path, roots: roots}, nil
 }
 
-// Open opens the file for appending, creating it and its directories if
-// needed. If the file does not end in '\n' (a write torn by a crash, whose
-// batch will be replayed), Open ends that line so the next one stays whole.
+// Open creates the file and its directories if needed, and checks that it
+// can be appended to. If the file does not end in '\n' (a write torn by a
+// crash, whose batch will be replayed), Open ends that line so the next one
+// stays whole.
 func (s *sink) Open(ctx context.Context) error {
-	if s.f != nil {
+	if s.opened {
 		return errors.New("file sink is already open")
 	}
+	s.ident = nil
+	f, err := s.openFile()
+	if err != nil {
+		return err
+	}
+	s.opened, s.err = true, nil
+	return f.Close()
+}
+
+// openFile opens the file for appending, creating it and its directories
+// if needed. A file other than the one last written (new, or replaced)
+// first gets its torn last line ended and its directory entry made
+// durable.
+func (s *sink) openFile() (*os.File, error) {
 	// Checked again before anything is created: a symlink swapped in
 	// since the config was accepted must not lead MkdirAll out of the
 	// roots; and once open, where the descriptor leads.
 	if err := s.roots.CheckAgain("sink.path", s.path); err != nil {
-		return err
+		return nil, err
 	}
 	dir := filepath.Dir(s.path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return ioError("creating the directory of", s.path, err)
+		return nil, ioError("creating the directory of", s.path, err)
 	}
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return ioError("opening", s.path, err)
+		return nil, ioError("opening", s.path, err)
 	}
 	if err := s.roots.CheckOpen("sink.path", s.path, f); err != nil {
 		f.Close()
-		return err
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, ioError("checking", s.path, err)
+	}
+	if s.ident != nil && os.SameFile(fi, s.ident) {
+		return f, nil
 	}
 	if err := endLine(f); err != nil {
 		f.Close()
-		return ioError("repairing the end of", s.path, err)
+		return nil, ioError("repairing the end of", s.path, err)
 	}
 	// The file's directory entry must be durable too, or a crash could lose
 	// a newly created file with every batch written to it.
 	if err := syncDir(dir); err != nil {
 		f.Close()
-		return ioError("syncing the directory of", s.path, err)
+		return nil, ioError("syncing the directory of", s.path, err)
 	}
-	s.f, s.err = f, nil
-	return nil
+	s.ident = fi
+	return f, nil
 }
 
 // Write appends the batch's records and fsyncs once. It returns only when
 // the batch is durable.
 func (s *sink) Write(ctx context.Context, b connector.Batch) error {
-	if s.f == nil {
+	if !s.opened {
 		return errors.New("file sink: Write before Open")
 	}
 	if s.err != nil {
@@ -105,11 +136,16 @@ func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	if _, err := s.f.Write(buf); err != nil {
+	f, err := s.openFile()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(buf); err != nil {
 		s.err = ioError("writing", s.path, err)
 		return s.err
 	}
-	if err := s.f.Sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		s.err = ioError("syncing", s.path, err)
 		return s.err
 	}
@@ -119,14 +155,11 @@ func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 	return nil
 }
 
-// Close closes the file. It is safe to call more than once.
+// Close ends the sink; it holds no file between writes. It is safe to
+// call more than once.
 func (s *sink) Close() error {
-	if s.f == nil {
-		return nil
-	}
-	err := s.f.Close()
-	s.f = nil
-	return err
+	s.opened = false
+	return nil
 }
 
 // changeLine is how a RowChange is written: a JSON object with a ts, so the

@@ -124,3 +124,29 @@ func TestNewSink(t *testing.T) {
 		})
 	}
 }
+
+// TestSinkHoldsNoDescriptor: between writes the sink holds no descriptor,
+// and a file moved away (log rotation) gets no more batches: the next goes
+// to a new file at the path.
+func TestSinkHoldsNoDescriptor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	ctx := timeout(t, 5*time.Second)
+	s := openSink(t, path)
+	if n := fdsOn(t, path); n != 0 {
+		t.Fatalf("%d descriptors on the file after Open, want 0", n)
+	}
+	if err := s.Write(ctx, payloads(`{"ts":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := fdsOn(t, path); n != 0 {
+		t.Fatalf("%d descriptors on the file after Write, want 0", n)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, payloads(`{"ts":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, path+".1", "{\"ts\":1}\n")
+	wantFile(t, path, "{\"ts\":2}\n")
+}
