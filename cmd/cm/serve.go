@@ -102,6 +102,7 @@ func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID,
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(c.GCPercent)
 	}
+	raiseOpenFiles(log)
 	acfg := app.DefaultConfig(node, apiURL(node))
 	acfg.Version = version
 	acfg.HTTP.Listen = c.Listen
