@@ -369,3 +369,26 @@ func TestRemovedWhileClosed(t *testing.T) {
 }
 
 var _ connector.Source = (*source)(nil)
+
+// TestIdleSourceThroughSymlink: a source whose path is a symlink into
+// another directory is woken by appends to the file the link leads to
+// (written in that directory, not the link's).
+func TestIdleSourceThroughSymlink(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "target.jsonl")
+	writeFile(t, target, lines(1))
+	link := filepath.Join(t.TempDir(), "in.jsonl")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	w := testWatcher(t)
+	tl := startTail(t, idleSource(t, w, link, 100*time.Millisecond, nil, nil))
+	tl.next(t, 1, 5*time.Second)
+	waitFor(t, 5*time.Second, "closed while idle", func() bool { return fdsOn(t, target) == 0 })
+	if n := w.watchedDirs(); n != 2 {
+		t.Fatalf("%d directories watched for a link into another directory, want 2", n)
+	}
+	appendFile(t, target, lines(2))
+	if got := tl.next(t, 1, 5*time.Second); got[0] != 2 {
+		t.Fatalf("read %v, want [2]", got)
+	}
+}
