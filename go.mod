@@ -19,6 +19,17 @@ require (
 )
 
 require (
+	github.com/cloudhut/connect-client v0.0.0-20240523140316-27c93e339567
+	github.com/go-kafka/connect v0.9.0
+	github.com/go-resty/resty/v2 v2.7.0 // indirect
+	github.com/hashicorp/errwrap v1.0.0 // indirect
+	github.com/hashicorp/go-multierror v1.0.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/ricardo-ch/go-kafka-connect/v3 v3.0.0-20221117134721-e033f95963cb
+	gopkg.in/resty.v1 v1.11.0 // indirect
+)
+
+require (
 	github.com/jedib0t/go-pretty/v6 v6.8.3
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 )

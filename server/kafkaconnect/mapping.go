@@ -148,7 +148,7 @@ func (f *flatConfig) UnmarshalJSON(b []byte) error {
 	for k, r := range raw {
 		r = bytes.TrimSpace(r)
 		switch {
-		case bytes.Equal(r, []byte("null")):
+		case len(r) == 0 || bytes.Equal(r, []byte("null")): // a RawMessage decodes null as nil
 			out[k] = nil
 		case len(r) > 0 && r[0] == '"':
 			var s string
