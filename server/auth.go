@@ -83,6 +83,10 @@ var routeRoles = map[string]Role{
 	"POST /connector/task/v2/update":   RoleOperator,
 	"POST /connector/task/v2/pullback": RoleOperator,
 
+	// The bulk calls: what stop and resume need, for each task.
+	"POST /connector/task/v2/batchStop":   RoleOperator,
+	"POST /connector/task/v2/batchResume": RoleOperator,
+
 	"POST /connector/task/v2/create":        RoleAdmin,
 	"POST /connector/task/v2/delete":        RoleAdmin,
 	"POST /connector/task/v2/migrate":       RoleAdmin,

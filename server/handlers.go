@@ -29,6 +29,8 @@ type TaskService interface {
 	Migrate(ctx context.Context, call taskmgr.Call, ref string, target taskmgr.MigrateTarget, timeout time.Duration) (string, error)
 	Delete(ctx context.Context, call taskmgr.Call, ref string, timeout time.Duration) (string, error)
 	Pullback(ctx context.Context, call taskmgr.Call, req taskmgr.PullbackRequest) (string, error)
+	BulkStop(ctx context.Context, call taskmgr.Call, f taskmgr.BulkFilter, timeout time.Duration) ([]taskmgr.BulkResult, error)
+	BulkResume(ctx context.Context, call taskmgr.Call, f taskmgr.BulkFilter, timeout time.Duration) ([]taskmgr.BulkResult, error)
 	ListParams(ctx context.Context) ([]params.View, error)
 	UpdateParam(ctx context.Context, call taskmgr.Call, key, value string) error
 }
