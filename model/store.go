@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -158,16 +159,25 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, int64, err
 		q = q.Where("project = ?", f.Project)
 	}
 	var total int64
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, fmt.Errorf("counting tasks: %w", translate(err))
+	paged := f.Limit > 0 || f.Offset > 0
+	if paged {
+		// Without a page, the count is the length of the list.
+		if err := q.Count(&total).Error; err != nil {
+			return nil, 0, fmt.Errorf("counting tasks: %w", translate(err))
+		}
 	}
 	q = q.Order("component")
 	if f.Limit > 0 {
 		q = q.Offset(f.Offset).Limit(f.Limit)
+	} else if f.Offset > 0 {
+		q = q.Offset(f.Offset).Limit(math.MaxInt32)
 	}
 	var out []Task
 	if err := q.Find(&out).Error; err != nil {
 		return nil, 0, fmt.Errorf("listing tasks: %w", translate(err))
+	}
+	if !paged {
+		total = int64(len(out))
 	}
 	return out, total, nil
 }

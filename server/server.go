@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server/kafkaconnect"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
@@ -125,9 +126,10 @@ type Server struct {
 type Services struct {
 	Tasks TaskService
 	Reads ReadService
-	// Nudge asks this node's reconciler for a pass; other nodes call it
+	// Nudge asks this node's reconciler for a pass over the components
+	// named (all of its tasks when none is); other nodes call it
 	// through the internal wake route after writing a task this node owns.
-	Nudge func()
+	Nudge func(components ...string)
 	// Keys keeps Idempotency-Keys (model.Store); nil ignores the header.
 	Keys IdempotencyStore
 	// Auth holds the tokens of Config.AuthFile (NewAuth); nil when
@@ -185,7 +187,7 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	pprofRoutes(e)
 	e.POST(cluster.WakePath, func(c echo.Context) error {
 		if svc.Nudge != nil {
-			svc.Nudge()
+			svc.Nudge(wakeComponents(c)...)
 		}
 		return ok(c, "ok")
 	})
@@ -200,8 +202,6 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	g.POST("/pullback", h.pullback)
 	g.GET("/detail", h.detail)
 	g.GET("/batchDetail", h.batchDetail)
-	g.POST("/batchStop", h.batchStop)
-	g.POST("/batchResume", h.batchResume)
 	g.GET("/operations", h.operations)
 	g.GET("/params", h.params)
 	g.POST("/params/update", h.updateParam)
@@ -326,4 +326,20 @@ func accessLog(log *zap.Logger) echo.MiddlewareFunc {
 			return nil
 		}
 	}
+}
+
+// wakeComponents is what a wake names: the components of its query, or
+// none (a pass over every task of the node) when it names none, too many,
+// or one that is not a component name.
+func wakeComponents(c echo.Context) []string {
+	comps := c.QueryParams()["component"]
+	if len(comps) > 64 {
+		return nil
+	}
+	for _, comp := range comps {
+		if _, err := model.ParseComponent(comp); err != nil {
+			return nil
+		}
+	}
+	return comps
 }

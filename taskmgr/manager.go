@@ -67,7 +67,7 @@ type Call struct {
 
 // Waker tells a task's owning node to reconcile now.
 type Waker interface {
-	Wake(ctx context.Context, node model.NodeID)
+	Wake(ctx context.Context, node model.NodeID, components ...string)
 }
 
 // Manager carries out operator calls: it validates, writes the desired state
@@ -180,7 +180,7 @@ func (m *Manager) Create(ctx context.Context, call Call, req CreateRequest) (str
 		m.finish(ctx, audit, nil, started)
 		return t.Name().String(), nil
 	}
-	m.waker.Wake(ctx, t.Node)
+	m.waker.Wake(ctx, t.Node, t.Component)
 	werr := m.waitRunning(ctx, t, m.cfg.StartTimeout)
 	m.finish(ctx, audit, werr, started)
 	return t.Name().String(), werr
@@ -576,9 +576,9 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 		}
 		m.log.Info("task "+op, zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)), zap.String(logkey.RequestID, call.RequestID))
 		if t.State != cur.State || t.Node != cur.Node || t.Version != cur.Version {
-			m.waker.Wake(ctx, t.Node)
+			m.waker.Wake(ctx, t.Node, t.Component)
 			if cur.Node != t.Node {
-				m.waker.Wake(ctx, cur.Node)
+				m.waker.Wake(ctx, cur.Node, cur.Component)
 			}
 		}
 		return &t, audit, nil

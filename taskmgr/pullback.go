@@ -85,7 +85,7 @@ func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) 
 		return "", err
 	}
 	m.cfg.Failpoint.Reach(m.log, failpoint.PullbackCall)
-	m.waker.Wake(ctx, t.Node)
+	m.waker.Wake(ctx, t.Node, t.Component)
 	return m.waitJournal(ctx, t.Component, audit.ID, pick(req.Timeout, m.cfg.StopTimeout+m.cfg.StartTimeout))
 }
 
@@ -95,11 +95,13 @@ func (m *Manager) Pullback(ctx context.Context, call Call, req PullbackRequest) 
 func (m *Manager) waitJournal(ctx context.Context, component string, auditID int64, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
+	// The steps of a journal may be written by other nodes (a migrate's
+	// target, the jobs): read as for a task another node owns.
+	p := m.pollerOf(component, false)
+	defer p.stop()
 	var cur *model.Task // the last task read
 	for {
-		ch := m.changes.Changed()
+		ch := p.changed()
 		got, err := m.store.GetTask(ctx, component)
 		if err != nil && ctx.Err() == nil {
 			return "", err
@@ -121,18 +123,15 @@ func (m *Manager) waitJournal(ctx context.Context, component string, auditID int
 			}
 			return cur.Name().String(), nil
 		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if err := p.wait(ctx, ch); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
 				name, state := component, model.State("")
 				if cur != nil {
 					name, state = cur.Name().String(), cur.State
 				}
 				return name, &timeoutError{base: ErrOperationTimeout, task: name, state: state, after: timeout}
 			}
-			return "", ctx.Err()
-		case <-ch:
-		case <-tick.C:
+			return "", err
 		}
 	}
 }

@@ -9,18 +9,74 @@ import (
 	"github.com/connector-manager/cm/model"
 )
 
-// pollEvery is how often a waiter re-reads the task when no local write woke it.
-const pollEvery = 25 * time.Millisecond
+// How a waiter learns that its task changed. A task this node owns is
+// written by this node's reconciler (and jobs), which tell the waiters of
+// that task (cluster.Changes): the waiter reads the row once per write,
+// and every safetyPoll besides, in case a write came from elsewhere
+// unannounced. A task another node owns is read every pollFirst at first,
+// backing off to pollMax: that node's writes are not announced here.
+const (
+	safetyPoll = time.Second
+	pollFirst  = 10 * time.Millisecond
+	pollMax    = 200 * time.Millisecond
+)
+
+// poller paces a waiter's reads of one task.
+type poller struct {
+	m         *Manager
+	component string
+	local     bool
+	every     time.Duration
+	timer     *time.Timer
+}
+
+func (m *Manager) newPoller(t *model.Task) *poller { return m.pollerOf(t.Component, t.Node == m.cfg.Node) }
+
+// pollerOf paces the reads of component, a task this node owns (local) or
+// not.
+func (m *Manager) pollerOf(component string, local bool) *poller {
+	p := &poller{m: m, component: component, local: local, every: pollFirst}
+	if p.local {
+		p.every = safetyPoll
+	}
+	p.timer = time.NewTimer(p.every)
+	return p
+}
+
+// changed returns the channel of the next write this node announces for
+// the task; take it before reading the row, so a write in between is not
+// missed.
+func (p *poller) changed() <-chan struct{} { return p.m.changes.ChangedOf(p.component) }
+
+// wait blocks until the task may have changed, or ctx ends.
+func (p *poller) wait(ctx context.Context, changed <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+		if !p.timer.Stop() {
+			<-p.timer.C
+		}
+	case <-p.timer.C:
+		if !p.local {
+			p.every = min(2*p.every, pollMax)
+		}
+	}
+	p.timer.Reset(p.every)
+	return nil
+}
+
+func (p *poller) stop() { p.timer.Stop() }
 
 // waitFor re-reads t until done says it has converged, another operator
 // call changed its intent (the later call owns the outcome), or timeout.
 func (m *Manager) waitFor(ctx context.Context, t *model.Task, timeout time.Duration, done func(*model.Task) (bool, error), onTimeout error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
+	p := m.newPoller(t)
+	defer p.stop()
 	for {
-		ch := m.changes.Changed()
+		ch := p.changed()
 		cur, err := m.store.GetTask(ctx, t.Component)
 		if err != nil && ctx.Err() == nil {
 			return err
@@ -33,18 +89,15 @@ func (m *Manager) waitFor(ctx context.Context, t *model.Task, timeout time.Durat
 				return err
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if err := p.wait(ctx, ch); err != nil {
 			state := t.State
 			if cur != nil {
 				state = cur.State
 			}
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if errors.Is(err, context.DeadlineExceeded) {
 				return &timeoutError{base: onTimeout, task: t.Name().String(), state: state, after: timeout}
 			}
-			return ctx.Err()
-		case <-ch:
-		case <-tick.C:
+			return err
 		}
 	}
 }

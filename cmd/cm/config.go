@@ -134,7 +134,7 @@ func addServeFlags(fs *pflag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (env CM_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console (env CM_LOG_FORMAT)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for per-task files (env CM_DATA_DIR)")
-	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Second, "period of the reconciler's pass besides wake-ups (env CM_RECONCILE_INTERVAL)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Second, "period of the reconciler's pass over every task of the node; wake-ups name their tasks and are handled at once (env CM_RECONCILE_INTERVAL)")
 	fs.DurationVar(&c.NodeHeartbeat, "node-heartbeat", 3*time.Second, "how often this node records it is alive; keep below node.suspectAfter (env CM_NODE_HEARTBEAT)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "leader lease duration (env CM_LEASE_TTL)")
 	fs.IntVar(&c.GCPercent, "gc-percent", defaultGCPercent, "Go garbage collector target, as GOGC; ignored when GOGC is set (env CM_GC_PERCENT)")
@@ -273,10 +273,12 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func newLogger(level, format string) (*zap.Logger, error) {
+// newLogger builds the node's logger; its level can be changed while it
+// runs (the Kafka Connect path PUT /admin/loggers/root).
+func newLogger(level, format string) (*zap.Logger, zap.AtomicLevel, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, err
+		return nil, zap.AtomicLevel{}, err
 	}
 	cfg := zap.NewProductionConfig()
 	if format == "console" {
@@ -286,7 +288,8 @@ func newLogger(level, format string) (*zap.Logger, error) {
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	cfg.Sampling = nil
-	return cfg.Build()
+	log, err := cfg.Build()
+	return log, cfg.Level, err
 }
 
 // nodeID is this node's id, which is also where other nodes call it (see

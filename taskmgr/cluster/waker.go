@@ -17,8 +17,13 @@ import (
 // its reconciler for a pass now.
 const WakePath = "/internal/v1/wake"
 
-// Nudger is a reconciler that can be asked for a pass.
-type Nudger interface{ Nudge() }
+// Nudger is a reconciler that can be asked for a pass: over the tasks named,
+// or over all of its tasks when none is named.
+type Nudger interface{ Nudge(components ...string) }
+
+// maxWakeComponents is how many components one wake names; a wake about
+// more asks for a pass over all of the owner's tasks.
+const maxWakeComponents = 64
 
 // ClusterWaker wakes the reconciler of a task's owner: in process when the
 // owner is this node, else with a POST to the owner's address. A wake that
@@ -50,11 +55,12 @@ func NewClusterWaker(self model.NodeID, local Nudger, store *model.Store, log *z
 // require one (cm serve --node-token-file). Call it before the node runs.
 func (w *ClusterWaker) SetToken(token func() string) { w.token = token }
 
-// Wake asks node's reconciler for a pass. It returns within the waker's
-// short timeout, whatever happens to the owner.
-func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID) {
+// Wake asks node's reconciler for a pass over the tasks named (all of its
+// tasks when none is). It returns within the waker's short timeout,
+// whatever happens to the owner.
+func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID, components ...string) {
 	if node == w.self {
-		w.local.Nudge()
+		w.local.Nudge(components...)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
@@ -67,7 +73,11 @@ func (w *ClusterWaker) Wake(ctx context.Context, node model.NodeID) {
 	if set, err := w.params.Snapshot(ctx); err == nil && LivenessOf(set).State(n.SeenAt, time.Now()) == NodeDead {
 		return // nobody there to wake
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.Addr+WakePath+"?node="+url.QueryEscape(string(node)), nil)
+	q := url.Values{"node": {string(node)}}
+	if len(components) <= maxWakeComponents {
+		q["component"] = components
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.Addr+WakePath+"?"+q.Encode(), nil)
 	if err != nil {
 		w.log.Debug("waking", zap.String(logkey.Node, string(node)), zap.Error(err))
 		return

@@ -33,7 +33,7 @@ type Tasks interface {
 
 // Waker nudges the reconciler of a task's node (cluster.Waker).
 type Waker interface {
-	Wake(ctx context.Context, node model.NodeID)
+	Wake(ctx context.Context, node model.NodeID, components ...string)
 }
 
 // Deps are what the jobs are built from.
@@ -219,7 +219,7 @@ func (j *nodeLiveness) finishMigrate(ctx context.Context, t *model.Task, states 
 	}
 	j.w.written(ctx, step.Next)
 	if step.Wake != "" && step.Wake != step.Next.Node {
-		j.w.waker.Wake(ctx, step.Wake)
+		j.w.waker.Wake(ctx, step.Wake, step.Next.Component)
 	}
 	return true
 }
@@ -453,8 +453,8 @@ func (w *writer) flag(ctx context.Context, t *model.Task, detail *model.ErrorDet
 
 // written tells this node's waiters and the task's node.
 func (w *writer) written(ctx context.Context, t *model.Task) {
-	w.changes.Broadcast()
-	w.waker.Wake(ctx, t.Node)
+	w.changes.Broadcast(t.Component)
+	w.waker.Wake(ctx, t.Node, t.Component)
 }
 
 func hasCode(errs []model.ErrorDetail, code string) bool {

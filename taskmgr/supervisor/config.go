@@ -18,8 +18,13 @@ type Config struct {
 	// that accepts connections but never answers fails the task with
 	// OPEN_TIMEOUT instead of leaving it STARTING.
 	OpenTimeout time.Duration
-	// ReconcileInterval is the reconciler's period besides nudges.
+	// ReconcileInterval is the period of the reconciler's pass over every
+	// task of the node; nudges name the tasks they are about, and are
+	// handled at once.
 	ReconcileInterval time.Duration
+	// StartBurst is how many runners one pass starts at most; the rest
+	// start in the passes right after (a node restarting with many tasks).
+	StartBurst int
 	// DataDir holds per-task working directories (child process logs).
 	DataDir string
 	// Committer tunes checkpoint and heartbeat flushing.
@@ -34,7 +39,8 @@ func DefaultConfig(node model.NodeID) Config {
 	return Config{
 		Node:              node,
 		OpenTimeout:       2 * time.Minute,
-		ReconcileInterval: time.Second,
+		ReconcileInterval: 5 * time.Second,
+		StartBurst:        100,
 		DataDir:           "./data",
 		Committer:         checkpoint.DefaultCommitterConfig(),
 	}
@@ -48,8 +54,8 @@ func (c Config) Validate() error {
 	if err := c.Failpoint.Validate(); err != nil {
 		return err
 	}
-	if c.OpenTimeout <= 0 || c.ReconcileInterval <= 0 {
-		return fmt.Errorf("%w: the open timeout and the reconcile interval must be positive", model.ErrInvalidArgument)
+	if c.OpenTimeout <= 0 || c.ReconcileInterval <= 0 || c.StartBurst <= 0 {
+		return fmt.Errorf("%w: the open timeout, the reconcile interval and the start burst must be positive", model.ErrInvalidArgument)
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: data dir is empty", model.ErrInvalidArgument)
@@ -59,5 +65,5 @@ func (c Config) Validate() error {
 
 // Waker tells another node's reconciler to reconcile now (cluster.Waker).
 type Waker interface {
-	Wake(ctx context.Context, node model.NodeID)
+	Wake(ctx context.Context, node model.NodeID, components ...string)
 }

@@ -51,10 +51,10 @@ func (r *Reconciler) stepWritten(ctx context.Context, step journal.Step) {
 	if step.Op == pullbackRewriteStep {
 		r.recorder.Pullback(step.Next.Component)
 	}
-	r.changes.Broadcast()
-	r.Nudge()
+	r.changes.Broadcast(step.Next.Component)
+	r.Nudge(step.Next.Component)
 	if step.Wake != "" {
-		r.wakeNode(ctx, step.Wake)
+		r.wakeNode(ctx, step.Wake, step.Next.Component)
 	}
 }
 

@@ -21,10 +21,15 @@ import (
 )
 
 // Reconciler drives the runners of the tasks this node owns until their
-// observed state matches the desired state. It wakes on a nudge after a
-// commit and on a period, so it converges after missed nudges and after a
-// crash: on start, every task whose desired state is RUNNING runs again from
-// its last durable checkpoint.
+// observed state matches the desired state. A nudge after a commit names
+// the tasks written, and the pass that follows reads and reconciles only
+// those (one query); a pass over every task of the node runs on a period,
+// after a nudge that names none, and at start, so it converges after missed
+// nudges and after a crash: on start, every task whose desired state is
+// RUNNING runs again from its last durable checkpoint. Runners are started
+// at most Config.StartBurst a pass, so a node restarting with thousands of
+// tasks neither floods the store nor the sources, and the runners' events
+// are handled between bursts.
 //
 // Only the reconciler's own goroutine touches runners; runners and the
 // committer talk back through the event queue.
@@ -40,8 +45,12 @@ type Reconciler struct {
 	log       *zap.Logger
 
 	nudge  chan struct{}
-	mu     sync.Mutex // guards events, and writes of runners
+	mu     sync.Mutex // guards events, dirty, full, and writes of runners
 	events []runnerEvent
+	// dirty are the components nudged since the last pass; full asks the
+	// next pass to list every task of the node.
+	dirty map[string]bool
+	full  bool
 	// runners by component: read and written by the reconciler goroutine,
 	// which holds mu to write, so Running may read it from elsewhere.
 	runners map[string]*runner
@@ -61,6 +70,7 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 		recorder: nopRecorder{},
 		nudge:    make(chan struct{}, 1),
 		runners:  map[string]*runner{},
+		dirty:    map[string]bool{},
 	}
 	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), checkpoint.Hooks{
 		Fenced: func(component string, version int64) {
@@ -80,8 +90,22 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 	return r
 }
 
-// Nudge asks for a pass soon. It never blocks.
-func (r *Reconciler) Nudge() {
+// Nudge asks for a pass soon over the components named, or over every task
+// of the node when none is. It never blocks.
+func (r *Reconciler) Nudge(components ...string) {
+	r.mu.Lock()
+	if len(components) == 0 {
+		r.full = true
+	}
+	for _, c := range components {
+		r.dirty[c] = true
+	}
+	r.mu.Unlock()
+	r.signal()
+}
+
+// signal wakes the reconciler's goroutine.
+func (r *Reconciler) signal() {
 	select {
 	case r.nudge <- struct{}{}:
 	default:
@@ -92,28 +116,29 @@ func (r *Reconciler) Nudge() {
 // operation hands a task over to them. Call it before Run.
 func (r *Reconciler) SetWaker(w Waker) { r.waker = w }
 
-func (r *Reconciler) wakeNode(ctx context.Context, node model.NodeID) {
+func (r *Reconciler) wakeNode(ctx context.Context, node model.NodeID, components ...string) {
 	if node == r.cfg.Node {
-		r.Nudge()
+		r.Nudge(components...)
 		return
 	}
 	if r.waker != nil {
-		r.waker.Wake(ctx, node)
+		r.waker.Wake(ctx, node, components...)
 	}
 }
 
 // Wake implements Waker for tasks of this node.
-func (r *Reconciler) Wake(_ context.Context, node model.NodeID) {
+func (r *Reconciler) Wake(_ context.Context, node model.NodeID, components ...string) {
 	if node == r.cfg.Node {
-		r.Nudge()
+		r.Nudge(components...)
 	}
 }
 
 func (r *Reconciler) push(ev runnerEvent) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
+	r.dirty[ev.component] = true
 	r.mu.Unlock()
-	r.Nudge()
+	r.signal()
 }
 
 // Run reconciles until ctx is done. Then it stops every runner without
@@ -135,13 +160,14 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 	tick := time.NewTicker(r.cfg.ReconcileInterval)
 	defer tick.Stop()
-	r.pass(ctx)
+	r.Nudge()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.nudge:
 		case <-tick.C:
+			r.Nudge()
 		}
 		r.pass(ctx)
 	}
@@ -175,27 +201,70 @@ func (r *Reconciler) shutdown() {
 	r.mu.Unlock()
 }
 
-// pass handles queued runner events, then compares every task of this node
-// with its runner.
+// pass handles queued runner events, then compares the tasks nudged (every
+// task of this node on a full pass) with their runners.
 func (r *Reconciler) pass(ctx context.Context) {
 	started := time.Now()
 	r.drainEvents(ctx)
-	tasks, _, err := r.store.ListTasks(ctx, model.TaskFilter{Node: r.cfg.Node})
+	r.mu.Lock()
+	full, dirty := r.full, r.dirty
+	r.full, r.dirty = false, map[string]bool{}
+	r.mu.Unlock()
+	if !full && len(dirty) == 0 {
+		return
+	}
+	f := model.TaskFilter{Node: r.cfg.Node}
+	if !full {
+		// A nudged task may have left this node: read it wherever it is.
+		f = model.TaskFilter{Components: make([]string, 0, len(dirty))}
+		for c := range dirty {
+			f.Components = append(f.Components, c)
+		}
+	}
+	tasks, _, err := r.store.ListTasks(ctx, f)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Warn("listing tasks", zap.Error(err))
 		}
+		// Try again on the next wake-up.
+		r.mu.Lock()
+		r.full = r.full || full
+		for c := range dirty {
+			r.dirty[c] = true
+		}
+		r.mu.Unlock()
 		return
 	}
+	if !full {
+		// A nudge may come from another node's write of these tasks:
+		// this node's waiters read them again.
+		r.changes.Broadcast(f.Components...)
+	}
 	seen := make(map[string]bool, len(tasks))
+	starts := 0
 	for i := range tasks {
 		t := &tasks[i]
 		seen[t.Component] = true
+		if t.Node != r.cfg.Node && r.runners[t.Component] == nil {
+			continue // another node's task, and none of ours
+		}
+		if r.wouldStart(t) {
+			if starts >= r.cfg.StartBurst {
+				// Paced: the rest start on the next passes, right after
+				// this one, with the runners' events handled between.
+				r.mu.Lock()
+				r.dirty[t.Component] = true
+				r.mu.Unlock()
+				r.signal()
+				continue
+			}
+			starts++
+		}
 		r.reconcile(ctx, t)
 	}
 	// Runners whose task left this node or was deleted.
 	for comp, rn := range r.runners {
-		if !seen[comp] && rn.stopping == notStopping {
+		if (full || dirty[comp]) && !seen[comp] && rn.stopping == notStopping {
 			rn.stopping = stopSuperseded
 			rn.cancel()
 		}
@@ -203,6 +272,12 @@ func (r *Reconciler) pass(ctx context.Context) {
 	r.passes.Lock()
 	r.lastPass = time.Since(started)
 	r.passes.Unlock()
+}
+
+// wouldStart reports whether reconcile would start a runner for t.
+func (r *Reconciler) wouldStart(t *model.Task) bool {
+	return r.runners[t.Component] == nil && t.Node == r.cfg.Node && t.Journal == "" && t.State != model.StateStopping &&
+		runs(t.Desired) && (t.State == model.StateStarting || t.State == model.StateRunning || t.State == model.StatePaused)
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, t *model.Task) {
@@ -493,7 +568,7 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 	if t == nil {
 		return
 	}
-	r.changes.Broadcast()
+	r.changes.Broadcast(component)
 	r.log.Info("task state", zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)))
 	if w.event != "" && t.State == model.StateStopped && t.Journal != "" {
 		if j, err := journal.Decode(t.Journal); err == nil && j.Op == journal.OpPullback {
