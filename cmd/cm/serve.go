@@ -35,14 +35,14 @@ func serveCommand(c *serveConfig) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
-			log, err := newLogger(c.LogLevel, c.LogFormat)
+			log, level, err := newLogger(c.LogLevel, c.LogFormat)
 			if err != nil {
 				return err
 			}
 			defer func() { _ = log.Sync() }()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, *c, dsn, node, log)
+			return serve(ctx, *c, dsn, node, log, &level)
 		},
 	}
 	addServeFlags(cmd.Flags(), c)
@@ -98,13 +98,14 @@ func migrateCmd() *cobra.Command {
 // it over while this one runs, serve stops the runners at once, shuts down
 // and returns the *cluster.NodeHeldError (exit status 1), leaving the task
 // states to the new holder.
-func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger) error {
+func serve(ctx context.Context, c serveConfig, dsn model.DSN, node model.NodeID, log *zap.Logger, level *zap.AtomicLevel) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(c.GCPercent)
 	}
 	raiseOpenFiles(log)
 	acfg := app.DefaultConfig(node, apiURL(node))
 	acfg.Version = version
+	acfg.LogLevel = level
 	acfg.HTTP.Listen = c.Listen
 	acfg.HTTP.AuthFile, acfg.HTTP.TrustedProxies, acfg.NodeTokenFile = c.AuthFile, c.TrustedProxies, c.NodeTokenFile
 	acfg.HTTP.RateLimit, acfg.HTTP.RateBurst, acfg.HTTP.IdempotencyTTL = c.RateLimit, c.RateBurst, c.IdempotencyTTL
