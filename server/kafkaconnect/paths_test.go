@@ -469,3 +469,71 @@ func TestPathsDocumented(t *testing.T) {
 		t.Fatalf("%d Kafka Connect routes", count)
 	}
 }
+
+// TestFailedRestart: a connector whose task failed shows FAILED with the
+// task's error as trace; restart with onlyFailed=true restarts it once
+// the cause is gone, and leaves a running one alone.
+func TestFailedRestart(t *testing.T) {
+	n := node(t, dbtest.SQLiteURL(t))
+	dir := t.TempDir()
+	src, sink := filepath.Join(dir, "later.jsonl"), filepath.Join(dir, "sink.jsonl")
+	name := "kc_f-incr_trans-1-0"
+	r := do(t, n, "POST", "/connectors", map[string]any{"name": name, "config": fileConfig(src, sink), "initial_state": "STOPPED"})
+	mustStatus(t, "create", r, http.StatusCreated)
+	// The source file does not exist yet: the task fails as it starts.
+	wantError(t, "resume", do(t, n, "PUT", "/connectors/"+name+"/resume", nil), http.StatusConflict, "does not exist")
+	s := statusOf(t, n, name)
+	if s.Connector.State != "FAILED" || len(s.Tasks) != 1 || s.Tasks[0].State != "FAILED" || !strings.Contains(s.Connector.Trace, "does not exist") {
+		t.Fatalf("status %+v", s)
+	}
+	if err := os.WriteFile(src, []byte("{\"ts\":100,\"i\":0}\n{\"ts\":101,\"i\":1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = do(t, n, "POST", "/connectors/"+name+"/restart?onlyFailed=true&includeTasks=true", nil)
+	mustStatus(t, "restart onlyFailed", r, http.StatusAccepted)
+	var st status
+	r.decode(t, &st)
+	if st.Connector.State != "RUNNING" {
+		t.Fatalf("restart answered %s", r.Body)
+	}
+	sinkHas(t, src, sink, 2)
+	mustStatus(t, "restart onlyFailed of a running connector", do(t, n, "POST", "/connectors/"+name+"/restart?onlyFailed=true", nil), http.StatusAccepted)
+	// Left alone: no stop in its audit.
+	env := n.OK(t, "GET", "/connector/task/v2/operations?taskName="+name, nil)
+	if strings.Contains(string(env.Result), `"operation":"stop"`) {
+		t.Fatalf("a running connector was restarted by onlyFailed: %s", env.Result)
+	}
+}
+
+// TestConfigOfPaused: a config change of a paused connector restarts its
+// task with the new config and leaves it paused, as Kafka Connect does.
+func TestConfigOfPaused(t *testing.T) {
+	n := node(t, dbtest.SQLiteURL(t))
+	src, sink := fileSource(t, 3)
+	name := "kc_q-incr_trans-1-0"
+	mustStatus(t, "create", do(t, n, "POST", "/connectors", map[string]any{"name": name, "config": fileConfig(src, sink)}), http.StatusCreated)
+	sinkHas(t, src, sink, 3)
+	wantEmpty(t, "pause", do(t, n, "PUT", "/connectors/"+name+"/pause", nil), http.StatusAccepted)
+	cfg := fileConfig(src, sink)
+	cfg["source.pollInterval"] = "1s"
+	mustStatus(t, "PUT config", do(t, n, "PUT", "/connectors/"+name+"/config", cfg), http.StatusOK)
+	if s := statusOf(t, n, name); s.Connector.State != "PAUSED" || s.Tasks[0].State != "PAUSED" {
+		t.Fatalf("status %+v", s)
+	}
+	if got := storedConfig(t, n, name); got.Get("source", "pollInterval") != "1s" {
+		t.Fatalf("stored %v", got)
+	}
+	var ops []map[string]any
+	if err := json.Unmarshal(n.OK(t, "GET", "/connector/task/v2/operations?taskName="+name, nil).Result, &ops); err != nil {
+		t.Fatal(err)
+	}
+	var seq []string
+	for i := len(ops) - 1; i >= 0; i-- {
+		if op, _ := ops[i]["operation"].(string); !strings.HasPrefix(op, "runtime:") {
+			seq = append(seq, op)
+		}
+	}
+	if got := strings.Join(seq, ","); got != "create,pause,stop,update,pause" {
+		t.Fatalf("operations %s", got)
+	}
+}
