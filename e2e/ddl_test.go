@@ -14,7 +14,7 @@ import (
 	"github.com/connector-manager/cm/model"
 )
 
-// TestDDLSkipResume: an ALTER of a selected table in the middle of a
+// TestDDLSkipResume: with sink.ddl=stop, an ALTER of a selected table in the middle of a
 // second, with transactions on two tables before and after it in that
 // same second (the session clock is frozen at one second, so no recovery
 // by time could tell them apart). The task stops at the ALTER with the
@@ -27,7 +27,9 @@ func TestDDLSkipResume(t *testing.T) {
 	e := newEnv(t)
 	e.exec(t, sprintf(tableA, e.srcT("a")))
 	e.exec(t, sprintf(tableB, e.srcT("b")))
-	n, name := startIncr(t, e)
+	// sink.ddl=stop: the task stops at a schema statement (the default,
+	// apply, is TestDDLApply's).
+	n, name := startIncrWith(t, e, map[string]map[string]string{"sink": {"ddl": "stop"}})
 	sub := e.subtopic()
 	skip := base + "resume?taskName=" + q(name) + "&skipDdl=true"
 

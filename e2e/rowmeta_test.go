@@ -17,7 +17,7 @@ import (
 // TestRowMetadataMinimal: a source server of the test's own logging
 // MINIMAL row metadata (the shared one logs FULL, and the setting is
 // GLOBAL only). The running task shows MYSQL_ROW_METADATA_MINIMAL as a
-// WARNING in detail and in health. After a column reorder the task stops
+// WARNING in detail and in health. With sink.ddl=stop, after a column reorder the task stops
 // at it; a pullback to a time before it, whose rows would be decoded with
 // the reordered definition, is refused (PULLBACK_UNSAFE, naming the
 // statement) and changes nothing; the task then continues past the
@@ -29,7 +29,7 @@ func TestRowMetadataMinimal(t *testing.T) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
 	body := map[string]any{"component": component("incr_trans"), "config": map[string]map[string]string{
 		"source": {"type": "mysql", "host": "127.0.0.1", "port": port, "username": "root", "tables": "src.*"},
-		"sink":   {"type": "mysql", "host": "127.0.0.1", "port": port, "username": "root", "databaseMap": "src:dst"},
+		"sink":   {"type": "mysql", "host": "127.0.0.1", "port": port, "username": "root", "databaseMap": "src:dst", "ddl": "stop"},
 	}}
 	name := n.OK(t, http.MethodPost, base+"create", body).String()
 	sub := "127.0.0.1-" + port

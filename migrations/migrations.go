@@ -17,5 +17,6 @@ func All() []*gormigrate.Migration {
 		m0003NodeInstance(),
 		m0004AuditResults(),
 		m0005RefusalsIdempotency(),
+		m0006DDLHistory(),
 	}
 }

@@ -1,5 +1,6 @@
 // Package failpoint lets crash tests stop a real cm process at an exact
-// instant: right after a step of a journaled operation commits. A node armed
+// instant: right after a step of a journaled operation commits, or after a
+// connector's step (a schema statement applied on a target). A node armed
 // with a failpoint kills its own process with SIGKILL when it gets there
 // (see cmd/cm). `cm serve` takes it from the environment variable
 // CM_FAILPOINT; nothing sets it in production.
@@ -23,10 +24,13 @@ const (
 	// PullbackRewrite: the checkpoint was rewritten and the new incarnation
 	// recorded (the journal step of the same name).
 	PullbackRewrite = "pullback:rewrite"
+	// DDLApplied: a mysql sink ran a schema statement on the target, and
+	// neither recorded it nor checkpointed the position after it.
+	DDLApplied = "mysql:ddl-applied"
 )
 
 // All lists the failpoints, for validation.
-var All = []string{PullbackCall, PullbackStopped, PullbackRewrite}
+var All = []string{PullbackCall, PullbackStopped, PullbackRewrite, DDLApplied}
 
 // Armed is the failpoint a node is armed with; empty: none.
 type Armed string

@@ -190,11 +190,17 @@ func (m *Metrics) Pullback(component string) {
 	m.tasks.add(component, func(c *taskCounters) { c.pullbacks++ })
 }
 
+// DDLApplied counts a schema statement a task's sink applied on its
+// target (or met again and found applied).
+func (m *Metrics) DDLApplied(component string) {
+	m.tasks.add(component, func(c *taskCounters) { c.ddl++ })
+}
+
 // taskCounters are what the node counts for one task.
 type taskCounters struct {
-	records, restarts, pullbacks float64
-	started                      bool
-	touched                      time.Time
+	records, restarts, pullbacks, ddl float64
+	started                           bool
+	touched                           time.Time
 }
 
 // taskCollector answers the per-task series and the tasks by state at
@@ -206,7 +212,7 @@ type taskCollector struct {
 	mu       sync.Mutex
 	counters map[string]*taskCounters
 
-	byState, lag, age, records, restarts, pullbacks, scrapeErrors *prometheus.Desc
+	byState, lag, age, records, restarts, pullbacks, ddl, scrapeErrors *prometheus.Desc
 }
 
 var taskLabels = []string{"task", "component", "node"}
@@ -225,6 +231,8 @@ func newTaskCollector(node string, sample Sampler) *taskCollector {
 			"Runner starts of the task on this node after its first one since the process started (resumes, automatic restarts).", taskLabels, nil),
 		pullbacks: prometheus.NewDesc("cm_task_pullbacks_total",
 			"Pullbacks that rewound the task's checkpoint on this node since the process started.", taskLabels, nil),
+		ddl: prometheus.NewDesc("cm_task_ddl_applied_total",
+			"Schema statements the task's sink applied on its target on this node since the process started.", taskLabels, nil),
 		scrapeErrors: prometheus.NewDesc("cm_task_metrics_error",
 			"1 when the tasks could not be read from the store for this scrape (the per-task series are then missing).", []string{"node"}, nil),
 	}
@@ -243,7 +251,7 @@ func (c *taskCollector) add(component string, f func(*taskCounters)) {
 }
 
 func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.byState, c.lag, c.age, c.records, c.restarts, c.pullbacks, c.scrapeErrors} {
+	for _, d := range []*prometheus.Desc{c.byState, c.lag, c.age, c.records, c.restarts, c.pullbacks, c.ddl, c.scrapeErrors} {
 		ch <- d
 	}
 }
@@ -290,6 +298,7 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.records, prometheus.CounterValue, tc.records, labels...)
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, tc.restarts, labels...)
 		ch <- prometheus.MustNewConstMetric(c.pullbacks, prometheus.CounterValue, tc.pullbacks, labels...)
+		ch <- prometheus.MustNewConstMetric(c.ddl, prometheus.CounterValue, tc.ddl, labels...)
 	}
 	// A task no longer here (deleted, or moved to another node) loses its
 	// counters, unless it was counted while this scrape read the store.

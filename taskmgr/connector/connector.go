@@ -141,14 +141,25 @@ type SchemaEvent struct {
 	// Tables are the source tables ("db.table") whose definitions it
 	// changed.
 	Tables []string
+	// Replay: the statement was applied before and the target has moved
+	// past it; nothing was run.
+	Replay bool
 }
 
-// SchemaHistory keeps the schema statements a task's sink applied. A
-// connector that applies schema changes records each one before its
-// position is checkpointed; a replay records it again (the store keeps one
-// entry per task and position).
+// SchemaHistory keeps, per task component (so across a pullback's new
+// incarnation), the schema statements its sink applied and the table
+// definitions its source learned, by position. A connector that applies
+// schema changes records each statement before its position is
+// checkpointed; a replay records it again (one entry per position).
 type SchemaHistory interface {
 	AppliedDDL(ctx context.Context, e SchemaEvent) error
+	// DDLApplied reports whether a statement was recorded at subtopic and
+	// position after (the token just after it).
+	DDLApplied(ctx context.Context, task model.TaskName, subtopic, after string) (bool, error)
+	// SchemaVersions lists the definitions recorded; AddSchemaVersions
+	// adds some, keeping the one recorded first of a position and table.
+	SchemaVersions(ctx context.Context, task model.TaskName) ([]model.SchemaVersion, error)
+	AddSchemaVersions(ctx context.Context, task model.TaskName, v []model.SchemaVersion) error
 }
 
 // Ranger is implemented by sources that can tell how far back they can be

@@ -25,6 +25,9 @@ type Config struct {
 	// manifest passes to its program (os.LookupEnv in cm serve); nil
 	// passes none.
 	LookupEnv func(string) (string, bool)
+	// MySQL is what the mysql connectors get from the node: where tasks
+	// keep their schema history, and the crash tests' failpoint.
+	MySQL mysql.Options
 }
 
 // Connectors is a registry with every built-in connector and the plugins
@@ -53,7 +56,7 @@ func New(cfg Config, log *zap.Logger) (*Connectors, error) {
 	files := file.NewWatcher(log)
 	file.Register(r, roots, files)
 	process.Register(r, plugins)
-	mysql.Register(r)
+	mysql.Register(r, cfg.MySQL)
 	return &Connectors{Registry: r, Plugins: plugins, Roots: roots, files: files}, nil
 }
 

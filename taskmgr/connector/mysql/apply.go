@@ -418,8 +418,12 @@ func (p *planner) upsert(ref tableRef, def *tableDef, columns []string, values [
 		var names []string
 		var pick []int
 		for i, c := range columns {
-			if j := def.index(c); j >= 0 && def.Generated[j] {
+			j := def.index(c)
+			if j >= 0 && def.Generated[j] {
 				continue // the target computes it
+			}
+			if j < 0 && def.DropUnknown {
+				continue // replayed from before the column was dropped or renamed
 			}
 			names = append(names, c)
 			pick = append(pick, i)

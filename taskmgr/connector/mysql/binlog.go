@@ -39,6 +39,10 @@ const (
 	eventBuffer = 16384
 )
 
+// metricDDLApplied is the detail metric counting the schema statements
+// applied on the target since the task's runner started.
+const metricDDLApplied = "ddlApplied"
+
 // errLinger ends Read's wait for more events; errStall ends a wait that
 // saw no event, not even a heartbeat, for stallTimeout.
 var (
@@ -51,14 +55,20 @@ var (
 // whole transactions. See doc.go for positions and DDL.
 type binlogSource struct {
 	cfg      sourceConfig
+	task     model.TaskName
 	log      *zap.Logger
 	throttle *throttle
+	// history keeps the definitions of the selected tables by position
+	// (nil: rows are decoded with the current definitions; history.go).
+	history connector.SchemaHistory
 
 	db     *sql.DB
 	syncer *syncer
 	stream *replication.BinlogStreamer
 	defs   *schemaCache
 	shapes map[tableRef]*shape
+	// versions is the schema history of the selected tables (history.go).
+	versions map[tableRef]versions
 
 	file string // binlog file of the event being read
 	txn  txn
@@ -75,6 +85,13 @@ type binlogSource struct {
 	// failed is returned by every Read once set: a DDL found after a batch
 	// that was returned first.
 	failed error
+	// pending is a schema statement's batch, returned by the next Read:
+	// it was read after rows that went out first.
+	pending *connector.Batch
+	// ddls counts the schema statements this source sent to the sink
+	// since Open (metric ddlApplied: a batch's metrics count only once
+	// its sink applied it).
+	ddls int
 	// fromTS is the time of the position Open started from (0: none).
 	fromTS int64
 	// meta is the server's binlog_row_metadata, read at Open.
@@ -101,6 +118,11 @@ type txn struct {
 	// there meets it again, and nothing before it is still to come.
 	start   gomysql.Position
 	records []connector.Record
+	// ddl is the schema statement of a standalone transaction, to be
+	// applied by the sink (sink.ddl=apply); learn the selected tables
+	// whose definitions it changed, to record in the schema history.
+	ddl   *connector.SchemaChange
+	learn []tableRef
 }
 
 // shape is how the columns of one table map event read.
@@ -123,7 +145,7 @@ func newBinlogSource(cfg connector.Config) (*binlogSource, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &binlogSource{cfg: c, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS),
+	return &binlogSource{cfg: c, task: cfg.Task, log: log.Named("mysql.binlog"), throttle: newThrottle(c.ThrottleRPS),
 		heartbeat: heartbeatPeriod, stall: stallTimeout}, nil
 }
 
@@ -164,6 +186,10 @@ func (s *binlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 
 	start, err := s.start(ctx, from)
 	if err != nil {
+		return err
+	}
+	s.last = start // rows before the first transaction's end are at or after it
+	if err := s.loadHistory(ctx, defs, start, max(s.lastTS, s.skipBefore)); err != nil {
 		return err
 	}
 	s.syncer = s.newSyncer(s.cfg.ServerID)
@@ -314,6 +340,11 @@ func (s *binlogSource) syncerConfig(serverID uint32) replication.BinlogSyncerCon
 // without anything read it is a batch of only the delay report, 0: the
 // source is at the server's end.
 func (s *binlogSource) Read(ctx context.Context) (connector.Batch, error) {
+	if s.pending != nil {
+		b := *s.pending
+		s.pending = nil
+		return s.finish(ctx, b)
+	}
 	if s.failed != nil {
 		return connector.Batch{}, s.failed
 	}
@@ -390,6 +421,22 @@ func (s *binlogSource) Read(ctx context.Context) (connector.Batch, error) {
 		if !done || s.txn.skip {
 			continue
 		}
+		if c := s.txn.ddl; c != nil {
+			// A schema statement goes alone in its batch, after everything
+			// before it, so the sink applies it at its place.
+			s.txn.ddl = nil
+			c.After = formatToken(s.last)
+			db := connector.Batch{
+				Records:   []connector.Record{{Subtopic: s.cfg.Subtopic, TS: s.txn.ts, DDL: c}},
+				Positions: []checkpoint.Position{{Subtopic: s.cfg.Subtopic, TS: s.lastTS, Token: c.After}},
+			}
+			s.ddls++
+			if len(b.Positions) > 0 {
+				s.pending = &db
+				return s.finish(ctx, b)
+			}
+			return s.finish(ctx, db)
+		}
 		b.Records = append(b.Records, s.txn.records...)
 		s.txn.records = nil
 		b.Positions = []checkpoint.Position{{Subtopic: s.cfg.Subtopic, TS: s.lastTS, Token: formatToken(s.last)}}
@@ -416,6 +463,9 @@ func (s *binlogSource) finish(ctx context.Context, b connector.Batch) (connector
 		b.Metrics = model.DelayMetrics(0, now)
 	} else {
 		b.Metrics = model.DelayMetrics(now.Sub(time.Unix(s.lastTS, 0)), now)
+	}
+	if s.ddls > 0 {
+		b.Metrics[metricDDLApplied] = float64(s.ddls)
 	}
 	return b, nil
 }
@@ -517,7 +567,14 @@ func (s *binlogSource) query(ctx context.Context, ts int64, e *replication.Query
 	if err := s.ddl(ctx, string(e.Schema), q); err != nil {
 		return false, s.atStatement(err, ts, endPos)
 	}
-	return s.end(endPos), nil
+	done := s.end(endPos)
+	if learn := s.txn.learn; len(learn) > 0 {
+		s.txn.learn = nil
+		if err := s.learn(ctx, learn, s.last, ts); err != nil {
+			return false, err
+		}
+	}
+	return done, nil
 }
 
 // ddl reacts to a schema statement: it forgets the cached definitions of
@@ -547,6 +604,9 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 	}
 	if len(touched) == 0 {
 		return nil
+	}
+	if s.cfg.ApplyDDL && !s.txn.skip {
+		return s.applyDDL(d, schema, q, touched)
 	}
 	switch d.Kind {
 	case ddlCreate, ddlIndex:
@@ -631,11 +691,16 @@ func (s *binlogSource) shape(ctx context.Context, ref tableRef, tm *replication.
 		return sh, nil
 	}
 	n := int(tm.ColumnCount)
-	def, err := s.defs.get(ctx, ref)
-	if err != nil {
-		return nil, sourceFailure("reading the definition of "+ref.String(), err)
+	// The schema history's definition of the row's time, else the
+	// current one.
+	def := s.defAt(ref)
+	var err error
+	if def == nil || len(def.Columns) != n {
+		if def, err = s.defs.get(ctx, ref); err != nil {
+			return nil, sourceFailure("reading the definition of "+ref.String(), err)
+		}
 	}
-	if def != nil && len(def.Columns) != n {
+	if def != nil && len(def.Columns) != n && def != s.defAt(ref) {
 		s.defs.forget(ref)
 		if def, err = s.defs.get(ctx, ref); err != nil {
 			return nil, sourceFailure("reading the definition of "+ref.String(), err)

@@ -248,7 +248,8 @@ func TestBinlogDDL(t *testing.T) {
 	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, v INT)")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p := openPipe(t, ctx, e.config(t, model.TypeIncr, nil))
+	// sink.ddl=stop: schema statements stop the source (apply: ddl_test.go).
+	p := openPipe(t, ctx, e.config(t, model.TypeIncr, map[string]map[string]string{"sink": {"ddl": "stop"}}))
 	src := p.src
 	sub := src.(connector.Subtopicer).Subtopics()[0]
 

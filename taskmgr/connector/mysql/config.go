@@ -28,6 +28,8 @@ const (
 	keyParallelism  = "parallelism"
 	keyThrottleRPS  = "throttleRps"
 	keyParallel     = "parallelism" // sink.parallelism
+	keyDDL          = "ddl"         // sink.ddl
+	keyType         = "type"
 
 	scopeSource      = "source"
 	scopeSink        = "sink"
@@ -44,6 +46,11 @@ const (
 	// defaultSinkParallelism is how many transactions one large batch is
 	// applied in at once.
 	defaultSinkParallelism = 4
+
+	// sink.ddl: apply schema statements of selected tables on the target
+	// (ddlapply.go), or stop the task at them.
+	ddlApply = "apply"
+	ddlStop  = "stop"
 
 	flavorMariaDB = "mariadb"
 	flavorMySQL   = "mysql"
@@ -85,6 +92,10 @@ type sourceConfig struct {
 	Parallelism int
 	// ThrottleRPS limits rows per second read (0: unlimited).
 	ThrottleRPS float64
+	// ApplyDDL: the sink is mysql with sink.ddl=apply, so schema
+	// statements of selected tables travel to it as records instead of
+	// stopping the source (incr only).
+	ApplyDDL bool
 }
 
 // sinkConfig is the configuration of the mysql sink.
@@ -96,6 +107,8 @@ type sinkConfig struct {
 	// Parallelism is how many target transactions a large batch is split
 	// into and applied in at once (1: one transaction per batch).
 	Parallelism int
+	// DDL is sink.ddl: ddlApply (the default) or ddlStop.
+	DDL string
 }
 
 // parseSourceConfig reads the source, and coordinator scopes of cfg, applies
@@ -158,7 +171,23 @@ func parseSourceConfig(cfg connector.Config) (sourceConfig, error) {
 		}
 		c.ThrottleRPS = f
 	}
+	if sk := cfg.Scope(scopeSink); sk[keyType] == typeName {
+		mode, _ := parseDDLMode(sk) // the sink reports a bad value
+		c.ApplyDDL = mode == ddlApply
+	}
 	return c, errors.Join(errs...)
+}
+
+// parseDDLMode reads sink.ddl.
+func parseDDLMode(kv map[string]string) (string, error) {
+	switch v := strings.ToLower(strings.TrimSpace(kv[keyDDL])); v {
+	case "", ddlApply:
+		return ddlApply, nil
+	case ddlStop:
+		return ddlStop, nil
+	default:
+		return ddlApply, fmt.Errorf("sink.ddl %q is not apply or stop", kv[keyDDL])
+	}
 }
 
 // parseSinkConfig reads the sink scope of cfg, applies defaults and
@@ -170,6 +199,9 @@ func parseSinkConfig(cfg connector.Config) (sinkConfig, error) {
 	c.endpoint, errs = parseEndpoint(scopeSink, kv)
 	var err error
 	if c.Parallelism, err = positiveInt(kv, scopeSink, keyParallel, defaultSinkParallelism); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DDL, err = parseDDLMode(kv); err != nil {
 		errs = append(errs, err)
 	}
 	c.DatabaseMap = map[string]string{}

@@ -94,7 +94,7 @@ func (e *env) config(t testing.TB, typ model.TaskType, extra map[string]map[stri
 func build(t testing.TB, cfg connector.Config) (connector.Source, connector.Sink) {
 	t.Helper()
 	r := connector.NewRegistry()
-	Register(r)
+	Register(r, Options{})
 	src, snk, err := r.Build(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ const (
 	codeApply            = "MYSQL_APPLY"             // applying a batch on the target failed (transient)
 	codeApplySchema      = "MYSQL_APPLY_SCHEMA"      // the target table does not fit the rows (permanent)
 	codeUnsupportedInput = "MYSQL_UNSUPPORTED_INPUT" // the sink got a record without a row change (permanent)
+	codeDDLApply         = "MYSQL_DDL_APPLY"         // a schema statement could not be applied on the target (permanent)
 	// codeRowMetadataMinimal: a warning: binlog_row_metadata is not FULL,
 	// so row events carry no column names.
 	codeRowMetadataMinimal = "MYSQL_ROW_METADATA_MINIMAL"
@@ -54,6 +55,11 @@ const (
 	errNoBinaryLogging   = 1381 // ER_NO_BINARY_LOGGING
 	errMasterFatalReader = 1236 // ER_MASTER_FATAL_ERROR_READING_BINLOG
 	errDeadlock          = 1213 // ER_LOCK_DEADLOCK
+	errDupFieldName      = 1060 // ER_DUP_FIELDNAME
+	errDupKeyName        = 1061 // ER_DUP_KEYNAME
+	errCantDropField     = 1091 // ER_CANT_DROP_FIELD_OR_KEY
+	errTableExists       = 1050 // ER_TABLE_EXISTS_ERROR
+	errKeyColumnMissing  = 1072 // ER_KEY_COLUMN_DOES_NOT_EXITS
 	errLockWaitTimeout   = 1205 // ER_LOCK_WAIT_TIMEOUT
 )
 

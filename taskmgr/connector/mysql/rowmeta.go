@@ -79,6 +79,9 @@ func (s *binlogSource) CheckRewind(ctx context.Context, target map[string]int64)
 	if err != nil {
 		return sourceFailure("reading the binlog end", err)
 	}
+	if err := s.readHistory(ctx); err != nil {
+		return err
+	}
 	return s.scanForColumnChange(ctx, meta, ts, start, end)
 }
 
@@ -137,9 +140,12 @@ func (s *binlogSource) scanForColumnChange(ctx context.Context, meta string, ts 
 			if !changesColumns(d, q) {
 				break
 			}
+			after := gomysql.Position{Name: file, Pos: ev.Header.LogPos}
 			for _, r := range d.Tables {
-				if unnamed[r] {
-					return rewindAcrossDDL(meta, ts, r, q, t, gomysql.Position{Name: file, Pos: ev.Header.LogPos})
+				if unnamed[r] && !s.knows(r, after) {
+					// The schema history (history.go) would decode them
+					// with the definitions of their time.
+					return rewindAcrossDDL(meta, ts, r, q, t, after)
 				}
 				delete(unnamed, r)
 			}

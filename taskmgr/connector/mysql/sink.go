@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/connector-manager/cm/internal/failpoint"
+	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
@@ -27,6 +29,13 @@ import (
 // Write for tables that appear later (db.* selections).
 type sink struct {
 	cfg sinkConfig
+	// task and history: where applied schema statements are recorded
+	// (history nil: nowhere but the log).
+	task    model.TaskName
+	history connector.SchemaHistory
+	// failpoint: crash tests stop the process right after a schema
+	// statement is applied, before its position is checkpointed.
+	failpoint failpoint.Armed
 	// src is the task's mysql source, where missing tables are copied from;
 	// nil when the source is of another type.
 	src *sourceConfig
@@ -64,7 +73,7 @@ func newSink(cfg connector.Config) (*sink, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &sink{cfg: c, log: log.Named("mysql.sink")}
+	s := &sink{cfg: c, log: log.Named("mysql.sink"), task: cfg.Task}
 	if cfg.Scopes.Get(scopeSource, "type") == "mysql" {
 		if sc, err := parseSourceConfig(cfg); err == nil {
 			s.src = &sc
@@ -163,6 +172,7 @@ func (s *sink) table(ctx context.Context, src tableRef) (*tableDef, error) {
 	if len(d.PK) == 0 {
 		return nil, noPrimaryKey("target", []string{ref.String()})
 	}
+	d.DropUnknown = s.cfg.DDL == ddlApply
 	s.tables[src] = d
 	return d, nil
 }
@@ -223,6 +233,13 @@ func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
+	if b.Records[0].DDL != nil {
+		if len(b.Records) != 1 {
+			return connector.Fail(codeUnsupportedInput, "the mysql sink got a DDL record together with other records",
+				"a schema statement travels alone in its batch", "", true, nil)
+		}
+		return s.writeDDL(ctx, b.Records[0])
+	}
 	// Tables are resolved (maybe created) first: DDL would commit the
 	// transaction.
 	defs := map[tableRef]*tableDef{}
@@ -233,15 +250,24 @@ func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 				"it applies database row changes only", "pair sink.type=mysql with a database source", true, nil)
 		}
 		ref := tableRef{DB: rc.Database, Name: rc.Table}
-		if defs[ref] == nil {
+		if _, seen := defs[ref]; !seen {
 			d, err := s.table(ctx, ref)
-			if err != nil {
+			if err != nil && !s.gone(err) {
 				return err
 			}
 			defs[ref] = d
 		}
 	}
-	parts := partition(b.Records, defs, s.cfg.Parallelism)
+	records := b.Records
+	for ref, d := range defs {
+		if d == nil {
+			records = s.without(records, ref)
+		}
+	}
+	if len(records) == 0 {
+		return nil
+	}
+	parts := partition(records, defs, s.cfg.Parallelism)
 	if len(parts) == 1 {
 		return s.apply(ctx, parts[0], defs)
 	}
@@ -255,6 +281,29 @@ func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 		g.Go(func() error { return s.apply(gctx, part, defs) })
 	}
 	return g.Wait()
+}
+
+// gone reports whether err says a table exists neither on the target nor
+// on the source. With sink.ddl=apply its rows are replayed from before a
+// RENAME or DROP TABLE that the target already reflects; they are not
+// written (the statement, met again next, converges).
+func (s *sink) gone(err error) bool {
+	var ce *connector.Error
+	return s.cfg.DDL == ddlApply && errors.As(err, &ce) && ce.Detail.Code == codeTableNotFound &&
+		strings.HasPrefix(ce.Detail.Message, "source")
+}
+
+// without returns records without the changes of ref (a new slice).
+func (s *sink) without(records []connector.Record, ref tableRef) []connector.Record {
+	out := make([]connector.Record, 0, len(records))
+	for _, r := range records {
+		if r.Change.Database != ref.DB || r.Change.Table != ref.Name {
+			out = append(out, r)
+		}
+	}
+	s.log.Info("rows of a table that exists neither on the source nor on the target are not written",
+		zap.String(logTable, ref.String()), zap.Int(logRows, len(records)-len(out)))
+	return out
 }
 
 // deadlockRetries bounds how often a transaction the server rolled back

@@ -23,7 +23,7 @@ func TestBinlogDDLStopPosition(t *testing.T) {
 	e.exec(t, "CREATE TABLE "+e.src("t1")+" (id INT PRIMARY KEY, v VARCHAR(20)); CREATE TABLE "+e.src("t2")+" (id INT PRIMARY KEY, v VARCHAR(20))")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg := e.config(t, model.TypeIncr, nil)
+	cfg := e.config(t, model.TypeIncr, map[string]map[string]string{"sink": {"ddl": "stop"}})
 	p := openPipe(t, ctx, cfg)
 	sub := p.src.(connector.Subtopicer).Subtopics()[0]
 	// The target tables exist with the definition before the ALTER.

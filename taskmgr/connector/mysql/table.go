@@ -108,6 +108,10 @@ type tableDef struct {
 	// so two different rows can conflict; the sink then applies changes in
 	// source order instead of compacting them by primary key.
 	UniqueSecondary bool
+	// DropUnknown (a target table of a sink that applies DDL): a row's
+	// column the table does not have is not written. Rows replayed from
+	// before a DROP or RENAME COLUMN the target already has carry it.
+	DropUnknown bool
 }
 
 func (d *tableDef) index(col string) int {

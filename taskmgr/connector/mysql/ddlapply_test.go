@@ -1,0 +1,266 @@
+package mysql
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/taskmgr/connector"
+)
+
+func TestParseStatement(t *testing.T) {
+	for _, c := range []struct {
+		q       string
+		ok      bool
+		replace bool
+	}{
+		{"ALTER TABLE t ADD COLUMN c INT", true, false},
+		{"  alter\tonline table t add column c int", true, false},
+		{"ALTER IGNORE TABLE t ADD UNIQUE KEY (c)", true, false},
+		{"create or replace table t (id int primary key)", true, true},
+		{"CREATE ORDINARY TABLE t (id INT)", false, false},
+		{"RENAME TABLE a TO b, c TO d", true, false},
+		{"ALTER TABLE t ADD COLUMN c INET6", false, false},
+		{"ALTER TABLE", false, false},
+	} {
+		p, err := parseStatement(c.q)
+		if (err == nil) != c.ok || (err == nil && p.Replace != c.replace) {
+			t.Errorf("parseStatement(%q) = replace %v, %v; want ok %v, replace %v", c.q, p.Replace, err, c.ok, c.replace)
+		}
+	}
+	if _, ok := cutWords("CREATE ORx REPLACE", "CREATE", "OR"); ok {
+		t.Error("cutWords matched a word prefix")
+	}
+	if rest, ok := cutWords("create  or\nreplace table t", "CREATE", "OR", "REPLACE"); !ok || rest != " table t" {
+		t.Errorf("cutWords = %q %v", rest, ok)
+	}
+}
+
+// historyRecorder is a connector.SchemaHistory in memory.
+type historyRecorder struct {
+	events   []connector.SchemaEvent
+	applied  map[string]bool // subtopic/after
+	versions []model.SchemaVersion
+}
+
+func (h *historyRecorder) AppliedDDL(_ context.Context, e connector.SchemaEvent) error {
+	h.events = append(h.events, e)
+	if h.applied == nil {
+		h.applied = map[string]bool{}
+	}
+	h.applied[e.Subtopic+"/"+e.After] = true
+	return nil
+}
+
+func (h *historyRecorder) DDLApplied(_ context.Context, _ model.TaskName, subtopic, after string) (bool, error) {
+	return h.applied[subtopic+"/"+after], nil
+}
+
+func (h *historyRecorder) SchemaVersions(context.Context, model.TaskName) ([]model.SchemaVersion, error) {
+	return slices.Clone(h.versions), nil
+}
+
+func (h *historyRecorder) AddSchemaVersions(_ context.Context, _ model.TaskName, v []model.SchemaVersion) error {
+	for _, n := range v {
+		if !slices.ContainsFunc(h.versions, func(o model.SchemaVersion) bool {
+			return o.Subtopic == n.Subtopic && o.Token == n.Token && o.Tbl == n.Tbl
+		}) {
+			h.versions = append(h.versions, n)
+		}
+	}
+	return nil
+}
+
+// TestSinkDDLReplay: each schema statement, given to the sink as the
+// source sends it, changes the target (names mapped through
+// sink.databaseMap); given again, as after a crash or a pullback, it runs
+// nothing and leaves the target as it was. Every one is recorded.
+func TestSinkDDLReplay(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, a VARCHAR(10), b INT, x INT)")
+	e.exec(t, "CREATE TABLE "+e.src("r")+" (id INT PRIMARY KEY)")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, snk := build(t, e.config(t, model.TypeIncr, nil))
+	hist := &historyRecorder{}
+	snk.(*sink).history = hist
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close()
+
+	stmts := []string{
+		"ALTER TABLE t ADD COLUMN c VARCHAR(5) NOT NULL DEFAULT 'z' AFTER a, ADD INDEX ix_b (b)",
+		"ALTER TABLE t DROP COLUMN x, MODIFY b BIGINT",
+		"ALTER TABLE t RENAME COLUMN a TO a2",
+		"ALTER TABLE t CHANGE c c2 VARCHAR(8) NOT NULL DEFAULT 'y'",
+		"CREATE INDEX ix_c2 ON t (c2)",
+		"DROP INDEX ix_b ON t",
+		"ALTER TABLE t ADD KEY (a2, b)",
+		"ALTER TABLE t CONVERT TO CHARACTER SET latin1",
+		"RENAME TABLE r TO r2",
+		"CREATE TABLE n (id INT PRIMARY KEY, v JSON)",
+		"CREATE OR REPLACE TABLE n (id BIGINT PRIMARY KEY, w TEXT)",
+		"TRUNCATE TABLE t",
+		"ALTER TABLE r2 RENAME TO r3",
+	}
+	shapes := func() string {
+		var out []string
+		for _, tb := range []string{"t", "r", "r2", "r3", "n"} {
+			var def string
+			if err := e.admin.QueryRow("SELECT IFNULL(GROUP_CONCAT(CONCAT(COLUMN_NAME, ' ', COLUMN_TYPE, ' ', IFNULL(COLUMN_DEFAULT, '-')) "+
+				"ORDER BY ORDINAL_POSITION), '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", e.dstName, tb).Scan(&def); err != nil {
+				t.Fatal(err)
+			}
+			var idx string
+			if err := e.admin.QueryRow("SELECT IFNULL(GROUP_CONCAT(CONCAT(INDEX_NAME, ':', COLUMN_NAME) ORDER BY INDEX_NAME, SEQ_IN_INDEX), '') "+
+				"FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", e.dstName, tb).Scan(&idx); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, tb+"("+def+" | "+idx+")")
+		}
+		return strings.Join(out, "; ")
+	}
+	source := func() string {
+		var out []string
+		for _, tb := range []string{"t", "r", "r2", "r3", "n"} {
+			var def string
+			if err := e.admin.QueryRow("SELECT IFNULL(GROUP_CONCAT(CONCAT(COLUMN_NAME, ' ', COLUMN_TYPE, ' ', IFNULL(COLUMN_DEFAULT, '-')) "+
+				"ORDER BY ORDINAL_POSITION), '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", e.srcName, tb).Scan(&def); err != nil {
+				t.Fatal(err)
+			}
+			var idx string
+			if err := e.admin.QueryRow("SELECT IFNULL(GROUP_CONCAT(CONCAT(INDEX_NAME, ':', COLUMN_NAME) ORDER BY INDEX_NAME, SEQ_IN_INDEX), '') "+
+				"FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", e.srcName, tb).Scan(&idx); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, tb+"("+def+" | "+idx+")")
+		}
+		return strings.Join(out, "; ")
+	}
+	write := func(i int, q string) {
+		t.Helper()
+		c := &connector.SchemaChange{Database: e.srcName, Statement: q, Before: fmt.Sprintf("binlog.000001:%d", 100*i), After: fmt.Sprintf("binlog.000001:%d", 100*i+50)}
+		if err := snk.Write(ctx, connector.Batch{Records: []connector.Record{{Subtopic: "s", TS: 1, DDL: c}}}); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i, q := range stmts {
+		e.exec(t, "USE "+quoteIdent(e.srcName)+"; "+q)
+		write(i, q)
+		if s, d := source(), shapes(); s != d {
+			t.Fatalf("after %s:\nsource %s\ntarget %s", q, s, d)
+		}
+	}
+	if len(hist.events) != len(stmts) {
+		t.Fatalf("%d statements recorded, want %d", len(hist.events), len(stmts))
+	}
+	for i, ev := range hist.events {
+		if len(ev.Applied) == 0 || ev.Statement != stmts[i] || ev.After == "" || ev.Task.Component.String() == "" {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		if strings.Contains(strings.Join(ev.Applied, ";"), "`"+e.srcName+"`") {
+			t.Fatalf("event %d applied on the source database: %v", i, ev.Applied)
+		}
+	}
+
+	// A replay of all of them against the target that has them: nothing
+	// to run but TRUNCATE, CREATE ... IF NOT EXISTS and the statements
+	// that are their own repetition (MODIFY, CONVERT), and the shape stays.
+	want := shapes()
+	hist.events = nil
+	for i, q := range stmts {
+		write(i, q)
+		if got := shapes(); got != want {
+			t.Fatalf("replaying %s changed the target:\n%s\nwant %s", q, got, want)
+		}
+	}
+	for i, ev := range hist.events {
+		switch {
+		case strings.HasPrefix(stmts[i], "RENAME"), strings.HasPrefix(stmts[i], "ALTER TABLE r2 RENAME"),
+			strings.Contains(stmts[i], "RENAME COLUMN"), strings.HasPrefix(stmts[i], "CREATE INDEX"), strings.HasPrefix(stmts[i], "DROP INDEX"),
+			strings.Contains(stmts[i], "ADD KEY"):
+			if len(ev.Applied) != 0 {
+				t.Errorf("replayed %q ran %v", stmts[i], ev.Applied)
+			}
+		}
+	}
+	if !slices.ContainsFunc(hist.events, func(ev connector.SchemaEvent) bool {
+		return strings.HasPrefix(ev.Statement, "TRUNCATE") && len(ev.Applied) == 1
+	}) {
+		t.Error("a replayed TRUNCATE did not run")
+	}
+
+	// A statement the target cannot take stops the task at it.
+	err := snk.Write(ctx, connector.Batch{Records: []connector.Record{{DDL: &connector.SchemaChange{Database: e.srcName,
+		Statement: "ALTER TABLE t ADD COLUMN z INT AFTER nosuch", After: "binlog.000009:4"}}}})
+	if errCode(err) != codeDDLApply {
+		t.Fatalf("a statement the target refuses: %v", err)
+	}
+	err = snk.Write(ctx, connector.Batch{Records: []connector.Record{{DDL: &connector.SchemaChange{Database: e.srcName,
+		Statement: "ALTER TABLE t ADD COLUMN q INET6"}}}})
+	if errCode(err) != codeDDLApply || !strings.Contains(err.Error(), "INET6") {
+		t.Fatalf("a statement not understood: %v", err)
+	}
+}
+
+// TestBinlogDDLApplyOrder: rows before a schema statement, the statement
+// and rows after it come in three batches, the statement alone, each with
+// the position after its last part; the target ends equal to the source.
+func TestBinlogDDLApplyOrder(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, v VARCHAR(20))")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := openPipe(t, ctx, e.config(t, model.TypeIncr, nil))
+	sub := p.src.(connector.Subtopicer).Subtopics()[0]
+	e.exec(t, "INSERT INTO "+e.src("t")+" VALUES (0, 'first')")
+	p.syncTo(t, sub, e.binlogEndNow(t))
+	p.batches = nil
+
+	var q strings.Builder
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&q, "INSERT INTO %s VALUES (%d, 'before');", e.src("t"), i)
+	}
+	fmt.Fprintf(&q, "ALTER TABLE %s ADD COLUMN w INT NOT NULL DEFAULT 5 AFTER id;", e.src("t"))
+	for i := 11; i <= 20; i++ {
+		fmt.Fprintf(&q, "INSERT INTO %s VALUES (%d, %d, 'after');", e.src("t"), i, i)
+	}
+	e.exec(t, q.String())
+	p.syncTo(t, sub, e.binlogEndNow(t))
+	e.sameTables(t, "t")
+
+	var ddl int
+	for i, b := range p.batches {
+		for _, r := range b.Records {
+			if r.DDL == nil {
+				continue
+			}
+			ddl++
+			if len(b.Records) != 1 || len(b.Positions) != 1 || b.Positions[0].Token != r.DDL.After || r.DDL.Before == "" {
+				t.Fatalf("the DDL batch: %+v", b)
+			}
+			for _, prev := range p.batches[:i] {
+				for _, pr := range prev.Records {
+					if pr.Change != nil && len(pr.Change.Columns) != 2 {
+						t.Fatalf("a row after the statement came before it: %+v", pr.Change)
+					}
+				}
+			}
+			for _, next := range p.batches[i+1:] {
+				for _, nr := range next.Records {
+					if nr.Change != nil && len(nr.Change.Columns) != 3 {
+						t.Fatalf("a row before the statement came after it: %+v", nr.Change)
+					}
+				}
+			}
+		}
+	}
+	if ddl != 1 {
+		t.Fatalf("%d DDL records, want 1", ddl)
+	}
+}

@@ -1,0 +1,199 @@
+package mysql
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"go.uber.org/zap"
+
+	"github.com/connector-manager/cm/model"
+)
+
+// Schema history (sink.ddl=apply, with a connector.SchemaHistory). The
+// source keeps, per task component, the definition of each selected table
+// from a position on: the definition at the task's first start, and after
+// every schema statement on it the definition the server then showed,
+// recorded the first time the statement is read (a replay finds it
+// recorded and reads nothing). A row is decoded with the version of its
+// position, so without column names in the binlog (binlog_row_metadata
+// NO_LOG or MINIMAL) rows logged before a column change still land in the
+// columns of their time, across a pullback too.
+//
+// Versions are used in apply mode only: there every schema statement on a
+// selected table goes through the source and is recorded. Where the
+// history's newest version of a table no longer matches the server at
+// Open and nothing later is recorded (a statement skipped with skipDdl),
+// the current definition is recorded at the start position, which is
+// today's behaviour without a history.
+
+// version is one table's definition from a position on; def nil: the
+// table does not exist from there.
+type version struct {
+	pos gomysql.Position
+	def *tableDef
+}
+
+// versions are a table's versions in position order.
+type versions []version
+
+// at is the version in force at p (the newest at or before it), or false.
+func (vs versions) at(p gomysql.Position) (version, bool) {
+	for i := len(vs) - 1; i >= 0; i-- {
+		if !before(p, vs[i].pos) {
+			return vs[i], true
+		}
+	}
+	return version{}, false
+}
+
+// newest reports whether vs has nothing after p.
+func (vs versions) newest(p gomysql.Position) bool {
+	return len(vs) == 0 || !before(p, vs[len(vs)-1].pos)
+}
+
+// loadHistory reads the task's versions for this subtopic and records the
+// start definitions of tables (defs: the current ones) the history has no
+// current version of.
+func (s *binlogSource) loadHistory(ctx context.Context, defs []*tableDef, start gomysql.Position, ts int64) error {
+	if err := s.readHistory(ctx); err != nil || s.history == nil || !s.cfg.ApplyDDL {
+		return err
+	}
+	var add []version
+	var refs []tableRef
+	for _, d := range defs {
+		vs := s.versions[d.Ref]
+		v, ok := vs.at(start)
+		if ok && vs.newest(start) && v.def != nil && sameDef(v.def, d) {
+			continue
+		}
+		if ok && !vs.newest(start) {
+			continue // a replay: the history knows what comes
+		}
+		add = append(add, version{pos: start, def: d})
+		refs = append(refs, d.Ref)
+	}
+	return s.addVersions(ctx, refs, add, ts)
+}
+
+// readHistory reads the task's versions of this subtopic (apply mode).
+func (s *binlogSource) readHistory(ctx context.Context) error {
+	s.versions = map[tableRef]versions{}
+	if s.history == nil || !s.cfg.ApplyDDL {
+		return nil
+	}
+	rows, err := s.history.SchemaVersions(ctx, s.task)
+	if err != nil {
+		return sourceFailure("reading the schema history", err)
+	}
+	for _, r := range rows {
+		if r.Subtopic != s.cfg.Subtopic {
+			continue
+		}
+		pos, err := parseToken(r.Token)
+		if err != nil {
+			continue
+		}
+		var def *tableDef
+		if r.Definition != "" {
+			def = &tableDef{}
+			if err := json.Unmarshal([]byte(r.Definition), def); err != nil {
+				continue
+			}
+		}
+		ref := refFromString(r.Tbl)
+		s.versions[ref] = append(s.versions[ref], version{pos: pos, def: def})
+	}
+	for ref, vs := range s.versions {
+		slices.SortFunc(vs, func(a, b version) int {
+			switch {
+			case before(a.pos, b.pos):
+				return -1
+			case before(b.pos, a.pos):
+				return 1
+			}
+			return 0
+		})
+		s.versions[ref] = vs
+	}
+	return nil
+}
+
+// knows reports whether the history has the definition of ref right after
+// the statement that ended at pos.
+func (s *binlogSource) knows(ref tableRef, pos gomysql.Position) bool {
+	return slices.ContainsFunc(s.versions[ref], func(v version) bool { return v.pos == pos })
+}
+
+// learn records the definitions of refs after a schema statement that
+// ended at pos, unless the history has them (a replay).
+func (s *binlogSource) learn(ctx context.Context, refs []tableRef, pos gomysql.Position, ts int64) error {
+	if s.history == nil || !s.cfg.ApplyDDL {
+		return nil
+	}
+	var add []version
+	var which []tableRef
+	for _, r := range refs {
+		if !s.versions[r].newest(pos) || slices.ContainsFunc(s.versions[r], func(v version) bool { return v.pos == pos }) {
+			continue
+		}
+		d, err := loadTableDef(ctx, s.db, r)
+		if err != nil {
+			return sourceFailure("reading the definition of "+r.String(), err)
+		}
+		add = append(add, version{pos: pos, def: d})
+		which = append(which, r)
+	}
+	return s.addVersions(ctx, which, add, ts)
+}
+
+func (s *binlogSource) addVersions(ctx context.Context, refs []tableRef, vs []version, ts int64) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	rows := make([]model.SchemaVersion, len(vs))
+	for i, v := range vs {
+		rows[i] = model.SchemaVersion{Subtopic: s.cfg.Subtopic, Token: formatToken(v.pos), Tbl: refs[i].String(), TS: ts}
+		if v.def != nil {
+			b, err := json.Marshal(v.def)
+			if err != nil {
+				return err
+			}
+			rows[i].Definition = string(b)
+		}
+	}
+	if err := s.history.AddSchemaVersions(ctx, s.task, rows); err != nil {
+		return sourceFailure("recording the schema history", err)
+	}
+	for i, v := range vs {
+		s.versions[refs[i]] = append(s.versions[refs[i]], v)
+	}
+	s.log.Info("schema history: definitions recorded", zap.Int(logTables, len(vs)), zap.String(logPosition, formatToken(vs[0].pos)))
+	return nil
+}
+
+// defAt is the definition of ref at the current position from the
+// history, or nil when it has none.
+func (s *binlogSource) defAt(ref tableRef) *tableDef {
+	v, ok := s.versions[ref].at(s.last)
+	if !ok {
+		return nil
+	}
+	return v.def
+}
+
+func sameDef(a, b *tableDef) bool {
+	return slices.Equal(a.Columns, b.Columns) && slices.Equal(a.DataTypes, b.DataTypes) &&
+		slices.Equal(a.Unsigned, b.Unsigned) && slices.Equal(a.PK, b.PK)
+}
+
+// refFromString parses "db.table" (the database name holds no dot).
+func refFromString(s string) tableRef {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			return tableRef{DB: s[:i], Name: s[i+1:]}
+		}
+	}
+	return tableRef{Name: s}
+}
