@@ -38,12 +38,17 @@ type version struct {
 // versions are a table's versions in position order.
 type versions []version
 
-// at is the version in force at p (the newest at or before it), or false.
+// at is the version in force at p: the newest at or before it, or, for a
+// position before the history began, its first (what the task saw
+// first is the best account of earlier rows); false when there is none.
 func (vs versions) at(p gomysql.Position) (version, bool) {
 	for i := len(vs) - 1; i >= 0; i-- {
 		if !before(p, vs[i].pos) {
 			return vs[i], true
 		}
+	}
+	if len(vs) > 0 {
+		return vs[0], true
 	}
 	return version{}, false
 }
@@ -64,12 +69,11 @@ func (s *binlogSource) loadHistory(ctx context.Context, defs []*tableDef, start 
 	var refs []tableRef
 	for _, d := range defs {
 		vs := s.versions[d.Ref]
-		v, ok := vs.at(start)
-		if ok && vs.newest(start) && v.def != nil && sameDef(v.def, d) {
-			continue
-		}
-		if ok && !vs.newest(start) {
+		if !vs.newest(start) {
 			continue // a replay: the history knows what comes
+		}
+		if v, ok := vs.at(start); ok && v.def != nil && sameDef(v.def, d) {
+			continue
 		}
 		add = append(add, version{pos: start, def: d})
 		refs = append(refs, d.Ref)

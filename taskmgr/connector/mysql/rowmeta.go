@@ -28,6 +28,15 @@ func (s *binlogSource) Warnings() []model.ErrorDetail {
 	if s.db == nil || s.meta == "FULL" {
 		return nil
 	}
+	if s.cfg.ApplyDDL && s.history != nil {
+		return []model.ErrorDetail{{
+			Code: codeRowMetadataMinimal, Level: model.LevelWarning, Time: time.Now().UTC(),
+			Message: fmt.Sprintf("binlog_row_metadata is %s, not FULL: row events carry no column names", orAbsent(s.meta)),
+			Reason: "values are mapped to columns by the definitions the task's schema history recorded for their time; " +
+				"rows logged before the history began, or across a statement skipped with skipDdl, use the current definition",
+			Proposal: "SET GLOBAL binlog_row_metadata=FULL on the source, and set it in the server's config file",
+		}}
+	}
 	return []model.ErrorDetail{{
 		Code: codeRowMetadataMinimal, Level: model.LevelWarning, Time: time.Now().UTC(),
 		Message: fmt.Sprintf("binlog_row_metadata is %s, not FULL: row events carry no column names", orAbsent(s.meta)),
