@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -16,6 +17,38 @@ import (
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 )
+
+// ddlOperation is a runtime:ddl entry of a task's operations.
+type ddlOperation struct {
+	Time   string `json:"time"`
+	Actor  string `json:"actor"`
+	Detail struct {
+		Position  model.StatementPosition `json:"position"`
+		Statement string                  `json:"statement"`
+		Applied   []string                `json:"applied"`
+		Tables    []string                `json:"tables"`
+		Replay    bool                    `json:"replay"`
+	} `json:"detail"`
+}
+
+// ddlOperations lists the runtime:ddl operations of a task, newest first.
+func ddlOperations(t *testing.T, n *cmtest.Node, name string) []ddlOperation {
+	t.Helper()
+	var ops []struct {
+		Operation string `json:"operation"`
+		ddlOperation
+	}
+	if err := json.Unmarshal(n.OK(t, http.MethodGet, base+"operations?taskName="+q(name)+"&limit=1000", nil).Result, &ops); err != nil {
+		t.Fatal(err)
+	}
+	var out []ddlOperation
+	for _, op := range ops {
+		if op.Operation == "runtime:ddl" {
+			out = append(out, op.ddlOperation)
+		}
+	}
+	return out
+}
 
 // startIncrWith is startIncr with extra config.
 func startIncrWith(t *testing.T, e *env, extra map[string]map[string]string) (*cmtest.Node, string) {
@@ -214,6 +247,17 @@ func TestDDLApply(t *testing.T) {
 	cmtest.Eventually(t, 30*time.Second, "detail counts the applied statements", func() bool {
 		return n.Detail(t, name).Metrics["ddlApplied"] == 10
 	})
+	ops := ddlOperations(t, n, name)
+	if len(ops) != 10 {
+		t.Fatalf("%d runtime:ddl operations, want 10: %+v", len(ops), ops)
+	}
+	for _, op := range ops {
+		d := op.Detail
+		if op.Actor == "" || op.Time == "" || d.Position.Subtopic != sub || d.Position.Before == "" || d.Position.After == "" ||
+			d.Position.TS < at || d.Statement == "" || len(d.Applied) == 0 || strings.Contains(strings.Join(d.Applied, ";"), "`"+e.src+"`") {
+			t.Fatalf("runtime:ddl operation: %+v", op)
+		}
+	}
 
 	// The incident: the target is corrupted; a pullback to before every
 	// statement replays them and the rows around them.

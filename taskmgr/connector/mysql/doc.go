@@ -22,15 +22,26 @@
 //     as a positions-only batch so it is recorded at once. Existing rows are
 //     a full import's job.
 //
-// DDL: CREATE TABLE and CREATE/DROP INDEX refresh the cached definition.
-// ALTER, DROP, RENAME, TRUNCATE, CREATE OR REPLACE TABLE of a selected table
-// and DROP DATABASE of a selected database stop the source with the
-// permanent MYSQL_DDL_UNSUPPORTED, after delivering everything before the
-// statement. The contract has no DDL record, and applying later rows to an
-// unchanged target would silently diverge. The error carries the tokens
-// just before and after the statement and the last batch ends at the one
-// before it, so resume with skipDdl=true can continue exactly after it
-// (stop.go). Without FULL row metadata, values are mapped by the current
+// DDL (sink.ddl). With apply (the default; ddlstmt.go, ddlapply.go,
+// history.go) a schema statement on selected tables is parsed with the
+// TiDB parser and travels to the sink alone in its batch
+// (connector.Record.DDL), after every row before it, with the position
+// just after it: the sink brings the target to its effect (clauses the
+// target already reflects are left out, so a replay converges), records it
+// in the task's history and only then returns, so the checkpoint passes
+// the statement only once it is applied. The source records the
+// definitions of the tables it changed in the task's schema history, by
+// position, and decodes rows with the version of their position, which is
+// what maps values to columns without FULL row metadata. A statement the
+// sink does not take stops the source as stop does. With stop, ALTER,
+// DROP, RENAME, TRUNCATE, CREATE OR REPLACE TABLE of a selected table and
+// DROP DATABASE of a selected database stop the source with the permanent
+// MYSQL_DDL_UNSUPPORTED, after delivering everything before the
+// statement; CREATE TABLE and CREATE/DROP INDEX refresh the cached
+// definition. The error carries the tokens just before and after the
+// statement and the last batch ends at the one before it, so resume with
+// skipDdl=true can continue exactly after it (stop.go). Without FULL row
+// metadata and without the history, values are mapped by the current
 // definition: the task carries a warning and a rewind across a column
 // change is refused (rowmeta.go).
 //
