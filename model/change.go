@@ -29,12 +29,34 @@ const changeAttempts = 5
 // write nothing; it must not write anything itself. ChangeTask returns the
 // row it wrote, or nil.
 func (s *Store) ChangeTask(ctx context.Context, component string, decide func(cur *Task) (*TaskWrite, error)) (*Task, error) {
+	return s.ChangeTaskFrom(ctx, component, nil, decide)
+}
+
+// ChangeTaskFrom is ChangeTask for a writer that holds a recent copy of the
+// row (known, nil if none): decide sees it first, and the row is read from
+// the store only when the compare-and-swap finds it changed since. A
+// decision on a stale copy never lands: the revision it carries fails the
+// compare-and-swap, and decide runs again on the row read then. Nothing
+// to do on the copy is not trusted either: decide runs again on the stored
+// row.
+func (s *Store) ChangeTaskFrom(ctx context.Context, component string, known *Task, decide func(cur *Task) (*TaskWrite, error)) (*Task, error) {
 	for attempt := 0; ; attempt++ {
-		cur, err := s.GetTask(ctx, component)
-		if err != nil {
-			return nil, err
+		cur, fromCopy := known, known != nil && known.Component == component
+		known = nil
+		if fromCopy {
+			c := *cur
+			cur = &c
+		} else {
+			var err error
+			if cur, err = s.GetTask(ctx, component); err != nil {
+				return nil, err
+			}
 		}
 		w, err := decide(cur)
+		if fromCopy && err == nil && w == nil {
+			attempt--
+			continue
+		}
 		if err != nil || w == nil {
 			return nil, err
 		}

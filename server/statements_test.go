@@ -21,8 +21,8 @@ import (
 // budgets".
 const (
 	detailBudget = 4
-	stopBudget   = 20
-	resumeBudget = 20
+	stopBudget   = 12
+	resumeBudget = 12
 )
 
 func TestStatementBudgets(t *testing.T) {

@@ -165,8 +165,6 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 		}
 		ccfg.FileRoots = []string{dataDir}
 	}
-	history := &schemaHistory{store: store, node: cfg.Node}
-	ccfg.MySQL.History, ccfg.MySQL.Failpoint = history, cfg.Runtime.Failpoint
 	connectors, err := builtin.New(ccfg, log)
 	if err != nil {
 		return nil, err
@@ -197,13 +195,12 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	n.scheduler = job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log)
 	reads := view.New(store, ps, nodes)
 	n.Metrics = metrics.New(cfg.Node, n.Lease.Leading, taskSampler(cfg.Node, reads))
-	history.metrics = n.Metrics
 	if err := store.Observe(n.Metrics); err != nil {
 		return nil, err
 	}
 	rec.SetRecorder(n.Metrics)
 	n.scheduler.SetRecorder(n.Metrics)
-	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: reads, Nudge: rec.Nudge, Auth: auth, Keys: store,
+	n.http = server.New(cfg.HTTP, server.Services{Tasks: mgr, Reads: reads, Nudge: rec.Woken, Auth: auth, Keys: store,
 		Metrics: n.Metrics.Handler(), HTTP: n.Metrics, Ready: n.ready,
 		Connect: &kafkaconnect.Services{Tasks: mgr, Reads: reads, Plugins: n, Level: cfg.LogLevel, Version: cfg.Version}}, log)
 	return n, nil

@@ -47,10 +47,17 @@ type Reconciler struct {
 	nudge  chan struct{}
 	mu     sync.Mutex // guards events, dirty, full, and writes of runners
 	events []runnerEvent
-	// dirty are the components nudged since the last pass; full asks the
-	// next pass to list every task of the node.
-	dirty map[string]bool
+	// dirty are the components to reconcile in the next pass, and why.
+	// full asks the next pass to list every task of the node.
+	dirty map[string]dirtyKind
 	full  bool
+	// rows are the task rows the reconciler last read or wrote, by
+	// component, for the tasks that have runners (reconciler goroutine
+	// only): a runtime write starts from its row (ChangeTaskFrom), and a
+	// pass need not read again a row the reconciler itself just wrote
+	// (fresh, until the next pass).
+	rows  map[string]*model.Task
+	fresh map[string]bool
 	// runners by component: read and written by the reconciler goroutine,
 	// which holds mu to write, so Running may read it from elsewhere.
 	runners map[string]*runner
@@ -58,6 +65,27 @@ type Reconciler struct {
 
 	passes   sync.Mutex // guards lastPass
 	lastPass time.Duration
+}
+
+// dirtyKind is why a task is reconciled again; a task marked for two
+// reasons keeps the stronger.
+type dirtyKind int
+
+const (
+	// byEvent: a runner's event, which the reconciler itself writes; a
+	// row it wrote since is as it wrote it.
+	byEvent dirtyKind = iota
+	// byNudge: a write on this node (an operator's call, a job): read the row.
+	byNudge
+	// byWake: a write on another node: read the row and tell this node's
+	// waiters.
+	byWake
+)
+
+func (r *Reconciler) mark(component string, k dirtyKind) {
+	if cur, ok := r.dirty[component]; !ok || k > cur {
+		r.dirty[component] = k
+	}
 }
 
 // NewReconciler builds the reconciler of this node, with its committer.
@@ -70,7 +98,9 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 		recorder: nopRecorder{},
 		nudge:    make(chan struct{}, 1),
 		runners:  map[string]*runner{},
-		dirty:    map[string]bool{},
+		dirty:    map[string]dirtyKind{},
+		rows:     map[string]*model.Task{},
+		fresh:    map[string]bool{},
 	}
 	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), checkpoint.Hooks{
 		Fenced: func(component string, version int64) {
@@ -98,7 +128,21 @@ func (r *Reconciler) Nudge(components ...string) {
 		r.full = true
 	}
 	for _, c := range components {
-		r.dirty[c] = true
+		r.mark(c, byNudge)
+	}
+	r.mu.Unlock()
+	r.signal()
+}
+
+// Woken is Nudge for a wake from another node, which wrote the tasks named:
+// once the pass has read them, this node's waiters are told too.
+func (r *Reconciler) Woken(components ...string) {
+	r.mu.Lock()
+	if len(components) == 0 {
+		r.full = true
+	}
+	for _, c := range components {
+		r.mark(c, byWake)
 	}
 	r.mu.Unlock()
 	r.signal()
@@ -136,7 +180,7 @@ func (r *Reconciler) Wake(_ context.Context, node model.NodeID, components ...st
 func (r *Reconciler) push(ev runnerEvent) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
-	r.dirty[ev.component] = true
+	r.mark(ev.component, byEvent)
 	r.mu.Unlock()
 	r.signal()
 }
@@ -208,37 +252,55 @@ func (r *Reconciler) pass(ctx context.Context) {
 	r.drainEvents(ctx)
 	r.mu.Lock()
 	full, dirty := r.full, r.dirty
-	r.full, r.dirty = false, map[string]bool{}
+	r.full, r.dirty = false, map[string]dirtyKind{}
 	r.mu.Unlock()
 	if !full && len(dirty) == 0 {
 		return
 	}
+	fresh := r.fresh
+	r.fresh = map[string]bool{}
 	f := model.TaskFilter{Node: r.cfg.Node}
+	var tasks []model.Task
 	if !full {
 		// A nudged task may have left this node: read it wherever it is.
+		// A row this reconciler just wrote is as it wrote it, unless a
+		// wake says another node wrote it since.
 		f = model.TaskFilter{Components: make([]string, 0, len(dirty))}
-		for c := range dirty {
+		for c, why := range dirty {
+			if fresh[c] && why == byEvent && r.rows[c] != nil {
+				tasks = append(tasks, *r.rows[c])
+				continue
+			}
 			f.Components = append(f.Components, c)
 		}
 	}
-	tasks, _, err := r.store.ListTasks(ctx, f)
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("listing tasks", zap.Error(err))
+	if full || len(f.Components) > 0 {
+		read, _, err := r.store.ListTasks(ctx, f)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("listing tasks", zap.Error(err))
+			}
+			// Try again on the next wake-up.
+			r.mu.Lock()
+			r.full = r.full || full
+			for c, why := range dirty {
+				r.mark(c, max(why, byNudge))
+			}
+			r.mu.Unlock()
+			return
 		}
-		// Try again on the next wake-up.
-		r.mu.Lock()
-		r.full = r.full || full
-		for c := range dirty {
-			r.dirty[c] = true
-		}
-		r.mu.Unlock()
-		return
+		tasks = append(tasks, read...)
 	}
-	if !full {
-		// A nudge may come from another node's write of these tasks:
-		// this node's waiters read them again.
-		r.changes.Broadcast(f.Components...)
+	var woken []string
+	for c, why := range dirty {
+		if why == byWake {
+			woken = append(woken, c)
+		}
+	}
+	if len(woken) > 0 {
+		// Another node wrote these tasks: this node's waiters read them
+		// again.
+		r.changes.Broadcast(woken...)
 	}
 	seen := make(map[string]bool, len(tasks))
 	starts := 0
@@ -248,12 +310,15 @@ func (r *Reconciler) pass(ctx context.Context) {
 		if t.Node != r.cfg.Node && r.runners[t.Component] == nil {
 			continue // another node's task, and none of ours
 		}
+		if r.rows[t.Component] != nil || r.wouldStart(t) {
+			r.rows[t.Component] = t
+		}
 		if r.wouldStart(t) {
 			if starts >= r.cfg.StartBurst {
 				// Paced: the rest start on the next passes, right after
 				// this one, with the runners' events handled between.
 				r.mu.Lock()
-				r.dirty[t.Component] = true
+				r.mark(t.Component, byNudge)
 				r.mu.Unlock()
 				r.signal()
 				continue
@@ -262,9 +327,15 @@ func (r *Reconciler) pass(ctx context.Context) {
 		}
 		r.reconcile(ctx, t)
 	}
+	// Rows are kept for the tasks that have runners only.
+	for i := range tasks {
+		if c := tasks[i].Component; r.runners[c] == nil {
+			delete(r.rows, c)
+		}
+	}
 	// Runners whose task left this node or was deleted.
 	for comp, rn := range r.runners {
-		if (full || dirty[comp]) && !seen[comp] && rn.stopping == notStopping {
+		if _, nudged := dirty[comp]; (full || nudged) && !seen[comp] && rn.stopping == notStopping {
 			rn.stopping = stopSuperseded
 			rn.cancel()
 		}
@@ -522,7 +593,7 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 	if w.event == "" {
 		op = "runtime:warning"
 	}
-	t, err := r.store.ChangeTask(ctx, component, func(cur *model.Task) (*model.TaskWrite, error) {
+	t, err := r.store.ChangeTaskFrom(ctx, component, r.rows[component], func(cur *model.Task) (*model.TaskWrite, error) {
 		if cur.Version != version || cur.Node != r.cfg.Node {
 			return nil, nil
 		}
@@ -568,6 +639,7 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 	if t == nil {
 		return
 	}
+	r.rows[component], r.fresh[component] = t, true
 	r.changes.Broadcast(component)
 	r.log.Info("task state", zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)))
 	if w.event != "" && t.State == model.StateStopped && t.Journal != "" {
