@@ -31,6 +31,14 @@ func BenchmarkIdleSources(b *testing.B) {
 	const measure = 10 * time.Second
 	for _, n := range []int{1000, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			// Until they go idle the sources hold their files open.
+			var lim syscall.Rlimit
+			if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				b.Fatal(err)
+			}
+			if lim.Cur < uint64(n)+512 {
+				b.Fatalf("the open file limit %d is too low for %d sources", lim.Cur, n)
+			}
 			for range b.N {
 				w := NewWatcher(nil)
 				root := b.TempDir()
