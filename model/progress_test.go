@@ -2,7 +2,9 @@ package model_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,3 +75,70 @@ func TestProgressOf(t *testing.T) {
 		}
 	})
 }
+
+// TestHeartbeatsInOneStatement: a flush of many tasks' heartbeats is one
+// UPDATE per 500 tasks, each row keeps its own metrics, and a report of a
+// superseded incarnation (here one among 600) is named in fenced while the
+// others land.
+func TestHeartbeatsInOneStatement(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		s := open(t, url)
+		ctx := context.Background()
+		const n = 600
+		var reports []model.Progress
+		at := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+		for i := 0; i < n; i++ {
+			c := fmt.Sprintf("t%03d-incr_trans-1-0", i)
+			if err := s.CreateTask(ctx, newTask(c)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.ClaimHeartbeat(ctx, c, 1, "127.0.0.1-8088"); err != nil {
+				t.Fatal(err)
+			}
+			version := int64(1)
+			if i == 517 {
+				version = 0 // an older incarnation's report
+			}
+			reports = append(reports, model.Progress{Component: c, Version: version, Beat: at, Metrics: fmt.Sprintf(`{"i":%d}`, i)})
+		}
+		count := &statements{}
+		if err := s.Observe(count); err != nil {
+			t.Fatal(err)
+		}
+		fenced, err := s.SaveProgress(ctx, reports)
+		if err != nil || len(fenced) != 1 || fenced[0] != "t517-incr_trans-1-0" {
+			t.Fatalf("SaveProgress: %v, fenced %v; want only t517", err, fenced)
+		}
+		// Two UPDATEs (500 + 100) and, for the chunk with the fenced
+		// report, one read of its rows' versions.
+		if got := count.n.Load(); got != 3 {
+			t.Errorf("SaveProgress of %d heartbeats ran %d statements, want 3", n, got)
+		}
+		var comps []string
+		for _, r := range reports {
+			comps = append(comps, r.Component)
+		}
+		hbs, err := s.Heartbeats(ctx, comps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range reports {
+			hb := hbs[r.Component]
+			if i == 517 {
+				if hb.At.Equal(at) || hb.Metrics != "" {
+					t.Errorf("the superseded report landed: %+v", hb)
+				}
+				continue
+			}
+			if !hb.At.Equal(at) || hb.Metrics != r.Metrics {
+				t.Errorf("%s: heartbeat %+v, want at %s metrics %s", r.Component, hb, at, r.Metrics)
+			}
+		}
+	})
+}
+
+// statements counts the statements of a store.
+type statements struct{ n atomic.Int64 }
+
+func (c *statements) Query(op, table string, took time.Duration) { c.n.Add(1) }
+func (c *statements) Transition(from, to model.State)            {}

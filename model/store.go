@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -409,6 +410,10 @@ type CheckpointPosition struct {
 // incarnation a subtopic's time never moves back: a report with a lower
 // time moves the token and keeps the stored time, so one task's clock can
 // never fail the transaction of every task on the node.
+//
+// The heartbeats of all reports are one UPDATE per beatChunk tasks (the
+// node's flush is one write for its idle tasks, not one per task); the
+// positions are written per subtopic.
 func (s *Store) SaveProgress(ctx context.Context, reports []Progress) (fenced []string, err error) {
 	if len(reports) == 0 {
 		return nil, nil
@@ -416,21 +421,103 @@ func (s *Store) SaveProgress(ctx context.Context, reports []Progress) (fenced []
 	now := time.Now().UTC()
 	err = s.Tx(ctx, func(tx *Store) error {
 		fenced = fenced[:0]
+		var beats []Progress
 		for _, r := range reports {
-			ok, err := tx.saveOne(ctx, r, now)
+			ok, err := tx.savePositions(ctx, r, now)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				fenced = append(fenced, r.Component)
+				continue
+			}
+			if !r.Beat.IsZero() {
+				beats = append(beats, r)
 			}
 		}
-		return nil
+		f, err := tx.saveBeats(ctx, beats)
+		fenced = append(fenced, f...)
+		return err
 	})
 	return fenced, err
 }
 
-func (s *Store) saveOne(ctx context.Context, r Progress, now time.Time) (bool, error) {
+// beatChunk is how many heartbeats one UPDATE writes at most.
+const beatChunk = 500
+
+// saveBeats writes the heartbeats of reports, fenced by version, and
+// returns the components whose row is at another version (superseded).
+func (s *Store) saveBeats(ctx context.Context, reports []Progress) (fenced []string, err error) {
+	for len(reports) > 0 {
+		n := min(len(reports), beatChunk)
+		chunk := reports[:n]
+		reports = reports[n:]
+		// Reports of one flush beat at one time; group in case they do not.
+		byAt := map[time.Time][]Progress{}
+		for _, r := range chunk {
+			byAt[r.Beat.UTC()] = append(byAt[r.Beat.UTC()], r)
+		}
+		for at, group := range byAt {
+			f, err := s.saveBeatGroup(ctx, at, group)
+			if err != nil {
+				return nil, err
+			}
+			fenced = append(fenced, f...)
+		}
+	}
+	return fenced, nil
+}
+
+func (s *Store) saveBeatGroup(ctx context.Context, at time.Time, group []Progress) ([]string, error) {
+	var metrics, version, in strings.Builder
+	args := make([]any, 0, 1+5*len(group))
+	margs := make([]any, 0, 2*len(group))
+	vargs := make([]any, 0, 2*len(group))
+	comps := make([]any, 0, len(group))
+	for i, r := range group {
+		metrics.WriteString(" WHEN ? THEN ?")
+		margs = append(margs, r.Component, r.Metrics)
+		version.WriteString(" WHEN ? THEN ?")
+		vargs = append(vargs, r.Component, r.Version)
+		if i > 0 {
+			in.WriteString(",")
+		}
+		in.WriteString("?")
+		comps = append(comps, r.Component)
+	}
+	args = append(args, at)
+	args = append(args, margs...)
+	args = append(args, comps...)
+	args = append(args, vargs...)
+	res := s.with(ctx).Exec("UPDATE task_heartbeats SET at = ?, metrics = CASE component"+metrics.String()+" ELSE metrics END "+
+		"WHERE component IN ("+in.String()+") AND version = CASE component"+version.String()+" END", args...)
+	if res.Error != nil {
+		return nil, translate(res.Error)
+	}
+	if res.RowsAffected == int64(len(group)) {
+		return nil, nil
+	}
+	// Some rows are at another version (or gone): find which.
+	var rows []Heartbeat
+	if err := s.with(ctx).Where("component IN ?", comps).Find(&rows).Error; err != nil {
+		return nil, translate(err)
+	}
+	at2 := map[string]int64{}
+	for _, h := range rows {
+		at2[h.Component] = h.Version
+	}
+	var fenced []string
+	for _, r := range group {
+		if v, ok := at2[r.Component]; !ok || v != r.Version {
+			fenced = append(fenced, r.Component)
+		}
+	}
+	return fenced, nil
+}
+
+// savePositions writes the positions of r, fenced by its version; false
+// when the incarnation is superseded.
+func (s *Store) savePositions(ctx context.Context, r Progress, now time.Time) (bool, error) {
 	db := s.with(ctx)
 	for _, p := range r.Positions {
 		res := db.Model(&Checkpoint{}).
@@ -454,16 +541,6 @@ func (s *Store) saveOne(ctx context.Context, r Progress, now time.Time) (bool, e
 			"SELECT ?, ?, ?, ?, ?, ? FROM tasks WHERE component = ? AND version = ? "+
 			"AND NOT EXISTS (SELECT 1 FROM task_checkpoints WHERE component = ? AND subtopic = ?)",
 			r.Component, p.Subtopic, r.Version, p.TS, p.Token, now, r.Component, r.Version, r.Component, p.Subtopic)
-		if res.Error != nil {
-			return false, translate(res.Error)
-		}
-		if res.RowsAffected == 0 {
-			return false, nil
-		}
-	}
-	if !r.Beat.IsZero() {
-		res := db.Model(&Heartbeat{}).Where("component = ? AND version = ?", r.Component, r.Version).
-			Updates(map[string]any{"at": r.Beat.UTC(), "metrics": r.Metrics})
 		if res.Error != nil {
 			return false, translate(res.Error)
 		}
