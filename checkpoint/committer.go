@@ -230,18 +230,31 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 		e.pending = map[string]Position{}
 		e.dirty = false
 		reports = append(reports, r)
-		if len(reports) >= c.cfg.MaxBatch {
-			break
-		}
 	}
 	c.mu.Unlock()
 	if len(reports) == 0 {
 		return nil
 	}
-	saveStart := time.Now()
-	fenced, failed, err := c.save(ctx, reports)
-	if c.hooks.Flushed != nil {
-		c.hooks.Flushed(len(reports), time.Since(saveStart), err)
+	// Every due report is written now, MaxBatch to a transaction: a node
+	// with more tasks than MaxBatch must not leave heartbeats for later
+	// flushes (they would go stale).
+	var fenced []string
+	failed := map[string]bool{}
+	var err error
+	for start := 0; start < len(reports); start += c.cfg.MaxBatch {
+		chunk := reports[start:min(start+c.cfg.MaxBatch, len(reports))]
+		saveStart := time.Now()
+		f, fl, serr := c.save(ctx, chunk)
+		if c.hooks.Flushed != nil {
+			c.hooks.Flushed(len(chunk), time.Since(saveStart), serr)
+		}
+		fenced = append(fenced, f...)
+		for k := range fl {
+			failed[k] = true
+		}
+		if serr != nil && err == nil {
+			err = serr
+		}
 	}
 	if len(failed) > 0 {
 		// Put the positions back so the next flush retries them, unless newer

@@ -239,3 +239,36 @@ func TestCommitterFencedReportInBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitterFlushesEveryDueReport: one flush writes every due report,
+// MaxBatch to a transaction, so a node with more tasks than MaxBatch leaves
+// no heartbeat or position for a later flush.
+func TestCommitterFlushesEveryDueReport(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		s, comps := openStore(t, url, 5)
+		var chunks []int
+		c := checkpoint.NewCommitter(checkpoint.CommitterConfig{Interval: time.Hour, Heartbeat: time.Hour, MaxBatch: 2}, s, zap.NewNop(), checkpoint.Hooks{
+			Flushed: func(reports int, _ time.Duration, err error) {
+				if err != nil {
+					t.Errorf("flush: %v", err)
+				}
+				chunks = append(chunks, reports)
+			},
+		})
+		for i, comp := range comps {
+			c.Register(comp, 1, nil)
+			c.Track(comp, 1, pos("s", int64(100+i), "t"), nil)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		c.Run(ctx) // the last flush, once ctx is done
+		for i, comp := range comps {
+			if cp := durable(t, s, comp); cp.TS != int64(100+i) {
+				t.Errorf("%s: checkpoint %d, want %d", comp, cp.TS, 100+i)
+			}
+		}
+		if len(chunks) != 3 || chunks[0]+chunks[1]+chunks[2] != 5 || chunks[0] > 2 || chunks[1] > 2 || chunks[2] > 2 {
+			t.Errorf("one flush wrote transactions of %v reports; want 3 of at most 2, 5 in all", chunks)
+		}
+	})
+}
