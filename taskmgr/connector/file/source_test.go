@@ -415,6 +415,9 @@ func TestNewSource(t *testing.T) {
 		{"default subtopic", []string{"path", "/data/orders.jsonl"}, "orders.jsonl", true},
 		{"subtopic", []string{"path", "/data/orders.jsonl", "subtopic", "orders"}, "orders", true},
 		{"long subtopic", []string{"path", "/x", "subtopic", strings.Repeat("s", 256)}, "", false},
+		{"poll interval", []string{"path", "/x.jsonl", "pollInterval", "30s"}, "x.jsonl", true},
+		{"poll interval too short", []string{"path", "/x", "pollInterval", "10ms"}, "", false},
+		{"poll interval not a duration", []string{"path", "/x", "pollInterval", "5"}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := newSource(sourceConfig(model.TypeIncr, tc.kv...), anywhere, testWatcher(t))
