@@ -83,6 +83,17 @@ func (j *taskLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	// A node that (re)started is still starting the runners of its tasks,
+	// a burst at a time: the heartbeats they left before it went down are
+	// not theirs to answer for until staleAfter after its start.
+	nodes, err := j.store.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	startedAt := make(map[model.NodeID]time.Time, len(nodes))
+	for _, n := range nodes {
+		startedAt[n.ID] = n.StartedAt
+	}
 	now := time.Now()
 	failed := 0
 	for i := range tasks {
@@ -93,6 +104,9 @@ func (j *taskLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 		last := t.UpdatedAt
 		if hb, ok := hbs[t.Component]; ok && hb.Version == t.Version {
 			last = hb.At
+		}
+		if s := startedAt[t.Node]; s.After(last) {
+			last = s
 		}
 		if now.Sub(last) <= stale {
 			continue
