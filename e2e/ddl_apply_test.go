@@ -176,7 +176,8 @@ func ddlSteps(e *env) []ddlStep {
 		{"DROP COLUMN", "ALTER TABLE " + e.srcT("a") + " DROP COLUMN x", all("r")},
 		{"MODIFY (widening)", "ALTER TABLE " + e.srcT("a") + " MODIFY amount BIGINT NOT NULL DEFAULT 0", all("r")},
 		{"ADD INDEX", "ALTER TABLE " + e.srcT("a") + " ADD INDEX ix_name (name, amount)", all("r")},
-		{"RENAME COLUMN", "ALTER TABLE " + e.srcT("a") + " RENAME COLUMN note TO memo", all("r")},
+		{"RENAME COLUMN", "UPDATE " + e.srcT("a") + " SET note = CONCAT('n', id) WHERE id % 3 = 0; ALTER TABLE " + e.srcT("a") +
+			" RENAME COLUMN note TO memo", all("r")},
 		{"RENAME TABLE", "RENAME TABLE " + e.srcT("r") + " TO " + e.srcT("r2") + "; INSERT INTO " + e.srcT("r2") +
 			" SELECT seq, CONCAT('after ', seq) FROM " + e.src + ".seq_101_to_150", all("r2")},
 		{"TRUNCATE", "TRUNCATE TABLE " + e.srcT("tr") + "; INSERT INTO " + e.srcT("tr") + " SELECT seq, -seq FROM " + e.src + ".seq_1_to_20", all("r2")},
@@ -195,8 +196,10 @@ func ddlSteps(e *env) []ddlStep {
 // applied on the target at its place: the task stays RUNNING, and after
 // each the target equals the source in tables, columns (names, types,
 // order, indexes) and rows (CHECKSUM TABLE and the HEX of every value).
-// Then the target is corrupted and the task pulled back to before all of
-// them: replaying the statements and rows converges to the source again.
+// Then the target is corrupted (in renamed columns and tables too) and the
+// task pulled back to before all of them: replaying the statements and
+// rows converges to the source again, rows from before a rename going to
+// the names the target has.
 func TestDDLApply(t *testing.T) {
 	e := newEnv(t)
 	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0, note VARCHAR(20), x INT)")
@@ -262,6 +265,8 @@ func TestDDLApply(t *testing.T) {
 	// The incident: the target is corrupted; a pullback to before every
 	// statement replays them and the rows around them.
 	e.exec(t, "UPDATE "+e.dstT("a")+" SET name = 'garbage', amount = -1 WHERE id % 5 = 0")
+	e.exec(t, "UPDATE "+e.dstT("a")+" SET memo = 'garbage' WHERE id % 2 = 0")
+	e.exec(t, "UPDATE "+e.dstT("r2")+" SET v = 'garbage' WHERE id <= 120")
 	e.exec(t, "DELETE FROM "+e.dstT("a")+" WHERE id % 7 = 0")
 	e.exec(t, "INSERT INTO "+e.dstT("tr")+" SELECT seq, 0 FROM "+e.src+".seq_500_to_520")
 	e.exec(t, "UPDATE "+e.dstT("dc")+" SET v = -1")

@@ -69,6 +69,10 @@ func (h *schemaHistory) DDLApplied(ctx context.Context, task model.TaskName, sub
 	return h.store.DDLApplied(ctx, task.Component.String(), subtopic, after)
 }
 
+func (h *schemaHistory) DDLHistory(ctx context.Context, task model.TaskName) ([]model.AppliedDDL, error) {
+	return h.store.DDLHistory(ctx, task.Component.String())
+}
+
 func (h *schemaHistory) SchemaVersions(ctx context.Context, task model.TaskName) ([]model.SchemaVersion, error) {
 	return h.store.SchemaVersions(ctx, task.Component.String())
 }

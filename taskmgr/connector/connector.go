@@ -156,6 +156,8 @@ type SchemaHistory interface {
 	// DDLApplied reports whether a statement was recorded at subtopic and
 	// position after (the token just after it).
 	DDLApplied(ctx context.Context, task model.TaskName, subtopic, after string) (bool, error)
+	// DDLHistory lists the statements recorded, oldest first.
+	DDLHistory(ctx context.Context, task model.TaskName) ([]model.AppliedDDL, error)
 	// SchemaVersions lists the definitions recorded; AddSchemaVersions
 	// adds some, keeping the one recorded first of a position and table.
 	SchemaVersions(ctx context.Context, task model.TaskName) ([]model.SchemaVersion, error)

@@ -67,8 +67,10 @@ type binlogSource struct {
 	stream *replication.BinlogStreamer
 	defs   *schemaCache
 	shapes map[tableRef]*shape
-	// versions is the schema history of the selected tables (history.go).
+	// versions is the schema history of the selected tables, renames the
+	// renames the target already has (history.go).
 	versions map[tableRef]versions
+	renames  []rename
 
 	file string // binlog file of the event being read
 	txn  txn
@@ -127,7 +129,11 @@ type txn struct {
 
 // shape is how the columns of one table map event read.
 type shape struct {
-	tm        *replication.TableMapEvent
+	tm *replication.TableMapEvent
+	// target is the table the rows go to: the event's, or, replaying rows
+	// from before a rename the target already has, its later name
+	// (history.go).
+	target    tableRef
 	columns   []string
 	pk        []int
 	dataTypes []string
@@ -666,7 +672,7 @@ func (s *binlogSource) rows(ctx context.Context, ts int64, e *replication.RowsEv
 	changes := make([]connector.RowChange, len(e.Rows)/step)
 	for i := 0; i+step <= len(e.Rows); i += step {
 		rc := &changes[i/step]
-		*rc = connector.RowChange{Database: ref.DB, Table: ref.Name, Op: op, Columns: sh.columns, PK: sh.pk}
+		*rc = connector.RowChange{Database: sh.target.DB, Table: sh.target.Name, Op: op, Columns: sh.columns, PK: sh.pk}
 		switch op {
 		case connector.OpInsert:
 			rc.After = sh.values(e.Rows[i])
@@ -739,6 +745,10 @@ func (s *binlogSource) shape(ctx context.Context, ref tableRef, tm *replication.
 		if !carriesSignedness(tm) {
 			sh.unsigned = def.Unsigned
 		}
+	}
+	sh.target = ref
+	if t, cols := s.forward(ref, sh.columns); cols != nil {
+		sh.target, sh.columns = t, cols
 	}
 	sh.dec = make([]int, n)
 	for i, t := range tm.ColumnType {

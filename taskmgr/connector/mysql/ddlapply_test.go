@@ -60,6 +60,14 @@ func (h *historyRecorder) DDLApplied(_ context.Context, _ model.TaskName, subtop
 	return h.applied[subtopic+"/"+after], nil
 }
 
+func (h *historyRecorder) DDLHistory(context.Context, model.TaskName) ([]model.AppliedDDL, error) {
+	var out []model.AppliedDDL
+	for _, e := range h.events {
+		out = append(out, model.AppliedDDL{Subtopic: e.Subtopic, Before: e.Before, After: e.After, Database: e.Database, Statement: e.Statement})
+	}
+	return out, nil
+}
+
 func (h *historyRecorder) SchemaVersions(context.Context, model.TaskName) ([]model.SchemaVersion, error) {
 	return slices.Clone(h.versions), nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/pingcap/tidb/pkg/parser/ast"
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/model"
@@ -81,11 +83,137 @@ func (s *binlogSource) loadHistory(ctx context.Context, defs []*tableDef, start 
 	return s.addVersions(ctx, refs, add, ts)
 }
 
-// readHistory reads the task's versions of this subtopic (apply mode).
+// rename is a rename the target already has: a column (Column set) or a
+// table renamed by a statement recorded as applied, at the position after
+// it. A drop ends what a name meant (Drop).
+type rename struct {
+	pos      gomysql.Position
+	table    tableRef
+	from, to string   // column names
+	toTable  tableRef // table renames
+	column   bool
+	drop     bool
+}
+
+// readRenames reads the statements the task's sink applied and keeps
+// their renames and drops, in position order.
+func (s *binlogSource) readRenames(ctx context.Context) error {
+	s.renames = nil
+	applied, err := s.history.DDLHistory(ctx, s.task)
+	if err != nil {
+		return sourceFailure("reading the DDL history", err)
+	}
+	for _, a := range applied {
+		if a.Subtopic != s.cfg.Subtopic {
+			continue
+		}
+		pos, err := parseToken(a.After)
+		if err != nil {
+			continue
+		}
+		p, err := parseStatement(a.Statement)
+		if err != nil {
+			continue
+		}
+		s.renames = append(s.renames, renamesOf(p, a.Database, pos)...)
+	}
+	slices.SortStableFunc(s.renames, func(a, b rename) int {
+		switch {
+		case before(a.pos, b.pos):
+			return -1
+		case before(b.pos, a.pos):
+			return 1
+		}
+		return 0
+	})
+	return nil
+}
+
+// renamesOf lists the renames and drops of a statement.
+func renamesOf(p parsedDDL, db string, pos gomysql.Position) []rename {
+	var out []rename
+	switch n := p.Node.(type) {
+	case *ast.RenameTableStmt:
+		for _, tt := range n.TableToTables {
+			out = append(out, rename{pos: pos, table: refOf(tt.OldTable, db), toTable: refOf(tt.NewTable, db)})
+		}
+	case *ast.DropTableStmt:
+		for _, t := range n.Tables {
+			out = append(out, rename{pos: pos, table: refOf(t, db), drop: true})
+		}
+	case *ast.CreateTableStmt:
+		if p.Replace {
+			out = append(out, rename{pos: pos, table: refOf(n.Table, db), drop: true})
+		}
+	case *ast.AlterTableStmt:
+		t := refOf(n.Table, db)
+		for _, spec := range n.Specs {
+			switch spec.Tp { //nolint:exhaustive // only renames matter here
+			case ast.AlterTableRenameColumn:
+				out = append(out, rename{pos: pos, table: t, column: true, from: spec.OldColumnName.Name.O, to: spec.NewColumnName.Name.O})
+			case ast.AlterTableChangeColumn:
+				if len(spec.NewColumns) > 0 && spec.OldColumnName.Name.L != spec.NewColumns[0].Name.Name.L {
+					out = append(out, rename{pos: pos, table: t, column: true, from: spec.OldColumnName.Name.O, to: spec.NewColumns[0].Name.Name.O})
+				}
+			case ast.AlterTableRenameTable:
+				if spec.NewTable != nil {
+					out = append(out, rename{pos: pos, table: t, toTable: refOf(spec.NewTable, db)})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// forward maps a table and its columns at the current position through
+// the renames the target already has after it: rows replayed from before a
+// RENAME COLUMN or RENAME TABLE that the target shows go to the names it
+// has. cols nil: nothing to map. A drop of the table ends the mapping (the
+// statement is replayed, and what the name means comes again).
+func (s *binlogSource) forward(ref tableRef, columns []string) (tableRef, []string) {
+	var cols []string
+	cur := ref
+	for _, r := range s.renames {
+		if !before(s.last, r.pos) || r.table != cur {
+			continue
+		}
+		if r.drop {
+			break
+		}
+		if !r.column {
+			cur = r.toTable
+			continue
+		}
+		for i, c := range columns {
+			if cols != nil {
+				c = cols[i]
+			}
+			if strings.EqualFold(c, r.from) {
+				if cols == nil {
+					cols = slices.Clone(columns)
+				}
+				cols[i] = r.to
+			}
+		}
+	}
+	if cur == ref && cols == nil {
+		return ref, nil
+	}
+	if cols == nil {
+		cols = columns
+	}
+	return cur, cols
+}
+
+// readHistory reads the task's versions of this subtopic and the renames
+// it applied (apply mode).
 func (s *binlogSource) readHistory(ctx context.Context) error {
 	s.versions = map[tableRef]versions{}
 	if s.history == nil || !s.cfg.ApplyDDL {
 		return nil
+	}
+	if err := s.readRenames(ctx); err != nil {
+		return err
 	}
 	rows, err := s.history.SchemaVersions(ctx, s.task)
 	if err != nil {
