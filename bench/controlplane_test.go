@@ -88,20 +88,16 @@ func (s *storeDB) groups(b testing.TB, q string, args ...any) (map[string]int, s
 		b.Fatalf("%s: %v", q, err)
 	}
 	defer rows.Close()
-	c := &codes{}
-	m := map[string]int{}
+	c := &codes{m: map[string]int{}}
 	for rows.Next() {
 		var k sql.NullString
 		var n int
 		if err := rows.Scan(&k, &n); err != nil {
 			b.Fatal(err)
 		}
-		m[k.String] += n
-		for range n {
-			c.add(k.String)
-		}
+		c.m[k.String] += n
 	}
-	return m, c.String()
+	return c.m, c.String()
 }
 
 // fileTask is the create body of an idle file task: a source file of one
