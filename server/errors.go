@@ -9,6 +9,7 @@ import (
 
 	"github.com/connector-manager/cm/checkpoint"
 	"github.com/connector-manager/cm/model"
+	"github.com/connector-manager/cm/server/kafkaconnect"
 	"github.com/connector-manager/cm/taskmgr"
 	"github.com/connector-manager/cm/taskmgr/cluster"
 )
@@ -119,6 +120,12 @@ func Classify(err error) Problem {
 			return p
 		}
 		return Problem{he.Code, "HTTP_" + http.StatusText(he.Code), he.Code >= 500}
+	}
+	// The Kafka Connect paths' own refusals (a connector not found, offsets
+	// of a running connector) carry the status and errCode they answer.
+	var kc *kafkaconnect.Error
+	if errors.As(err, &kc) {
+		return Problem{kc.Status, kc.Code, false}
 	}
 	for _, r := range catalogue {
 		if r.match(err) {

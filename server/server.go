@@ -202,6 +202,8 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	g.POST("/pullback", h.pullback)
 	g.GET("/detail", h.detail)
 	g.GET("/batchDetail", h.batchDetail)
+	g.POST("/batchStop", h.batchStop)
+	g.POST("/batchResume", h.batchResume)
 	g.GET("/operations", h.operations)
 	g.GET("/params", h.params)
 	g.POST("/params/update", h.updateParam)
