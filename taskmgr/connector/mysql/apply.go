@@ -422,8 +422,8 @@ func (p *planner) upsert(ref tableRef, def *tableDef, columns []string, values [
 			if j >= 0 && def.Generated[j] {
 				continue // the target computes it
 			}
-			if j < 0 && def.DropUnknown {
-				continue // replayed from before the column was dropped or renamed
+			if j < 0 && def.SourceColumns != nil && !def.SourceColumns[c] {
+				continue // replayed from before the column was dropped
 			}
 			names = append(names, c)
 			pick = append(pick, i)

@@ -33,6 +33,8 @@ type sink struct {
 	// (history nil: nowhere but the log).
 	task    model.TaskName
 	history connector.SchemaHistory
+	// incr: the task is incremental (schema statements reach it).
+	incr bool
 	// failpoint: crash tests stop the process right after a schema
 	// statement is applied, before its position is checkpointed.
 	failpoint failpoint.Armed
@@ -73,7 +75,7 @@ func newSink(cfg connector.Config) (*sink, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &sink{cfg: c, log: log.Named("mysql.sink"), task: cfg.Task}
+	s := &sink{cfg: c, log: log.Named("mysql.sink"), task: cfg.Task, incr: cfg.Type == model.TypeIncr}
 	if cfg.Scopes.Get(scopeSource, "type") == "mysql" {
 		if sc, err := parseSourceConfig(cfg); err == nil {
 			s.src = &sc
@@ -172,7 +174,18 @@ func (s *sink) table(ctx context.Context, src tableRef) (*tableDef, error) {
 	if len(d.PK) == 0 {
 		return nil, noPrimaryKey("target", []string{ref.String()})
 	}
-	d.DropUnknown = s.cfg.DDL == ddlApply
+	if s.cfg.DDL == ddlApply && s.incr && s.srcDB != nil {
+		sd, err := loadTableDef(ctx, s.srcDB, src)
+		if err != nil {
+			return nil, sourceFailure("reading the definition of "+src.String(), err)
+		}
+		d.SourceColumns = map[string]bool{}
+		if sd != nil {
+			for _, c := range sd.Columns {
+				d.SourceColumns[c] = true
+			}
+		}
+	}
 	s.tables[src] = d
 	return d, nil
 }
@@ -285,11 +298,12 @@ func (s *sink) Write(ctx context.Context, b connector.Batch) error {
 
 // gone reports whether err says a table exists neither on the target nor
 // on the source. With sink.ddl=apply its rows are replayed from before a
-// RENAME or DROP TABLE that the target already reflects; they are not
-// written (the statement, met again next, converges).
+// DROP TABLE (or a rename not in the task's history) that the target
+// already reflects; they are not written (the statement, met again next,
+// converges).
 func (s *sink) gone(err error) bool {
 	var ce *connector.Error
-	return s.cfg.DDL == ddlApply && errors.As(err, &ce) && ce.Detail.Code == codeTableNotFound &&
+	return s.cfg.DDL == ddlApply && s.incr && errors.As(err, &ce) && ce.Detail.Code == codeTableNotFound &&
 		strings.HasPrefix(ce.Detail.Message, "source")
 }
 

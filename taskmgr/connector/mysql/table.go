@@ -108,10 +108,13 @@ type tableDef struct {
 	// so two different rows can conflict; the sink then applies changes in
 	// source order instead of compacting them by primary key.
 	UniqueSecondary bool
-	// DropUnknown (a target table of a sink that applies DDL): a row's
-	// column the table does not have is not written. Rows replayed from
-	// before a DROP or RENAME COLUMN the target already has carry it.
-	DropUnknown bool
+	// SourceColumns (a target table of an incremental sink that applies
+	// DDL) are the columns the source table has now: a row's column that
+	// neither the target nor the source table has any more is not written
+	// (rows replayed from before a DROP COLUMN the target already has carry
+	// it). A column the source has and the target lacks is an error, as
+	// without DDL replay. Nil: every column is written.
+	SourceColumns map[string]bool
 }
 
 func (d *tableDef) index(col string) int {
