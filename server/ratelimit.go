@@ -31,10 +31,16 @@ func client(c echo.Context) string {
 	return c.RealIP()
 }
 
-// mutating reports whether a request can change something: every POST but
-// the internal wake route, which only nudges this node's reconciler.
+// mutating reports whether a request can change something: every call but
+// GET, HEAD and OPTIONS (the OMS API's POSTs, the Kafka Connect API's PUT,
+// PATCH and DELETE too), but the internal wake route, which only nudges
+// this node's reconciler.
 func mutating(c echo.Context) bool {
-	return c.Request().Method == http.MethodPost && c.Path() != cluster.WakePath
+	switch c.Request().Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return c.Path() != cluster.WakePath
 }
 
 // rateLimit refuses a client's mutating calls beyond rps per second with

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ var (
 // resume or pause); a task that runs nothing is only updated. The OMS update (merge, only when STOPPED or EXCEPTION)
 // is unchanged. A mask sent back keeps the stored secret. cfg is checked
 // before anything is stopped, so a config that does not build leaves the
-// task running.
+// task running; a config equal to the stored one changes nothing.
 func (m *Manager) ReplaceConfig(ctx context.Context, call Call, ref string, cfg model.Config, timeout time.Duration) (string, error) {
 	t, err := m.load(ctx, ref, true)
 	if err != nil {
@@ -49,6 +50,11 @@ func (m *Manager) ReplaceConfig(ctx context.Context, call Call, ref string, cfg 
 	next, err := cfg.Unmask(stored)
 	if err != nil {
 		return "", err
+	}
+	if reflect.DeepEqual(next, stored) {
+		// Kafka Connect writes an unchanged config without restarting
+		// anything; here nothing is written at all.
+		return t.Name().String(), nil
 	}
 	if err := m.validateConfig(t.Name().Component, t.Node, next); err != nil {
 		return "", err

@@ -81,3 +81,16 @@ func TestLogLevel(t *testing.T) {
 		t.Fatalf("level %s", level.Level())
 	}
 }
+
+// TestRateLimit: the Kafka Connect API's PUT, PATCH and DELETE count as
+// mutating calls for the per-client rate limit, answered in its body.
+func TestRateLimit(t *testing.T) {
+	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{NoJobs: true, HTTP: func(c *server.Config) { c.RateLimit, c.RateBurst = 0.01, 1 }})
+	wantError(t, "first stop", do(t, n, "PUT", "/connectors/kc_rl-incr_trans-1-0/stop", nil), http.StatusNotFound, "not found")
+	r := do(t, n, "DELETE", "/connectors/kc_rl-incr_trans-1-0", nil)
+	wantError(t, "second call", r, http.StatusTooManyRequests, "")
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatalf("no Retry-After: %v", r.Header)
+	}
+	mustStatus(t, "a read", do(t, n, "GET", "/connectors", nil), http.StatusOK)
+}

@@ -100,6 +100,11 @@ func TestConfigRoundTrip(t *testing.T) {
 	if want := withName(cfg, name); !mapsEqual(got, want) {
 		t.Fatalf("config %v, want %v", got, want)
 	}
+	// The same config again: nothing to change, nothing restarted.
+	mustStatus(t, "PUT of the same config", do(t, n, "PUT", "/connectors/"+name+"/config", withName(cfg, name)), http.StatusOK)
+	if env := n.OK(t, "GET", "/connector/task/v2/operations?taskName="+name, nil); strings.Contains(string(env.Result), `"operation":"stop"`) {
+		t.Fatalf("an unchanged config restarted the task: %s", env.Result)
+	}
 
 	// A number and a secret; the task is running: it is stopped, updated and resumed.
 	raw := `{"connector.class":"incr_trans","source.type":"file","source.path":` + quote(src) + `,"sink.type":"file","sink.path":` + quote(sink) +
