@@ -411,3 +411,83 @@ func logf(b testing.TB, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	fmt.Printf("    %s: %s\n", b.Name(), strings.ReplaceAll(msg, "\n", "\n        "))
 }
+
+// statements reads the node's count of SQL statements by operation and
+// table (cm_store_query_duration_seconds_count of /metrics: every statement
+// gorm runs; BEGIN and COMMIT are not among them).
+func (a *api) statements(ctx context.Context) map[string]float64 {
+	const metric = "cm_store_query_duration_seconds_count{"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(l, metric) {
+			continue
+		}
+		labels, val, ok := strings.Cut(strings.TrimPrefix(l, metric), "} ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		var op, table string
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "op":
+				op = strings.Trim(v, `"`)
+			case "table":
+				table = strings.Trim(v, `"`)
+			}
+		}
+		out[strings.TrimSpace(op+" "+table)] += v
+	}
+	return out
+}
+
+// perOp lists the statements between two reads of statements, per
+// operation of n, largest first: "12.1 (query tasks 4.0, ...)".
+func perOp(before, after map[string]float64, n int) string {
+	if before == nil || after == nil || n == 0 {
+		return "unknown"
+	}
+	type kv struct {
+		k string
+		v float64
+	}
+	var list []kv
+	total := 0.0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			list = append(list, kv{k, d / float64(n)})
+			total += d / float64(n)
+		}
+	}
+	slices.SortFunc(list, func(x, y kv) int {
+		switch {
+		case x.v > y.v:
+			return -1
+		case x.v < y.v:
+			return 1
+		}
+		return strings.Compare(x.k, y.k)
+	})
+	parts := make([]string, 0, len(list))
+	for _, e := range list {
+		parts = append(parts, fmt.Sprintf("%s %.2f", e.k, e.v))
+	}
+	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
+}

@@ -459,9 +459,12 @@ func benchDetail(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, roun
 			})
 		},
 		func() round {
-			return runRound(clients, roundLen, func(r *rand.Rand) bool {
+			s0 := a.statements(ctx)
+			r := runRound(clients, roundLen, func(r *rand.Rand) bool {
 				return get(a, base+"detail?taskName="+url.QueryEscape(refs[r.IntN(len(refs))].comp))
 			})
+			logf(b, "(a) statements per detail: %s", perOp(s0, a.statements(ctx), r.n))
+			return r
 		},
 		func() func() { return profileServe(b, p, bin, "controlplane-a-detail", roundLen) })
 	if failed.total() > 0 {
@@ -808,7 +811,13 @@ func BenchmarkControlPlaneStopResume(b *testing.B) {
 		}
 		baseRate, cmRate, baseP99, cmP99 := alternate(b, rounds, "(b) stop/resume", newProcs(b, p, st),
 			func() round { return runRound(clients, roundLen, baseOp) },
-			func() round { return runRound(clients, roundLen, cmOp) },
+			func() round {
+				s0 := a.statements(ctx)
+				r := runRound(clients, roundLen, cmOp)
+				logf(b, "(b) statements per successful stop or resume (the runner's, the committer's and the reconciler's included): %s",
+					perOp(s0, a.statements(ctx), r.n))
+				return r
+			},
 			func() func() { return profileServe(b, p, bin, "controlplane-b-stopresume", roundLen) })
 		examples.Range(func(k, v any) bool {
 			logf(b, "(b) unexpected answer %s: %s", k, v)
