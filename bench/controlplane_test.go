@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -466,7 +468,10 @@ func benchDetail(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, roun
 			logf(b, "(a) statements per detail: %s", perOp(s0, a.statements(ctx), r.n))
 			return r
 		},
-		func() func() { return profileServe(b, p, bin, "controlplane-a-detail", roundLen) })
+		func() func() {
+			w1, w2 := profileServe(b, p, bin, "controlplane-a-detail", roundLen), profileStore(b, st, "(a) detail", roundLen)
+			return func() { w1(); w2() }
+		})
 	if failed.total() > 0 {
 		b.Errorf("(a) failed calls: %s", failed.String())
 	}
@@ -539,7 +544,8 @@ func benchIdle(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, comps 
 	// a look at the store every sample period.
 	mark := st.int(b, "SELECT COALESCE(MAX(id), 0) FROM operation_audit_log")
 	every := min(15*time.Second, max(time.Second, idle/8))
-	wait := profileServe(b, p, bin, "controlplane-c-idle", idle)
+	waitCM, waitStore := profileServe(b, p, bin, "controlplane-c-idle", idle), profileStore(b, st, "(c) idle", idle)
+	wait := func() { waitCM(); waitStore() }
 	cpu0, t0 := cpuTime(p.pid()), time.Now()
 	var maxHealth, maxPage, maxAge time.Duration
 	var maxRSS float64
@@ -818,7 +824,10 @@ func BenchmarkControlPlaneStopResume(b *testing.B) {
 					perOp(s0, a.statements(ctx), r.n))
 				return r
 			},
-			func() func() { return profileServe(b, p, bin, "controlplane-b-stopresume", roundLen) })
+			func() func() {
+				w1, w2 := profileServe(b, p, bin, "controlplane-b-stopresume", roundLen), profileStore(b, st, "(b) stop/resume", roundLen)
+				return func() { w1(); w2() }
+			})
 		examples.Range(func(k, v any) bool {
 			logf(b, "(b) unexpected answer %s: %s", k, v)
 			return true
@@ -949,4 +958,66 @@ func checkAudit(b testing.TB, st *storeDB, mark int64) (checked int, bad []strin
 		last[comp] = model.State(after)
 	}
 	return checked, bad, restarts
+}
+
+var (
+	quoted = regexp.MustCompile(`'(?:[^'\\]|\\.)*'`)
+	number = regexp.MustCompile(`\b[0-9]+\b`)
+	spaces = regexp.MustCompile(`\s+`)
+)
+
+// profileStore samples, every 20 ms for d, the statements MariaDB is
+// running for cm's store (information_schema.PROCESSLIST) when
+// CM_BENCH_PROFILE is set: where the server's time goes, as a CPU profile
+// says where cm's goes. The returned wait logs the most frequent statement
+// shapes (literals replaced by ?).
+func profileStore(b testing.TB, st *storeDB, name string, d time.Duration) (wait func()) {
+	if os.Getenv("CM_BENCH_PROFILE") == "" {
+		return func() {}
+	}
+	var samples codes
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			rows, err := st.db.Query("SELECT info FROM information_schema.PROCESSLIST WHERE db = ? AND command <> 'Sleep' AND info IS NOT NULL AND id <> CONNECTION_ID()", st.name)
+			if err != nil {
+				return
+			}
+			n++
+			for rows.Next() {
+				var q string
+				if rows.Scan(&q) == nil {
+					q = spaces.ReplaceAllString(number.ReplaceAllString(quoted.ReplaceAllString(q, "?"), "?"), " ")
+					samples.add(fmt.Sprintf("%.160s", q))
+				}
+			}
+			rows.Close()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return func() {
+		<-done
+		samples.mu.Lock()
+		type kv struct {
+			q string
+			c int
+		}
+		var list []kv
+		for q, c := range samples.m {
+			list = append(list, kv{q, c})
+		}
+		samples.mu.Unlock()
+		slices.SortFunc(list, func(x, y kv) int { return y.c - x.c })
+		var sb strings.Builder
+		for i, e := range list {
+			if i == 12 {
+				break
+			}
+			fmt.Fprintf(&sb, "\n%6d  %s", e.c, e.q)
+		}
+		logf(b, "statements MariaDB was running for cm, %s, sampled %d times (each sample counts every connection running a statement):%s", name, n, sb.String())
+	}
 }
