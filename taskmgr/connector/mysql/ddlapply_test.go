@@ -272,3 +272,51 @@ func TestBinlogDDLApplyOrder(t *testing.T) {
 		t.Fatalf("%d DDL records, want 1", ddl)
 	}
 }
+
+// TestBinlogDDLApplyRefuses: with sink.ddl=apply, statements the sink does
+// not apply stop the source as with stop, at their exact place: one the
+// parser does not understand, a rename out of the selection, DROP
+// DATABASE.
+func TestBinlogDDLApplyRefuses(t *testing.T) {
+	for _, c := range []struct{ name, stmt string }{
+		{"not understood", "ALTER TABLE %s ADD COLUMN ip INET6"},
+		{"renamed out of the selection", "RENAME TABLE %s TO `%s_elsewhere`.`t`"},
+		{"DROP DATABASE", "DROP DATABASE `%s`"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY)")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			p := openPipe(t, ctx, e.config(t, model.TypeIncr, nil))
+			sub := p.src.(connector.Subtopicer).Subtopics()[0]
+			e.exec(t, "INSERT INTO "+e.src("t")+" VALUES (1)")
+			p.syncTo(t, sub, e.binlogEndNow(t))
+			stmt := c.stmt
+			switch c.name {
+			case "renamed out of the selection":
+				e.exec(t, "CREATE DATABASE `"+e.srcName+"_elsewhere`")
+				t.Cleanup(func() { e.exec(t, "DROP DATABASE IF EXISTS `"+e.srcName+"_elsewhere`") })
+				stmt = fmt.Sprintf(stmt, e.src("t"), e.srcName)
+			case "DROP DATABASE":
+				stmt = fmt.Sprintf(stmt, e.srcName)
+			default:
+				stmt = fmt.Sprintf(stmt, e.src("t"))
+			}
+			e.exec(t, "INSERT INTO "+e.src("t")+" VALUES (2); "+stmt)
+			var err error
+			for i := 0; i < 100 && err == nil; i++ {
+				_, err = p.step(t, ctx)
+			}
+			if errCode(err) != codeDDLUnsupported || stoppedAt(err) == nil || !strings.Contains(err.Error(), strings.SplitN(stmt, " ", 2)[0]) {
+				t.Fatalf("after %s: %v; want MYSQL_DDL_UNSUPPORTED with its position", stmt, err)
+			}
+			if got := p.positions[sub].Token; got != stoppedAt(err).Before {
+				t.Fatalf("delivered up to %s, want %s just before the statement", got, stoppedAt(err).Before)
+			}
+			if e.count(t, e.dst("t")) != 2 {
+				t.Fatalf("the rows before the statement did not all arrive: %d", e.count(t, e.dst("t")))
+			}
+		})
+	}
+}
