@@ -546,6 +546,7 @@ func benchIdle(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, comps 
 	every := min(15*time.Second, max(time.Second, idle/8))
 	waitCM, waitStore := profileServe(b, p, bin, "controlplane-c-idle", idle), profileStore(b, st, "(c) idle", idle)
 	wait := func() { waitCM(); waitStore() }
+	stmts0 := a.statements(ctx)
 	cpu0, t0 := cpuTime(p.pid()), time.Now()
 	var maxHealth, maxPage, maxAge time.Duration
 	var maxRSS float64
@@ -582,6 +583,8 @@ func benchIdle(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, comps 
 	}
 	elapsed := time.Since(t0)
 	cpuPct := (cpuTime(p.pid()) - cpu0).Seconds() / elapsed.Seconds() * 100
+	// The period's health and batchDetail calls are among these.
+	logf(b, "(c) statements per second of the idle node: %s", perOp(stmts0, a.statements(ctx), int(elapsed.Seconds())))
 	wait()
 	_, audits := st.groups(b, "SELECT operation, COUNT(*) FROM operation_audit_log WHERE id > ? GROUP BY operation", mark)
 	// Any start, failure or automatic restart in the period is a restart
