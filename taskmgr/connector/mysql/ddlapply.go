@@ -172,10 +172,19 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange) (applied,
 		if n.IsView || n.TemporaryKeyword != ast.TemporaryNone {
 			return out, nil
 		}
+		// Only the selected tables: the others of the statement are not
+		// this task's on the target.
+		var keep []*ast.TableName
 		for _, t := range n.Tables {
-			out.Tables = append(out.Tables, src[t])
+			if s.selected(src[t]) {
+				keep = append(keep, t)
+				out.Tables = append(out.Tables, src[t])
+			}
 		}
-		n.IfExists = true
+		if len(keep) == 0 {
+			return out, nil
+		}
+		n.Tables, n.IfExists = keep, true
 		return out, print(n)
 	case *ast.TruncateTableStmt:
 		out.Tables = []tableRef{src[n.Table]}
@@ -184,6 +193,9 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange) (applied,
 		// Each pair in order; one already done (the old name gone, the new
 		// one there) is left out.
 		for _, tt := range n.TableToTables {
+			if !s.selected(src[tt.OldTable]) {
+				continue // not this task's (the source refuses a rename across the selection)
+			}
 			out.Tables = append(out.Tables, src[tt.OldTable], src[tt.NewTable])
 			from, to := target(tt.OldTable), target(tt.NewTable)
 			hasFrom, err := s.targetExists(ctx, from)
@@ -273,6 +285,12 @@ func movedOn(err error) bool {
 		return true
 	}
 	return false
+}
+
+// selected reports whether the source selects table r (every table when
+// the sink does not know the source's selection).
+func (s *sink) selected(r tableRef) bool {
+	return s.src == nil || s.src.Tables.Match(r.DB, r.Name)
 }
 
 func (s *sink) unsupportedDDL(c *connector.SchemaChange, why string) error {
