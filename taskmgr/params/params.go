@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -192,10 +193,40 @@ type View struct {
 type Service struct {
 	store *model.Store
 	now   func() time.Time
+
+	mu     sync.Mutex // guards recent and readAt
+	recent Set
+	readAt time.Time
 }
+
+// recentFor is how old a snapshot Recent may answer with.
+const recentFor = time.Second
 
 // New builds the parameter service.
 func New(store *model.Store) *Service { return &Service{store: store, now: time.Now} }
+
+// Recent is a snapshot read at most a second ago: for the read side, which
+// would otherwise read the parameters for every detail it answers. A change
+// (on any node) shows within that second.
+func (p *Service) Recent(ctx context.Context) (Set, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := p.now(); p.recent.values != nil && now.Sub(p.readAt) < recentFor && !now.Before(p.readAt) {
+		return p.recent, nil
+	}
+	set, err := p.Snapshot(ctx)
+	if err != nil {
+		return Set{}, err
+	}
+	p.recent, p.readAt = set, p.now()
+	return set, nil
+}
+
+func (p *Service) forget() {
+	p.mu.Lock()
+	p.recent = Set{}
+	p.mu.Unlock()
+}
 
 // Snapshot reads every parameter now. Jobs take one per run so a run sees
 // one consistent set.
@@ -253,6 +284,8 @@ func (p *Service) Update(ctx context.Context, actor, requestID, key, value strin
 			return err
 		}
 	}
+	// The change shows at once on this node.
+	defer p.forget()
 	secret := s.Secret || model.IsSecretKey(key)
 	show := func(v string) string {
 		if secret && v != "" {

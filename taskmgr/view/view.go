@@ -204,7 +204,7 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 		_ = json.Unmarshal([]byte(a.Detail), &d)
 		restarts[a.Component] = append(restarts[a.Component], Restart{At: a.At, Task: a.TaskAfter, Attempt: d.Attempt, Wait: d.Wait, LastError: d.LastError})
 	}
-	set, err := m.params.Snapshot(ctx)
+	set, err := m.params.Recent(ctx)
 	if err != nil {
 		return nil, err
 	}
