@@ -19,6 +19,7 @@ import (
 
 	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/server"
 )
 
@@ -143,6 +144,15 @@ func TestCLIExitCodes(t *testing.T) {
 
 	if code, out, errOut := runCLI("task", "resume", "p_ex-incr_trans-1-0", s, "-o", "table"); code != 0 || !strings.Contains(out, "resumed: ") {
 		t.Fatalf("resume: %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("task", "pause", "p_ex-incr_trans-1-0", s, "-o", "table"); code != 0 || !strings.Contains(out, "paused: ") {
+		t.Fatalf("pause: %d %s %s", code, out, errOut)
+	}
+	if d := n.Detail(t, "p_ex-incr_trans-1-0"); d.State != model.StatePaused {
+		t.Fatalf("after cm task pause: %s", d.State)
+	}
+	if code, out, errOut := runCLI("task", "resume", "p_ex-incr_trans-1-0", s, "-o", "table"); code != 0 || !strings.Contains(out, "resumed: ") {
+		t.Fatalf("resume after pause: %d %s %s", code, out, errOut)
 	}
 	if code, out, errOut := runCLI("task", "stop", "p_ex-incr_trans-1-0", s, "-o", "table", "--timeout", "20s"); code != 0 || !strings.Contains(out, "stopped: ") {
 		t.Fatalf("stop: %d %s %s", code, out, errOut)
