@@ -135,7 +135,9 @@ type TaskFilter struct {
 	Components []string
 	States     []State
 	Node       NodeID
-	Project    string
+	// ExceptNodes leaves out the tasks of these nodes.
+	ExceptNodes []NodeID
+	Project     string
 	// IncludeDeleted lists DELETED tasks too.
 	IncludeDeleted bool
 	Offset, Limit  int
@@ -155,6 +157,9 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, int64, err
 	}
 	if f.Node != "" {
 		q = q.Where("node = ?", f.Node)
+	}
+	if len(f.ExceptNodes) > 0 {
+		q = q.Where("node NOT IN ?", f.ExceptNodes)
 	}
 	if f.Project != "" {
 		q = q.Where("project = ?", f.Project)

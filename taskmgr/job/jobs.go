@@ -139,7 +139,16 @@ func (j *nodeLiveness) Run(ctx context.Context, set params.Set) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{})
+	// Only the tasks of dead nodes (or of nodes no longer registered): the
+	// live and suspect nodes' tasks are left out by the query, so a cluster
+	// with every node alive reads no task at all.
+	var notDead []model.NodeID
+	for id, st := range states {
+		if st != cluster.NodeDead {
+			notDead = append(notDead, id)
+		}
+	}
+	tasks, _, err := j.store.ListTasks(ctx, model.TaskFilter{ExceptNodes: notDead})
 	if err != nil {
 		return "", err
 	}
