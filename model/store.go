@@ -605,6 +605,27 @@ func (s *Store) Heartbeats(ctx context.Context, components []string) (map[string
 	return out, nil
 }
 
+// QuietTasks returns the tasks in one of states whose current
+// incarnation's heartbeat is older than before (the row's last update
+// standing in for a heartbeat it has not written yet), with that heartbeat
+// when there is one: one query that reads only the tasks the liveness job
+// must judge, not every running task and its heartbeat.
+func (s *Store) QuietTasks(ctx context.Context, states []State, before time.Time) ([]Task, map[string]Heartbeat, error) {
+	var tasks []Task
+	err := s.with(ctx).Table("tasks AS t").Select("t.*").
+		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component AND h.version = t.version").
+		Where("t.state IN ? AND COALESCE(h.at, t.updated_at) < ?", states, before.UTC()).
+		Order("t.component").Find(&tasks).Error
+	if err != nil {
+		return nil, nil, translate(err)
+	}
+	hbs, err := s.Heartbeats(ctx, Components(tasks))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tasks, hbs, nil
+}
+
 // ProgressOf is CheckpointsOf and Heartbeats of the tasks named by components
 // in one statement: a task with its heartbeat and checkpoints joined. A
 // component with no task row has none.

@@ -30,7 +30,9 @@ type poller struct {
 	timer     *time.Timer
 }
 
-func (m *Manager) newPoller(t *model.Task) *poller { return m.pollerOf(t.Component, t.Node == m.cfg.Node) }
+func (m *Manager) newPoller(t *model.Task) *poller {
+	return m.pollerOf(t.Component, t.Node == m.cfg.Node)
+}
 
 // pollerOf paces the reads of component, a task this node owns (local) or
 // not.

@@ -59,6 +59,15 @@ func TestTaskLivenessSparesARestartedNode(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A task beating now, on the node that started long ago: not stale.
+		fresh := &model.Task{Component: "p_f-incr_trans-1-0", Project: "p_f", Type: model.TypeIncr, Node: "127.0.0.1-1002", Version: 1,
+			Desired: model.DesiredRunning, State: model.StateRunning, Config: "{}"}
+		if err := store.CreateTask(ctx, fresh); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.ClaimHeartbeat(ctx, fresh.Component, 1, fresh.Node); err != nil {
+			t.Fatal(err)
+		}
 		j := &taskLiveness{store: store, nodes: cluster.NewNodes("127.0.0.1-1001", store, ps),
 			w: &writer{store: store, changes: cluster.NewChanges(), waker: nopWaker{}, log: zap.NewNop()}}
 		set, err := ps.Snapshot(ctx)
@@ -71,8 +80,9 @@ func TestTaskLivenessSparesARestartedNode(t *testing.T) {
 		}
 		restarted, _ := store.GetTask(ctx, comps["127.0.0.1-1001"])
 		old, _ := store.GetTask(ctx, comps["127.0.0.1-1002"])
-		if restarted.State != model.StateRunning || old.State != model.StateException || old.LastError() == "" {
-			t.Fatalf("%s: the restarted node's task is %s, the other's %s (%s)", summary, restarted.State, old.State, old.LastError())
+		beating, _ := store.GetTask(ctx, fresh.Component)
+		if restarted.State != model.StateRunning || old.State != model.StateException || old.LastError() == "" || beating.State != model.StateRunning {
+			t.Fatalf("%s: the restarted node's task is %s, the other's %s (%s), the beating one %s", summary, restarted.State, old.State, old.LastError(), beating.State)
 		}
 	})
 }
