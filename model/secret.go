@@ -68,6 +68,11 @@ var secretPatterns = []*regexp.Regexp{
 // a value that is a JSON object or array. A value with nothing secret is
 // returned unchanged.
 func MaskValue(v string) string {
+	if !strings.ContainsAny(v, "@=:") {
+		// Every pattern needs an @ or a = or : (and so does JSON with a
+		// key): a plain value (a path, a type name) is returned as is.
+		return v
+	}
 	if j, ok := maskJSON(v); ok {
 		return j
 	}

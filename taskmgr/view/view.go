@@ -220,8 +220,13 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 		v := TaskView{
 			TaskName: t.Name().String(), Component: t.Component, Project: t.Project, Type: t.Type,
 			Node: t.Node, Version: t.Version, State: t.State, DesiredState: t.Desired,
-			Config: cfg.Masked(), Checkpoint: map[string]Progress{}, ErrorDetails: model.ScrubberOf(cfg).Details(t.Errors()),
+			Config: cfg.Masked(), Checkpoint: map[string]Progress{},
 			CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Restarts: restarts[t.Component],
+		}
+		if errs := t.Errors(); len(errs) > 0 {
+			// Built only when there is something to scrub: it costs a
+			// pass over the config's values.
+			v.ErrorDetails = model.ScrubberOf(cfg).Details(errs)
 		}
 		if v.Restarts == nil {
 			v.Restarts = []Restart{}
