@@ -31,7 +31,13 @@ func (h *handlers) health(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), healthTimeout)
 		defer cancel()
 		if err := h.svc.Ready(ctx); err != nil {
-			return c.JSON(http.StatusInternalServerError, map[string]string{"status": "unhealthy", "message": err.Error()})
+			// A caller that went away (a malformed body closes the
+			// connection) says nothing about the node.
+			status := http.StatusInternalServerError
+			if c.Request().Context().Err() != nil {
+				status = http.StatusServiceUnavailable
+			}
+			return c.JSON(status, map[string]string{"status": "unhealthy", "message": err.Error()})
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."})
