@@ -165,6 +165,8 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 		}
 		ccfg.FileRoots = []string{dataDir}
 	}
+	history := &schemaHistory{store: store, node: cfg.Node}
+	ccfg.MySQL.History, ccfg.MySQL.Failpoint = history, cfg.Runtime.Failpoint
 	connectors, err := builtin.New(ccfg, log)
 	if err != nil {
 		return nil, err
@@ -195,6 +197,7 @@ func New(cfg Config, store *model.Store, log *zap.Logger) (*Node, error) {
 	n.scheduler = job.NewScheduler(cfg.Node, cfg.ScheduleResync, store, ps, jobs, log)
 	reads := view.New(store, ps, nodes)
 	n.Metrics = metrics.New(cfg.Node, n.Lease.Leading, taskSampler(cfg.Node, reads))
+	history.metrics = n.Metrics
 	if err := store.Observe(n.Metrics); err != nil {
 		return nil, err
 	}
