@@ -65,22 +65,6 @@ func (m *cpuMeter) begin() {
 	}
 }
 
-// report records the CPU seconds of each process since begin as metrics
-// named <phase>_<process>_cpu_s, and returns them as a log line.
-func (m *cpuMeter) report(b *testing.B, phase string) string {
-	names := [3]string{"cm", "source", "target"}
-	var line []string
-	for i, p := range m.pids {
-		if p == 0 {
-			continue
-		}
-		used := (cpuTime(p) - m.start[i]).Seconds()
-		b.ReportMetric(used, phase+"_"+names[i]+"_cpu_s")
-		line = append(line, names[i]+" "+strconv.FormatFloat(used, 'f', 2, 64)+" s")
-	}
-	return phase + " CPU: " + strings.Join(line, ", ")
-}
-
 // quiesce waits until each server has written its dirty pages and purged
 // old row versions, so that a timed phase does not pay for the background
 // work left by the one before it (the dump's 100 MB of new pages being

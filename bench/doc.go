@@ -1,6 +1,9 @@
-// Package bench holds the side-by-side benchmarks of the MySQL connectors
-// against the server's own tools, run by `make bench`: incremental catch-up
-// against a MariaDB native replica, full import against
-// mariadb-dump | mariadb, and steady-state lag at a fixed source rate.
-// Everything is in its _test.go files; docs/benchmarks.md has the figures.
+// Package bench holds the benchmarks run by `make bench`. The MySQL ones set
+// the connectors beside the server's own tools: incremental catch-up against
+// MariaDB native replicas (one applier thread, and four in optimistic mode),
+// full import against LOAD DATA INFILE and mariadb-dump | mariadb,
+// steady-state lag at fixed source rates, and a pullback's repair of a
+// corrupted target against the catch-up of the same range. The control-plane
+// ones measure one node with many tasks. Everything is in the _test.go files;
+// docs/benchmarks.md has the figures.
 package bench

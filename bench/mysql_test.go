@@ -3,19 +3,14 @@ package bench
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -150,15 +145,15 @@ func node(b testing.TB) *cmtest.Node {
 }
 
 // profileCM starts a CPU profile of the benchmark process (that is, of the
-// cm node) for the timed part of a benchmark when CM_BENCH_PROFILE names a
-// directory, and returns what stops it. The profile goes to
-// <dir>/<benchmark>.cpu.pprof; read it with go tool pprof.
-func profileCM(b testing.TB) func() {
+// cm node) for one timed phase when CM_BENCH_PROFILE names a directory, and
+// returns what stops it. The profile goes to
+// <dir>/<benchmark>-<phase>.cpu.pprof; read it with go tool pprof.
+func profileCM(b testing.TB, phase string) func() {
 	dir := os.Getenv("CM_BENCH_PROFILE")
 	if dir == "" {
 		return func() {}
 	}
-	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".cpu.pprof"))
+	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+phase+".cpu.pprof"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -227,145 +222,101 @@ func (s *source) binlogEnd(b testing.TB) pos {
 	return pos{m["File"], n}
 }
 
-// catchUpTable is the schema of the catch-up workload.
-const catchUpTable = "CREATE TABLE %s (id BIGINT PRIMARY KEY, name VARCHAR(64), amount DECIMAL(12,2), at DATETIME(3), note VARCHAR(200))"
+// sourceClock is the source server's clock in unix seconds.
+func (s *source) clock(b testing.TB) int64 {
+	return globalInt(b, s.admin, "SELECT UNIX_TIMESTAMP()")
+}
 
-// BenchmarkCatchUpVsNativeReplica writes a binlog of at least 500k row
-// changes in many small transactions (each: 8 inserts, 3 updates, 1
-// delete, over two tables, from 4 writers), then replays the same binlog
-// range twice on the second server: once by a MariaDB native replica with
-// one applier thread (CHANGE MASTER TO the same start position, timed until
-// its executed position reaches the end), once by a cm incr_trans task
-// resumed at that position (timed from the resume call until its durable
-// checkpoint reaches the end). Both results are checked by checksum.
-func BenchmarkCatchUpVsNativeReplica(b *testing.B) {
-	const (
-		writers       = 4
-		txnsPerWriter = 11_250 // 4 * 11,250 * 12 = 540,000 row changes
-		rowsPerTxn    = 12
-	)
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		src, r := newSource(b), replicaServer(b)
-		n := node(b)
-		tables := []string{"t1", "t2"}
-		for _, tb := range tables {
-			execOn(b, src.admin, fmt.Sprintf(catchUpTable, src.t(tb)))
-		}
-		// The native replica needs the tables before it replays rows.
-		nativeDB, cmDB := src.db, src.db+"_cm"
-		execOn(b, r.db, "CREATE DATABASE `"+nativeDB+"`")
-		b.Cleanup(func() { execOn(b, r.db, "DROP DATABASE IF EXISTS `"+nativeDB+"`; DROP DATABASE IF EXISTS `"+cmDB+"`") })
-		for _, tb := range tables {
-			execOn(b, r.db, "USE `"+nativeDB+"`; "+showCreate(b, src.admin, src.t(tb)))
-		}
+// phase is one timed run of one applier: its wall time and the CPU seconds
+// each process used meanwhile (clients: the child processes of a
+// pipeline, when there are any).
+type phase struct {
+	wall                  time.Duration
+	cm, src, tgt, clients float64
+	load                  string
+}
 
-		// cm's task records its start (the binlog end) and is stopped: that
-		// position is where both appliers start.
-		_, body := src.task(r, "incr_trans", cmDB, twoCores)
-		name := n.OK(b, http.MethodPost, base+"create", body).String()
-		sub := src.host + "-" + src.port
-		var start pos
-		cmtest.Eventually(b, 30*time.Second, "cm records its start position", func() bool {
-			var ok bool
-			start, ok = parsePos(n.Detail(b, name).Checkpoint[sub].Token)
-			return ok
-		})
-		n.OK(b, http.MethodPost, base+"stop?taskName="+name, nil)
-		if p, _ := parsePos(n.Detail(b, name).Checkpoint[sub].Token); p != start {
-			b.Fatalf("stopped task moved from %s to %s", start, p)
-		}
+// limit is the two-core limit of the phase: the CPU seconds of every
+// process, over the 2 cores.
+func (p phase) limit() float64 { return (p.cm + p.src + p.tgt + p.clients) / 2 }
 
-		genStart := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- catchUpWriter(src, tables[w%2], int64(w)*10_000_000, txnsPerWriter)
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		end := src.binlogEnd(b)
-		changes := writers * txnsPerWriter * rowsPerTxn
-		b.Logf("workload: %d row changes in %d transactions, binlog %s..%s, written in %s",
-			changes, writers*txnsPerWriter, start, end, time.Since(genStart).Round(time.Millisecond))
+func (p phase) String() string {
+	s := fmt.Sprintf("%.2f s; CPU cm %.2f, source %.2f, target %.2f", p.wall.Seconds(), p.cm, p.src, p.tgt)
+	if p.clients > 0 {
+		s += fmt.Sprintf(", clients %.2f", p.clients)
+	}
+	s += fmt.Sprintf(" s (two-core limit %.2f s)", p.limit())
+	if p.load != "" {
+		s += "; load " + p.load
+	}
+	return s
+}
 
-		// Native replica, single applier thread.
-		execOn(b, r.db, "SET GLOBAL replicate_wild_do_table = '"+nativeDB+".%'")
-		execOn(b, r.db, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
-			"MASTER_LOG_FILE='%s', MASTER_LOG_POS=%d, MASTER_USE_GTID=no", src.port, src.user, src.password, start.file, start.off))
-		cpu := newCPUMeter(b, src, r)
-		quiesce(b, src.admin, r.db)
-		cpu.begin()
-		t0 := time.Now()
-		execOn(b, r.db, "START SLAVE")
-		cmtest.Eventually(b, 20*time.Minute, "the native replica reaches "+end.String(), func() bool {
-			st := showRow(b, r.db, "SHOW SLAVE STATUS")
-			if st["Last_SQL_Error"] != "" || st["Last_IO_Error"] != "" {
-				b.Fatalf("native replica: %s %s", st["Last_SQL_Error"], st["Last_IO_Error"])
-			}
-			off, _ := strconv.ParseUint(st["Exec_Master_Log_Pos"], 10, 64)
-			return !(pos{st["Relay_Master_Log_File"], off}).before(end)
-		})
-		native := time.Since(t0)
-		nativeCPU := cpu.report(b, "native")
-		execOn(b, r.db, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL replicate_wild_do_table = ''")
-
-		// cm, resumed at the same position.
-		quiesce(b, src.admin, r.db)
-		stopProfile := profileCM(b)
-		cpu.begin()
-		b.StartTimer()
-		t0 = time.Now()
-		n.OK(b, http.MethodPost, base+"resume?taskName="+name, nil)
-		resumed := time.Since(t0)
-		var moved time.Duration
-		cmtest.Eventually(b, 20*time.Minute, "cm reaches "+end.String(), func() bool {
-			d := n.Detail(b, name)
-			if d.State == model.StateException {
-				b.Fatalf("cm task failed: %+v", d.ErrorDetails)
-			}
-			p, ok := parsePos(d.Checkpoint[sub].Token)
-			if moved == 0 && ok && p != start {
-				moved = time.Since(t0)
-			}
-			return ok && !p.before(end)
-		})
-		b.Logf("cm: resume answered after %s, first checkpoint move after %s", resumed, moved)
-		cm := time.Since(t0)
-		b.StopTimer()
-		stopProfile()
-		b.Log(nativeCPU)
-		b.Log(cpu.report(b, "cm"))
-		n.OK(b, http.MethodPost, base+"stop?taskName="+name, nil)
-
-		for _, tb := range tables {
-			want := checksum(b, src.admin, src.t(tb))
-			if got := checksum(b, r.db, "`"+nativeDB+"`.`"+tb+"`"); got != want {
-				b.Fatalf("native replica %s: %s, source %s", tb, got, want)
-			}
-			if got := checksum(b, r.db, "`"+cmDB+"`.`"+tb+"`"); got != want {
-				b.Fatalf("cm %s: %s, source %s", tb, got, want)
-			}
+// measure runs fn as one timed phase: both servers are brought to rest
+// first, and the CPU of every process is read around it. fn returns the
+// CPU seconds of child processes it ran (0 when none).
+func measure(b testing.TB, cpu *cpuMeter, src *source, r *server, fn func() float64) phase {
+	b.Helper()
+	quiesce(b, src.admin, r.db)
+	cpu.begin()
+	t0 := time.Now()
+	clients := fn()
+	p := phase{wall: time.Since(t0), clients: clients, load: loadAvg()}
+	var used [3]float64
+	for i, pid := range cpu.pids {
+		if pid != 0 {
+			used[i] = (cpuTime(pid) - cpu.start[i]).Seconds()
 		}
-		ratio := native.Seconds() / cm.Seconds()
-		b.ReportMetric(native.Seconds(), "native_s")
-		b.ReportMetric(cm.Seconds(), "cm_s")
-		b.ReportMetric(float64(changes)/native.Seconds(), "native_rows/s")
-		b.ReportMetric(float64(changes)/cm.Seconds(), "cm_rows/s")
-		b.ReportMetric(ratio, "x_faster")
-		b.Logf("catch-up over %d row changes: native replica (1 applier thread) %s, cm %s: cm %.2fx faster (target 1.3x)",
-			changes, native.Round(time.Millisecond), cm.Round(time.Millisecond), ratio)
+	}
+	p.cm, p.src, p.tgt = used[0], used[1], used[2]
+	return p
+}
+
+// medianPhase is the median of each figure of ps on its own.
+func medianPhase(ps []phase) phase {
+	pick := func(f func(phase) float64) float64 {
+		xs := make([]float64, len(ps))
+		for i, p := range ps {
+			xs[i] = f(p)
+		}
+		return median(xs)
+	}
+	return phase{
+		wall:    time.Duration(pick(func(p phase) float64 { return float64(p.wall) })),
+		cm:      pick(func(p phase) float64 { return p.cm }),
+		src:     pick(func(p phase) float64 { return p.src }),
+		tgt:     pick(func(p phase) float64 { return p.tgt }),
+		clients: pick(func(p phase) float64 { return p.clients }),
 	}
 }
+
+// medianOf is the median of f over ps.
+func medianOf(ps []phase, f func(phase) float64) float64 {
+	xs := make([]float64, len(ps))
+	for i, p := range ps {
+		xs[i] = f(p)
+	}
+	return median(xs)
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// waitPos waits until the durable checkpoint of task name reaches end
+// (failing on an EXCEPTION).
+func waitPos(b testing.TB, n *cmtest.Node, name, sub string, end pos) {
+	b.Helper()
+	cmtest.Eventually(b, 20*time.Minute, name+" reaches "+end.String(), func() bool {
+		d := n.Detail(b, name)
+		if d.State == model.StateException {
+			b.Fatalf("cm task failed: %+v", d.ErrorDetails)
+		}
+		p, ok := parsePos(d.Checkpoint[sub].Token)
+		return ok && !p.before(end)
+	})
+}
+
+// catchUpTable is the schema of the catch-up workload.
+const catchUpTable = "CREATE TABLE %s (id BIGINT PRIMARY KEY, name VARCHAR(64), amount DECIMAL(12,2), at DATETIME(3), note VARCHAR(200))"
 
 // catchUpWriter commits txns transactions on table, ids from idBase: each
 // inserts 8 new rows, updates 3 rows of an earlier transaction and deletes
@@ -399,173 +350,4 @@ func catchUpWriter(src *source, table string, idBase int64, txns int) error {
 		}
 	}
 	return nil
-}
-
-// BenchmarkFullImportVsDump copies a table of 1M rows from the source
-// server to the second server twice: by `mariadb-dump --single-transaction
-// | mariadb` (timed from start to exit of the pipeline), and by a cm
-// full_trans task with its default chunk size and parallelism (timed from
-// the create call until the task is FINISHED). Both copies are checked by
-// checksum.
-func BenchmarkFullImportVsDump(b *testing.B) {
-	const rows = 1_000_000
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		src, r := newSource(b), replicaServer(b)
-		n := node(b)
-		execOn(b, src.admin, fmt.Sprintf("CREATE TABLE %s (id INT PRIMARY KEY, name VARCHAR(64), amount DECIMAL(12,2), at DATETIME, note VARCHAR(100))", src.t("big")))
-		for lo := 1; lo <= rows; lo += 100_000 {
-			execOn(b, src.admin, "INSERT INTO "+src.t("big")+" SELECT seq, CONCAT('name ', seq), seq / 7, '2024-01-01' + INTERVAL seq SECOND, REPEAT('n', 20 + seq % 60) FROM "+src.seq(lo, lo+99_999))
-		}
-		dumpDB, cmDB := src.db+"_dump", src.db+"_cm"
-		execOn(b, r.db, "CREATE DATABASE `"+dumpDB+"`")
-		b.Cleanup(func() { execOn(b, r.db, "DROP DATABASE IF EXISTS `"+dumpDB+"`; DROP DATABASE IF EXISTS `"+cmDB+"`") })
-		want := checksum(b, src.admin, src.t("big"))
-
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-		pass := ""
-		if src.password != "" {
-			pass = " -p'" + src.password + "'"
-		}
-		pipeline := fmt.Sprintf("set -o pipefail; mariadb-dump --no-defaults -h %s -P %s -u %s%s --single-transaction %s big | mariadb --no-defaults -h 127.0.0.1 -P %d -u root %s",
-			src.host, src.port, src.user, pass, src.db, r.port, dumpDB)
-		cpu := newCPUMeter(b, src, r)
-		quiesce(b, src.admin, r.db)
-		cpu.begin()
-		t0 := time.Now()
-		if out, err := exec.CommandContext(ctx, "bash", "-c", pipeline).CombinedOutput(); err != nil {
-			cancel()
-			b.Fatalf("mariadb-dump | mariadb: %v\n%s", err, out)
-		}
-		dump := time.Since(t0)
-		cancel()
-		// The dump's own processes are children of the benchmark and are
-		// not in these figures; only the servers are.
-		b.Log(cpu.report(b, "dump"))
-		if got := checksum(b, r.db, "`"+dumpDB+"`.big"); got != want {
-			b.Fatalf("dump copy: %s, source %s", got, want)
-		}
-
-		_, body := src.task(r, "full_trans", cmDB, twoCores)
-		quiesce(b, src.admin, r.db)
-		stopProfile := profileCM(b)
-		cpu.begin()
-		b.StartTimer()
-		t0 = time.Now()
-		name := n.OK(b, http.MethodPost, base+"create", body).String()
-		cmtest.Eventually(b, 20*time.Minute, "the full import finishes", func() bool {
-			d := n.Detail(b, name)
-			if d.State == model.StateException {
-				b.Fatalf("cm task failed: %+v", d.ErrorDetails)
-			}
-			return d.State == model.StateFinished
-		})
-		cm := time.Since(t0)
-		b.StopTimer()
-		stopProfile()
-		b.Log(cpu.report(b, "cm"))
-		if got := checksum(b, r.db, "`"+cmDB+"`.big"); got != want {
-			b.Fatalf("cm copy: %s, source %s", got, want)
-		}
-		ratio := dump.Seconds() / cm.Seconds()
-		b.ReportMetric(dump.Seconds(), "dump_s")
-		b.ReportMetric(cm.Seconds(), "cm_s")
-		b.ReportMetric(rows/dump.Seconds(), "dump_rows/s")
-		b.ReportMetric(rows/cm.Seconds(), "cm_rows/s")
-		b.ReportMetric(ratio, "x_faster")
-		b.Logf("full import of %d rows: mariadb-dump | mariadb %s, cm %s: cm %.2fx faster (target 1.5x)",
-			rows, dump.Round(time.Millisecond), cm.Round(time.Millisecond), ratio)
-	}
-}
-
-// BenchmarkSteadyLag writes 5,000 rows/s to the source (a transaction of 50
-// inserts every 10 ms) for 30 s while a cm incr_trans task streams them to
-// the second server. Each source row carries its source statement time in
-// microseconds; the target table has an extra column defaulting to the
-// target statement time, so each row's lag is the difference (one clock:
-// both servers run on this machine). Rows of the first 2 s are warm-up.
-func BenchmarkSteadyLag(b *testing.B) {
-	const (
-		rate     = 5000 // rows per second
-		tick     = 10 * time.Millisecond
-		perTick  = rate / 100
-		duration = 30 * time.Second
-		warmUp   = 2 * time.Second
-	)
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		src, r := newSource(b), replicaServer(b)
-		n := node(b)
-		const now = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
-		execOn(b, src.admin, "CREATE TABLE "+src.t("lag")+" (id BIGINT PRIMARY KEY, created BIGINT NOT NULL, pad VARCHAR(100))")
-		cmDB := src.db + "_cm"
-		execOn(b, r.db, "CREATE DATABASE `"+cmDB+"`; CREATE TABLE `"+cmDB+"`.lag (id BIGINT PRIMARY KEY, created BIGINT NOT NULL, pad VARCHAR(100), "+
-			"applied BIGINT NOT NULL DEFAULT ("+now+"))")
-		b.Cleanup(func() { execOn(b, r.db, "DROP DATABASE IF EXISTS `"+cmDB+"`") })
-
-		_, body := src.task(r, "incr_trans", cmDB, nil)
-		name := n.OK(b, http.MethodPost, base+"create", body).String()
-		sub := src.host + "-" + src.port
-		cmtest.Eventually(b, 30*time.Second, "cm starts streaming", func() bool {
-			return n.Detail(b, name).Checkpoint[sub].Token != ""
-		})
-
-		ctx, cancel := context.WithTimeout(context.Background(), duration+time.Minute)
-		conn, err := src.admin.Conn(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		t := time.NewTicker(tick)
-		started := time.Now()
-		next, behind := 1, 0
-		for time.Since(started) < duration {
-			<-t.C
-			q := fmt.Sprintf("INSERT INTO %s SELECT seq, %s, REPEAT('p', 60) FROM %s", src.t("lag"), now, src.seq(next, next+perTick-1))
-			if _, err := conn.ExecContext(ctx, q); err != nil {
-				b.Fatal(err)
-			}
-			next += perTick
-			if len(t.C) > 0 {
-				behind++
-			}
-		}
-		t.Stop()
-		elapsed := time.Since(started)
-		conn.Close()
-		total := next - 1
-		cmtest.Eventually(b, 2*time.Minute, "every row reaches the target", func() bool {
-			var c int
-			_ = r.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+cmDB+"`.lag").Scan(&c)
-			return c == total
-		})
-		b.StopTimer()
-		skip := int(warmUp / tick * perTick)
-		rows, err := r.db.QueryContext(ctx, "SELECT applied - created FROM `"+cmDB+"`.lag WHERE id > ? ORDER BY id", skip)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var lags []float64
-		for rows.Next() {
-			var us int64
-			if err := rows.Scan(&us); err != nil {
-				b.Fatal(err)
-			}
-			lags = append(lags, float64(us)/1e6)
-		}
-		rows.Close()
-		cancel()
-		slices.Sort(lags)
-		pct := func(p float64) float64 { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
-		achieved := float64(total) / elapsed.Seconds()
-		b.ReportMetric(achieved, "source_rows/s")
-		b.ReportMetric(pct(0.50)*1000, "p50_ms")
-		b.ReportMetric(pct(0.99)*1000, "p99_ms")
-		b.ReportMetric(lags[len(lags)-1]*1000, "max_ms")
-		b.Logf("steady lag at %.0f rows/s over %s (%d rows measured, %d late ticks): p50 %.1f ms, p99 %.1f ms, max %.1f ms (target p99 < 1 s)",
-			achieved, elapsed.Round(time.Second), len(lags), behind, pct(0.5)*1000, pct(0.99)*1000, lags[len(lags)-1]*1000)
-		d := n.Detail(b, name)
-		raw, _ := json.Marshal(d.Metrics)
-		b.Logf("task metrics: %s", raw)
-	}
 }

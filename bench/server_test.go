@@ -20,11 +20,14 @@ import (
 // native replica and the target of cm's tasks, so both appliers write to
 // the same server with the same settings.
 type server struct {
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-	db   *sql.DB // root, no database selected, multiStatements
+	dir string
+	// files is the server's secure_file_priv: where LOAD DATA INFILE
+	// reads from.
+	files string
+	port  int
+	cmd   *exec.Cmd
+	done  chan struct{}
+	db    *sql.DB // root, no database selected, multiStatements
 }
 
 var replica = struct {
@@ -85,12 +88,22 @@ func startServer() (*server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
 	}
+	files := filepath.Join(dir, "files")
+	// The servers read and write it as whatever user they run as.
+	if err := os.Mkdir(files, 0o777); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := os.Chmod(files, 0o777); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		s := &server{dir: dir, port: port, done: make(chan struct{})}
+		s := &server{dir: dir, files: files, port: port, done: make(chan struct{})}
 		logf, err := os.Create(filepath.Join(dir, "error.log"))
 		if err != nil {
 			return nil, err
@@ -101,7 +114,8 @@ func startServer() (*server, error) {
 			"--bind-address=127.0.0.1", "--skip-name-resolve", "--server-id=2", "--skip-log-bin",
 			"--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
 			"--max-connections=200", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
-			"--skip-slave-start", "--slave-parallel-threads=0", "--innodb-buffer-pool-size=1G")
+			"--skip-slave-start", "--slave-parallel-threads=0", "--innodb-buffer-pool-size=1G",
+			"--secure-file-priv="+files)
 		s.cmd.Stdout, s.cmd.Stderr = logf, logf
 		if err := s.cmd.Start(); err != nil {
 			logf.Close()

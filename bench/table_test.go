@@ -71,7 +71,7 @@ func printVerdicts(w io.Writer) {
 	if len(verdicts.lines) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\ncontrol plane, every scenario of this run:")
+	fmt.Fprintln(w, "\nevery scenario of this run:")
 	printTable(w, verdicts.lines)
 }
 
