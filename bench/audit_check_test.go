@@ -14,7 +14,7 @@ import (
 // does not start where the task's previous one left it (a lost update), and
 // a refusal that changed the state; and that a legal history passes.
 func TestCheckAudit(t *testing.T) {
-	st := newStoreDB(t)
+	st := newStoreDB(t, nil)
 	dsn, err := model.ParseDSN(st.url)
 	if err != nil {
 		t.Fatal(err)

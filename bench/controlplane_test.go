@@ -48,15 +48,32 @@ import (
 const phaseLimit = 5 * time.Minute
 
 // storeDB is a fresh database for a cm store: the URL cm takes and a raw
-// connection to read its tables.
+// connection to read its tables. srv is the server it is on; nil is the
+// server of scripts/with-mariadb.sh.
 type storeDB struct {
 	url, name string
 	db        *sql.DB
+	srv       *server
 }
 
-func newStoreDB(b testing.TB) *storeDB {
+// newStoreDB makes a fresh database on srv, or on the server of
+// scripts/with-mariadb.sh when srv is nil, dropped when the benchmark ends.
+// The control-plane benchmarks put cm's store on the benchmarks' own second
+// server: other packages' tests share the first one, and under `go test`
+// outside `make bench` other test runs too, which would both disturb the
+// figures and be disturbed by them.
+func newStoreDB(b testing.TB, srv *server) *storeDB {
 	b.Helper()
-	u, dsn := dbtest.NewMySQLDatabase(b)
+	var u, dsn string
+	if srv == nil {
+		u, dsn = dbtest.NewMySQLDatabase(b)
+	} else {
+		name := fmt.Sprintf("cp_%08x", rand.Uint32())
+		execOn(b, srv.db, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+		b.Cleanup(func() { _, _ = srv.db.Exec("DROP DATABASE IF EXISTS `" + name + "`") })
+		u = fmt.Sprintf("mysql://root@127.0.0.1:%d/%s", srv.port, name)
+		dsn = fmt.Sprintf("root@tcp(127.0.0.1:%d)/%s?parseTime=true&multiStatements=true", srv.port, name)
+	}
 	cfg, err := driver.ParseDSN(dsn)
 	if err != nil {
 		b.Fatal(err)
@@ -68,7 +85,7 @@ func newStoreDB(b testing.TB) *storeDB {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	b.Cleanup(func() { db.Close() })
-	return &storeDB{url: u, name: cfg.DBName, db: db}
+	return &storeDB{url: u, name: cfg.DBName, db: db, srv: srv}
 }
 
 func (s *storeDB) int(b testing.TB, q string, args ...any) int64 {
@@ -282,19 +299,14 @@ func (c procs) since(start []time.Duration) string {
 // same shape and rows as cm's, for a baseline.
 func copyTables(b testing.TB, st *storeDB, tables ...string) *sql.DB {
 	b.Helper()
-	_, dsn := dbtest.NewMySQLDatabase(b)
-	cfg, _ := driver.ParseDSN(dsn)
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cp := newStoreDB(b, st.srv)
+	db := cp.db
 	// cm's store pool (model.Open).
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(16)
-	b.Cleanup(func() { db.Close() })
 	for _, t := range tables {
-		execOn(b, db, fmt.Sprintf("CREATE TABLE `%s`.`%s` LIKE `%s`.`%s`", cfg.DBName, t, st.name, t))
-		execOn(b, db, fmt.Sprintf("INSERT INTO `%s`.`%s` SELECT * FROM `%s`.`%s`", cfg.DBName, t, st.name, t))
+		execOn(b, db, fmt.Sprintf("CREATE TABLE `%s`.`%s` LIKE `%s`.`%s`", cp.name, t, st.name, t))
+		execOn(b, db, fmt.Sprintf("INSERT INTO `%s`.`%s` SELECT * FROM `%s`.`%s`", cp.name, t, st.name, t))
 	}
 	return db
 }
@@ -312,7 +324,7 @@ func BenchmarkControlPlaneNode(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		bin := buildCM(b)
-		st := newStoreDB(b)
+		st := newStoreDB(b, replicaServer(b))
 		dir, addr := b.TempDir(), cmtest.ReservePort(b)
 		p := startServe(b, bin, addr, st.url, dir)
 		a := newAPI(p.url)
@@ -692,7 +704,7 @@ func BenchmarkControlPlaneStopResume(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		bin := buildCM(b)
-		st := newStoreDB(b)
+		st := newStoreDB(b, replicaServer(b))
 		dir, addr := b.TempDir(), cmtest.ReservePort(b)
 		p := startServe(b, bin, addr, st.url, dir)
 		a := newAPI(p.url)
