@@ -119,7 +119,7 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 			retried := globalInt(b, r.db, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RETRIED_TRANSACTIONS'")
 			p := measure(b, cpu, src, r, func() float64 {
 				execOn(b, r.db, "START SLAVE")
-				cmtest.Eventually(b, 20*time.Minute, "the native replica reaches "+end.String(), func() bool {
+				poll(b, 20*time.Minute, "the native replica reaches "+end.String(), func() bool {
 					st := showRow(b, r.db, "SHOW SLAVE STATUS")
 					if st["Last_SQL_Error"] != "" || st["Last_IO_Error"] != "" {
 						b.Fatalf("native replica: %s %s", st["Last_SQL_Error"], st["Last_IO_Error"])

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 )
@@ -109,7 +108,7 @@ func BenchmarkMySQLFullImport(b *testing.B) {
 				}
 				p := measure(b, cpu, src, r, func() float64 {
 					name := n.OK(b, http.MethodPost, base+"create", body).String()
-					cmtest.Eventually(b, 20*time.Minute, "the full import finishes", func() bool {
+					poll(b, 20*time.Minute, "the full import finishes", func() bool {
 						d := n.Detail(b, name)
 						if d.State == model.StateException {
 							b.Fatalf("cm task failed: %+v", d.ErrorDetails)
