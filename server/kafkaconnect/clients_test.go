@@ -373,6 +373,9 @@ func TestGoKafkaClient(t *testing.T) {
 	if ok := asAPIError(err, &apiErr); !ok || resp.StatusCode != http.StatusNotFound || apiErr.Code != http.StatusNotFound || apiErr.Message != "Connector "+name+" not found" {
 		t.Fatalf("after delete: %v %v", resp, err)
 	}
+	if names, _, err := cl.ListConnectors(); err != nil || len(names) != 0 {
+		t.Fatalf("list after delete %v, %v", names, err)
+	}
 }
 
 func asAPIError(err error, target *gokafka.APIError) bool {

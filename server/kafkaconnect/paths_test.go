@@ -331,6 +331,18 @@ func TestAcrossAPIs(t *testing.T) {
 		if list[omsName].Status.Connector.State != "RUNNING" || list[kcName].Status.Connector.State != "STOPPED" {
 			t.Fatalf("expanded list %+v", list)
 		}
+		// worker_id is the owner's id as GET nodes lists it.
+		var cluster struct {
+			Nodes []struct {
+				ID string `json:"id"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal(n.OK(t, "GET", "/connector/task/v2/nodes", nil).Result, &cluster); err != nil {
+			t.Fatal(err)
+		}
+		if w := list[omsName].Status.Connector.WorkerID; len(cluster.Nodes) != 1 || cluster.Nodes[0].ID != w || list[omsName].Status.Tasks[0].WorkerID != w {
+			t.Fatalf("worker_id %q, nodes %+v", w, cluster.Nodes)
+		}
 		wantEmpty(t, "stop", do(t, n, "PUT", "/connectors/"+omsName+"/stop", nil), http.StatusNoContent)
 		if d := n.Detail(t, omsName); d.State != model.StateStopped {
 			t.Fatalf("OMS detail after the Kafka Connect stop: %s", d.State)
