@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"reflect"
@@ -72,6 +73,55 @@ func TestProgressOf(t *testing.T) {
 		wc, wh := utc(wantCps, wantHbs)
 		if !reflect.DeepEqual(gc, wc) || !reflect.DeepEqual(gh, wh) {
 			t.Fatalf("ProgressOf = %+v %+v, want %+v %+v", gc, gh, wc, wh)
+		}
+
+		// TaskWithProgress: the task row as GetTask reads it, with the same
+		// progress, in one statement.
+		for _, c := range comps {
+			want, err := s.GetTask(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == comps[0] {
+				// Text columns set, to read them back.
+				want.SetErrors([]model.ErrorDetail{{Code: "X", Message: "m"}})
+				want.Journal = `{"op":"pullback"}`
+				if err := s.UpdateTask(ctx, want); err != nil {
+					t.Fatal(err)
+				}
+				if want, err = s.GetTask(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			task, cps, hb, err := s.TaskWithProgress(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.CreatedAt, want.UpdatedAt = want.CreatedAt.UTC(), want.UpdatedAt.UTC()
+			if !reflect.DeepEqual(task, want) {
+				t.Errorf("TaskWithProgress(%s) task = %+v, want %+v", c, task, want)
+			}
+			gc, gh := utc(map[string][]model.Checkpoint{c: cps}, nil)
+			if len(cps) == 0 {
+				gc = map[string][]model.Checkpoint{}
+			}
+			if hb != nil {
+				_, gh = utc(nil, map[string]model.Heartbeat{c: *hb})
+			}
+			wantC := map[string][]model.Checkpoint{}
+			if l, ok := wc[c]; ok {
+				wantC[c] = l
+			}
+			wantH := map[string]model.Heartbeat{}
+			if h, ok := wh[c]; ok {
+				wantH[c] = h
+			}
+			if !reflect.DeepEqual(gc, wantC) || !reflect.DeepEqual(gh, wantH) {
+				t.Errorf("TaskWithProgress(%s) progress = %+v %+v, want %+v %+v", c, gc, gh, wantC, wantH)
+			}
+		}
+		if _, _, _, err := s.TaskWithProgress(ctx, "d-incr_trans-1-0"); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("TaskWithProgress of no task: %v, want ErrNotFound", err)
 		}
 	})
 }

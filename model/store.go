@@ -677,6 +677,83 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 	return cps, hbs, nil
 }
 
+// TaskWithProgress reads a task with its checkpoints and heartbeat in one
+// statement (the task row LEFT JOIN its heartbeat and checkpoints): what a
+// detail reads. ErrNotFound when there is no such task.
+func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, []Checkpoint, *Heartbeat, error) {
+	var rows []struct {
+		ID           int64
+		Component    string
+		Project      string
+		Type         TaskType
+		Node         NodeID
+		Version      int64
+		Revision     int64
+		DesiredState Desired
+		State        State
+		Config       string
+		ErrorDetails *string
+		Journal      *string
+		CreatedAt    time.Time
+		UpdatedAt    time.Time
+		HbVersion    *int64
+		HbNode       *string
+		HbAt         *time.Time
+		HbMetrics    *string
+		CpSubtopic   *string
+		CpVersion    *int64
+		CpTS         *int64 `gorm:"column:cp_ts"`
+		CpToken      *string
+		CpUpdatedAt  *time.Time
+	}
+	err := s.with(ctx).Table("tasks AS t").
+		Select("t.id AS id, t.component AS component, t.project AS project, t.type AS type, t.node AS node, t.version AS version, "+
+			"t.revision AS revision, t.desired_state AS desired_state, t.state AS state, t.config AS config, t.error_details AS error_details, "+
+			"t.journal AS journal, t.created_at AS created_at, t.updated_at AS updated_at, "+
+			"h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, "+
+			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
+		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
+		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component").
+		Where("t.component = ?", component).Order("c.subtopic").Scan(&rows).Error
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("task %s: %w", component, translate(err))
+	}
+	if len(rows) == 0 {
+		return nil, nil, nil, fmt.Errorf("task %s: %w", component, ErrNotFound)
+	}
+	r := rows[0]
+	t := &Task{ID: r.ID, Component: r.Component, Project: r.Project, Type: r.Type, Node: r.Node, Version: r.Version,
+		Revision: r.Revision, Desired: r.DesiredState, State: r.State, Config: r.Config,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+	if r.ErrorDetails != nil {
+		t.ErrorDetails = *r.ErrorDetails
+	}
+	if r.Journal != nil {
+		t.Journal = *r.Journal
+	}
+	var hb *Heartbeat
+	if r.HbVersion != nil && r.HbAt != nil {
+		hb = &Heartbeat{Component: r.Component, Version: *r.HbVersion, At: *r.HbAt}
+		if r.HbNode != nil {
+			hb.Node = NodeID(*r.HbNode)
+		}
+		if r.HbMetrics != nil {
+			hb.Metrics = *r.HbMetrics
+		}
+	}
+	var cps []Checkpoint
+	for _, r := range rows {
+		if r.CpSubtopic != nil && r.CpVersion != nil && r.CpTS != nil && r.CpUpdatedAt != nil {
+			cp := Checkpoint{Component: r.Component, Subtopic: *r.CpSubtopic, Version: *r.CpVersion, TS: *r.CpTS, UpdatedAt: *r.CpUpdatedAt}
+			if r.CpToken != nil {
+				cp.Token = *r.CpToken
+			}
+			cps = append(cps, cp)
+		}
+	}
+	return t, cps, hb, nil
+}
+
 // Params returns all system parameters.
 func (s *Store) Params(ctx context.Context) ([]Param, error) {
 	var out []Param

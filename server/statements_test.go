@@ -20,7 +20,7 @@ import (
 // lands in a call's window. The budgets are docs/design.md "Statement
 // budgets".
 const (
-	detailBudget = 4
+	detailBudget = 3
 	stopBudget   = 12
 	resumeBudget = 12
 )

@@ -656,24 +656,33 @@ func Resolve(ctx context.Context, store *model.Store, ref string, write bool) (*
 		return nil, err
 	}
 	t, err := store.GetTask(ctx, r.Component.String())
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, r.Component)
-	}
-	if err != nil {
+	if err := CheckRef(r, t, err, write); err != nil {
 		return nil, err
 	}
+	return t, nil
+}
+
+// CheckRef answers for ref what Resolve answers, given the task row read
+// for its component (t, or the error reading it).
+func CheckRef(r model.TaskRef, t *model.Task, readErr error, write bool) error {
+	if errors.Is(readErr, model.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrTaskNotFound, r.Component)
+	}
+	if readErr != nil {
+		return readErr
+	}
 	if r.Name == nil {
-		return t, nil
+		return nil
 	}
 	switch {
 	case r.Name.Version < t.Version:
 		if write {
-			return nil, &SupersededError{Given: r.Name.String(), Current: t.Name().String()}
+			return &SupersededError{Given: r.Name.String(), Current: t.Name().String()}
 		}
 	case r.Name.Version > t.Version || r.Name.Node != t.Node:
-		return nil, fmt.Errorf("%w: no incarnation %s (current is %s)", ErrTaskNotFound, r.Name, t.Name())
+		return fmt.Errorf("%w: no incarnation %s (current is %s)", ErrTaskNotFound, r.Name, t.Name())
 	}
-	return t, nil
+	return nil
 }
 
 func componentOf(ref string) string {

@@ -91,11 +91,20 @@ type JournalView struct {
 
 // Detail answers for the current incarnation of what ref names.
 func (m *Service) Detail(ctx context.Context, ref string) (*TaskView, error) {
-	t, err := taskmgr.Resolve(ctx, m.store, ref, false)
+	r, err := model.ParseTaskRef(ref)
 	if err != nil {
 		return nil, err
 	}
-	views, err := m.views(ctx, []model.Task{*t})
+	// The task, its checkpoints and its heartbeat in one read.
+	t, cps, hb, err := m.store.TaskWithProgress(ctx, r.Component.String())
+	if err := taskmgr.CheckRef(r, t, err, false); err != nil {
+		return nil, err
+	}
+	hbs := map[string]model.Heartbeat{}
+	if hb != nil {
+		hbs[t.Component] = *hb
+	}
+	views, err := m.viewsOf(ctx, []model.Task{*t}, map[string][]model.Checkpoint{t.Component: cps}, hbs)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +195,16 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 	cps, hbs, err := m.store.ProgressOf(ctx, comps)
 	if err != nil {
 		return nil, err
+	}
+	return m.viewsOf(ctx, tasks, cps, hbs)
+}
+
+// viewsOf builds the views of tasks from their progress, reading their
+// automatic restarts and the parameters.
+func (m *Service) viewsOf(ctx context.Context, tasks []model.Task, cps map[string][]model.Checkpoint, hbs map[string]model.Heartbeat) ([]TaskView, error) {
+	comps := make([]string, len(tasks))
+	for i, t := range tasks {
+		comps[i] = t.Component
 	}
 	rows, err := m.store.ListAudit(ctx, model.AuditFilter{Components: comps, Operation: model.OpAutoRestart, Limit: maxRestartsShown * len(comps)})
 	if err != nil {
