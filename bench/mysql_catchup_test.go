@@ -155,15 +155,26 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 				broken := corrupt(b, r, cmDB(k), tables)
 				stopProfile = profileCM(b, "pullback"+strconv.Itoa(k))
 				var newName string
+				var answered, moved time.Duration
 				pb := measure(b, cpu, src, r, func() float64 {
+					t0 := time.Now()
 					newName = n.OK(b, http.MethodPost, base+"pullback?taskName="+name+"&timestamp="+strconv.FormatInt(from, 10), nil).String()
-					waitPos(b, n, newName, sub, end)
+					answered = time.Since(t0)
+					poll(b, 20*time.Minute, newName+" reaches "+end.String(), func() bool {
+						d := n.Detail(b, newName)
+						p, ok := parsePos(d.Checkpoint[sub].Token)
+						if ok && moved == 0 {
+							moved = time.Since(t0)
+						}
+						return ok && !p.before(end)
+					})
 					return 0
 				})
 				stopProfile()
 				n.OK(b, http.MethodPost, base+"stop?taskName="+newName, nil)
 				check("cm after the pullback", cmDB(k))
-				logf(b, "round %d cm pullback to %d after corrupting %s: %s", k+1, from, broken, pb)
+				logf(b, "round %d cm pullback to %d after corrupting %s: %s; the call answered after %s, the first durable position after %s",
+					k+1, from, broken, pb, answered.Round(time.Millisecond), moved.Round(time.Millisecond))
 				pulls = append(pulls, pb)
 			}
 			steps := []func(){
