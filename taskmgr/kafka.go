@@ -31,7 +31,8 @@ var (
 // ReplaceConfig replaces a task's whole config with cfg, the Kafka Connect
 // way: a running (or paused) task is stopped, updated and started again
 // (paused again), each step an audited call of its own (stop, update,
-// resume or pause); a task that runs nothing is only updated. The OMS update (merge, only when STOPPED or EXCEPTION)
+// resume or pause); a failed one meant to run is updated and started
+// again; a task that runs nothing is only updated. The OMS update (merge, only when STOPPED or EXCEPTION)
 // is unchanged. A mask sent back keeps the stored secret. cfg is checked
 // before anything is stopped, so a config that does not build leaves the
 // task running; a config equal to the stored one changes nothing.
@@ -59,15 +60,25 @@ func (m *Manager) ReplaceConfig(ctx context.Context, call Call, ref string, cfg 
 	if err := m.validateConfig(t.Name().Component, t.Node, next); err != nil {
 		return "", err
 	}
-	live := t.State == model.StateRunning || t.State == model.StateStarting || t.State == model.StatePaused
-	if !live || (t.Desired != model.DesiredRunning && t.Desired != model.DesiredPaused) {
-		return m.replaceConfig(ctx, call, ref, cfg)
-	}
 	again := func() (string, error) {
 		if t.Desired == model.DesiredPaused {
 			return m.Pause(ctx, call, ref, timeout)
 		}
 		return m.Resume(ctx, call, ref, ResumeOptions{Timeout: timeout})
+	}
+	live := t.State == model.StateRunning || t.State == model.StateStarting || t.State == model.StatePaused
+	wanted := t.Desired == model.DesiredRunning || t.Desired == model.DesiredPaused
+	switch {
+	case t.State == model.StateException && wanted:
+		// Failed while meant to run: it has no runner to stop, and is
+		// started again with the new config, as Kafka Connect restarts a
+		// failed connector whose config changed.
+		if _, err := m.replaceConfig(ctx, call, ref, cfg); err != nil {
+			return "", err
+		}
+		return again()
+	case !live || !wanted:
+		return m.replaceConfig(ctx, call, ref, cfg)
 	}
 	if _, err := m.Stop(ctx, call, ref, timeout); err != nil {
 		return "", err

@@ -28,10 +28,10 @@ func badRequest(msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Message: msg}
 }
 
-// Body is Kafka Connect's error body. error_code and message are Kafka
+// errorBody is Kafka Connect's error body. error_code and message are Kafka
 // Connect's; errCode and retryable are cm's errCode catalogue
 // (docs/api.md) and its retry hint, which Kafka Connect clients ignore.
-type Body struct {
+type errorBody struct {
 	ErrorCode int    `json:"error_code"`
 	Message   string `json:"message"`
 	ErrCode   string `json:"errCode"`
@@ -60,6 +60,6 @@ func WriteError(c echo.Context, err error, status int, code string, retryable bo
 	if errors.As(err, &e) {
 		status, code, msg, retryable = e.Status, e.Code, e.Message, false
 	}
-	b, _ := json.Marshal(Body{ErrorCode: status, Message: msg, ErrCode: code, Retryable: retryable})
+	b, _ := json.Marshal(errorBody{ErrorCode: status, Message: msg, ErrCode: code, Retryable: retryable})
 	_ = c.JSONBlob(status, b)
 }

@@ -554,3 +554,23 @@ func TestConfigOfPaused(t *testing.T) {
 		t.Fatalf("operations %s", got)
 	}
 }
+
+// TestFailedFixedByConfig: a config change of a failed connector starts
+// it again with the new config, as Kafka Connect does.
+func TestFailedFixedByConfig(t *testing.T) {
+	n := node(t, dbtest.SQLiteURL(t))
+	dir := t.TempDir()
+	name := "kc_h-incr_trans-1-0"
+	missing := fileConfig(filepath.Join(dir, "missing.jsonl"), filepath.Join(dir, "sink.jsonl"))
+	mustStatus(t, "create", do(t, n, "POST", "/connectors", map[string]any{"name": name, "config": missing, "initial_state": "STOPPED"}), http.StatusCreated)
+	wantError(t, "resume", do(t, n, "PUT", "/connectors/"+name+"/resume", nil), http.StatusConflict, "does not exist")
+	if s := statusOf(t, n, name); s.Connector.State != "FAILED" {
+		t.Fatalf("status %+v", s)
+	}
+	src, sink := fileSource(t, 4)
+	mustStatus(t, "PUT a config that works", do(t, n, "PUT", "/connectors/"+name+"/config", fileConfig(src, sink)), http.StatusOK)
+	if s := statusOf(t, n, name); s.Connector.State != "RUNNING" {
+		t.Fatalf("status after the fix %+v", s)
+	}
+	sinkHas(t, src, sink, 4)
+}
