@@ -12,14 +12,20 @@ import (
 )
 
 // TestDDLApplyMinimalRowMetadata: without column names in the binlog
-// (binlog_row_metadata=MINIMAL), rows logged before and after a column
+// (binlog_row_metadata=MINIMAL, and NO_LOG, MariaDB's default), rows logged before and after a column
 // reorder and an added column decode into the right columns with
 // sink.ddl=apply: the task's schema history holds the definition of each
 // row's time. A pullback to before both statements is accepted (the
 // history covers them), and after the target is corrupted the replay
 // converges to the source, value for value.
 func TestDDLApplyMinimalRowMetadata(t *testing.T) {
-	srv := dbtest.StartServer(t, "--binlog-row-metadata=MINIMAL")
+	for _, meta := range []string{"MINIMAL", "NO_LOG"} {
+		t.Run(meta, func(t *testing.T) { ddlApplyWithoutNames(t, meta) })
+	}
+}
+
+func ddlApplyWithoutNames(t *testing.T, meta string) {
+	srv := dbtest.StartServer(t, "--binlog-row-metadata="+meta)
 	srv.Exec(t, "CREATE DATABASE src; CREATE DATABASE dst; CREATE TABLE src.t (id INT PRIMARY KEY, a VARCHAR(20), b INT, c VARCHAR(20))")
 	port := strconv.Itoa(srv.Port)
 	e := &env{admin: srv.DB, host: "127.0.0.1", port: port, user: "root", src: "src", dst: "dst"}
