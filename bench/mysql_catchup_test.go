@@ -103,7 +103,7 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 		}
 
 		cpu := newCPUMeter(b, src, r)
-		native := func(threads int) phase {
+		native := func(k, threads int) phase {
 			for _, tb := range tables {
 				execOn(b, r.db, "DROP TABLE IF EXISTS `"+nativeDB+"`.`"+tb+"`; USE `"+nativeDB+"`; "+showCreate(b, src.admin, src.t(tb)))
 			}
@@ -132,7 +132,7 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 			retried = globalInt(b, r.db, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RETRIED_TRANSACTIONS'") - retried
 			execOn(b, r.db, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL replicate_wild_do_table = ''; SET GLOBAL slave_parallel_threads = 0")
 			check(fmt.Sprintf("native replica (%d threads)", threads), nativeDB)
-			logf(b, "native replica, slave_parallel_threads=%d (%s): %s; %d transactions retried", threads, mode, p, retried)
+			logf(b, "round %d native replica, slave_parallel_threads=%d (%s): %s; %d transactions retried", k+1, threads, mode, p, retried)
 			return p
 		}
 
@@ -178,8 +178,8 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 				pulls = append(pulls, pb)
 			}
 			steps := []func(){
-				func() { one = append(one, native(0)); logf(b, "round %d: that was the 1-thread replica", k+1) },
-				func() { four = append(four, native(4)); logf(b, "round %d: that was the 4-thread replica", k+1) },
+				func() { one = append(one, native(k, 0)) },
+				func() { four = append(four, native(k, 4)) },
 				runCM,
 			}
 			if k%2 == 1 {
