@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -615,10 +616,14 @@ func (s *Store) QuietTasks(ctx context.Context, states []State, before time.Time
 	err := s.with(ctx).Table("tasks AS t").Select("t.*").
 		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component AND h.version = t.version").
 		Where("t.state IN ? AND COALESCE(h.at, t.updated_at) < ?", states, before.UTC()).
-		Order("t.component").Find(&tasks).Error
+		Find(&tasks).Error
 	if err != nil {
 		return nil, nil, translate(err)
 	}
+	// Sorted here: an ORDER BY over this join would make MariaDB build an
+	// on-disk (Aria) temporary table for every call, the rows having TEXT
+	// columns.
+	slices.SortFunc(tasks, func(a, b Task) int { return strings.Compare(a.Component, b.Component) })
 	hbs, err := s.Heartbeats(ctx, Components(tasks))
 	if err != nil {
 		return nil, nil, err
@@ -634,27 +639,23 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 	if len(components) == 0 {
 		return cps, hbs, nil
 	}
-	var rows []struct {
-		Component   string
-		HbVersion   *int64
-		HbNode      *string
-		HbAt        *time.Time
-		HbMetrics   *string
-		CpSubtopic  *string
-		CpVersion   *int64
-		CpTS        *int64 `gorm:"column:cp_ts"`
-		CpToken     *string
-		CpUpdatedAt *time.Time
-	}
+	var rows []progressRow
 	err := s.with(ctx).Table("tasks AS t").
 		Select("t.component AS component, h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, "+
 			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
 		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
 		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component").
-		Where("t.component IN ?", components).Order("t.component, c.subtopic").Scan(&rows).Error
+		Where("t.component IN ?", components).Scan(&rows).Error
 	if err != nil {
 		return nil, nil, translate(err)
 	}
+	// Sorted here, not by the join (see QuietTasks).
+	slices.SortFunc(rows, func(a, b progressRow) int {
+		if c := strings.Compare(a.Component, b.Component); c != 0 {
+			return c
+		}
+		return strings.Compare(deref(a.CpSubtopic), deref(b.CpSubtopic))
+	})
 	for _, r := range rows {
 		if r.HbVersion != nil && r.HbAt != nil {
 			hb := Heartbeat{Component: r.Component, Version: *r.HbVersion, At: *r.HbAt}
@@ -681,31 +682,7 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 // statement (the task row LEFT JOIN its heartbeat and checkpoints): what a
 // detail reads. ErrNotFound when there is no such task.
 func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, []Checkpoint, *Heartbeat, error) {
-	var rows []struct {
-		ID           int64
-		Component    string
-		Project      string
-		Type         TaskType
-		Node         NodeID
-		Version      int64
-		Revision     int64
-		DesiredState Desired
-		State        State
-		Config       string
-		ErrorDetails *string
-		Journal      *string
-		CreatedAt    time.Time
-		UpdatedAt    time.Time
-		HbVersion    *int64
-		HbNode       *string
-		HbAt         *time.Time
-		HbMetrics    *string
-		CpSubtopic   *string
-		CpVersion    *int64
-		CpTS         *int64 `gorm:"column:cp_ts"`
-		CpToken      *string
-		CpUpdatedAt  *time.Time
-	}
+	var rows []taskProgressRow
 	err := s.with(ctx).Table("tasks AS t").
 		Select("t.id AS id, t.component AS component, t.project AS project, t.type AS type, t.node AS node, t.version AS version, "+
 			"t.revision AS revision, t.desired_state AS desired_state, t.state AS state, t.config AS config, t.error_details AS error_details, "+
@@ -714,13 +691,15 @@ func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, 
 			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
 		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
 		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component").
-		Where("t.component = ?", component).Order("c.subtopic").Scan(&rows).Error
+		Where("t.component = ?", component).Scan(&rows).Error
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("task %s: %w", component, translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, nil, nil, fmt.Errorf("task %s: %w", component, ErrNotFound)
 	}
+	// Sorted here, not by the join (see QuietTasks).
+	slices.SortFunc(rows, func(a, b taskProgressRow) int { return strings.Compare(deref(a.CpSubtopic), deref(b.CpSubtopic)) })
 	r := rows[0]
 	t := &Task{ID: r.ID, Component: r.Component, Project: r.Project, Type: r.Type, Node: r.Node, Version: r.Version,
 		Revision: r.Revision, Desired: r.DesiredState, State: r.State, Config: r.Config,
@@ -864,4 +843,52 @@ func (s *Store) JobRuns(ctx context.Context) ([]JobRun, error) {
 	var out []JobRun
 	err := s.with(ctx).Order("name").Find(&out).Error
 	return out, translate(err)
+}
+
+// progressRow is a row of ProgressOf's join.
+type progressRow struct {
+	Component   string
+	HbVersion   *int64
+	HbNode      *string
+	HbAt        *time.Time
+	HbMetrics   *string
+	CpSubtopic  *string
+	CpVersion   *int64
+	CpTS        *int64 `gorm:"column:cp_ts"`
+	CpToken     *string
+	CpUpdatedAt *time.Time
+}
+
+// taskProgressRow is a row of TaskWithProgress's join.
+type taskProgressRow struct {
+	ID           int64
+	Component    string
+	Project      string
+	Type         TaskType
+	Node         NodeID
+	Version      int64
+	Revision     int64
+	DesiredState Desired
+	State        State
+	Config       string
+	ErrorDetails *string
+	Journal      *string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	HbVersion    *int64
+	HbNode       *string
+	HbAt         *time.Time
+	HbMetrics    *string
+	CpSubtopic   *string
+	CpVersion    *int64
+	CpTS         *int64 `gorm:"column:cp_ts"`
+	CpToken      *string
+	CpUpdatedAt  *time.Time
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
