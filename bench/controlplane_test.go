@@ -229,9 +229,14 @@ func runRound(clients int, d time.Duration, do func(r *rand.Rand) bool) round {
 // first in even rounds, cm first in odd ones) and returns the medians of
 // their rates and of their p99s. profile is called before the last round
 // of cm and returns what waits for its profile.
-func alternate(b testing.TB, rounds int, name string, cpu procs, base, cm func() round, profile func() func()) (baseRate, cmRate float64, baseP99, cmP99 time.Duration) {
+//
+// statements reads cm's statement counts before and after each cm round,
+// outside its CPU figures, and logs them per successful call as what.
+func alternate(b testing.TB, rounds int, name string, cpu procs, base, cm func() round, profile func() func(),
+	statements func() map[string]float64, what string) (baseRate, cmRate float64, baseP99, cmP99 time.Duration) {
 	var br, cr, bp, cp []float64
 	runCM := func(last bool) {
+		s0 := statements()
 		wait := func() {}
 		if last {
 			wait = profile()
@@ -240,6 +245,7 @@ func alternate(b testing.TB, rounds int, name string, cpu procs, base, cm func()
 		r := cm()
 		used := cpu.since(c0)
 		wait()
+		logf(b, "%s: %s", what, perOp(s0, statements(), r.n))
 		cr, cp = append(cr, r.rate), append(cp, ms(r.p99))
 		logf(b, "%s round: cm %.0f/s (%d), p50 %.2f ms, p99 %.2f ms; CPU s: %s; load %s", name, r.rate, r.n, ms(r.p50), ms(r.p99), used, loadAvg())
 	}
@@ -473,17 +479,15 @@ func benchDetail(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, roun
 			})
 		},
 		func() round {
-			s0 := a.statements(ctx)
-			r := runRound(clients, roundLen, func(r *rand.Rand) bool {
+			return runRound(clients, roundLen, func(r *rand.Rand) bool {
 				return get(a, base+"detail?taskName="+url.QueryEscape(refs[r.IntN(len(refs))].comp))
 			})
-			logf(b, "(a) statements per detail: %s", perOp(s0, a.statements(ctx), r.n))
-			return r
 		},
 		func() func() {
 			w1, w2 := profileServe(b, p, bin, "controlplane-a-detail", roundLen), profileStore(b, st, "(a) detail", roundLen)
 			return func() { w1(); w2() }
-		})
+		},
+		func() map[string]float64 { return a.statements(ctx) }, "(a) statements per detail")
 	if failed.total() > 0 {
 		b.Errorf("(a) failed calls: %s", failed.String())
 	}
@@ -832,17 +836,13 @@ func BenchmarkControlPlaneStopResume(b *testing.B) {
 		}
 		baseRate, cmRate, baseP99, cmP99 := alternate(b, rounds, "(b) stop/resume", newProcs(b, p, st),
 			func() round { return runRound(clients, roundLen, baseOp) },
-			func() round {
-				s0 := a.statements(ctx)
-				r := runRound(clients, roundLen, cmOp)
-				logf(b, "(b) statements per successful stop or resume (the runner's, the committer's and the reconciler's included): %s",
-					perOp(s0, a.statements(ctx), r.n))
-				return r
-			},
+			func() round { return runRound(clients, roundLen, cmOp) },
 			func() func() {
 				w1, w2 := profileServe(b, p, bin, "controlplane-b-stopresume", roundLen), profileStore(b, st, "(b) stop/resume", roundLen)
 				return func() { w1(); w2() }
-			})
+			},
+			func() map[string]float64 { return a.statements(ctx) },
+			"(b) statements per successful stop or resume (the runner's, the committer's and the reconciler's included)")
 		examples.Range(func(k, v any) bool {
 			logf(b, "(b) unexpected answer %s: %s", k, v)
 			return true
