@@ -261,6 +261,21 @@ func TestDDLApply(t *testing.T) {
 			t.Fatalf("runtime:ddl operation: %+v", op)
 		}
 	}
+	// The task's own DDL history: the same ten statements, oldest first,
+	// each with its position, the statement and what ran on the target.
+	var hist []model.AppliedDDL
+	if err := json.Unmarshal(n.OK(t, http.MethodGet, base+"ddlHistory?taskName="+q(name), nil).Result, &hist); err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 10 {
+		t.Fatalf("ddlHistory has %d statements, want 10: %+v", len(hist), hist)
+	}
+	for i, h := range hist {
+		if h.Subtopic != sub || h.Before == "" || h.After == "" || h.TS < at || h.Statement == "" || h.Applied == "" ||
+			h.Statement != ops[len(ops)-1-i].Detail.Statement {
+			t.Fatalf("ddlHistory[%d] = %+v; operations (newest first) %+v", i, h, ops)
+		}
+	}
 
 	// The incident: the target is corrupted; a pullback to before every
 	// statement replays them and the rows around them.

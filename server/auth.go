@@ -70,6 +70,7 @@ var routeRoles = map[string]Role{
 	"GET /connector/task/v2/detail":      RoleViewer,
 	"GET /connector/task/v2/batchDetail": RoleViewer,
 	"GET /connector/task/v2/operations":  RoleViewer,
+	"GET /connector/task/v2/ddlHistory":  RoleViewer,
 	"GET /connector/task/v2/params":      RoleViewer,
 	"GET /connector/task/v2/jobs":        RoleViewer,
 	"GET /connector/task/v2/nodes":       RoleViewer,

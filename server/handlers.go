@@ -40,6 +40,7 @@ type ReadService interface {
 	Detail(ctx context.Context, ref string) (*view.TaskView, error)
 	List(ctx context.Context, q view.ListQuery) ([]view.TaskView, int64, error)
 	Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error)
+	DDLHistory(ctx context.Context, ref string) ([]model.AppliedDDL, error)
 	Nodes(ctx context.Context) (*view.ClusterView, error)
 	Health(ctx context.Context, q view.HealthQuery) (*view.HealthReport, error)
 	JobRuns(ctx context.Context) (*view.JobsView, error)
@@ -411,6 +412,21 @@ func (h *handlers) operations(c echo.Context) error {
 			DurationMS: a.DurationMS, RequestID: a.RequestID, Calls: a.Calls}
 	}
 	return ok(c, out)
+}
+
+func (h *handlers) ddlHistory(c echo.Context) error {
+	name, err := taskName(c)
+	if err != nil {
+		return err
+	}
+	rows, err := h.reads.DDLHistory(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	if rows == nil {
+		rows = []model.AppliedDDL{}
+	}
+	return ok(c, rows)
 }
 
 func (h *handlers) params(c echo.Context) error {

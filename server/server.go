@@ -205,6 +205,7 @@ func New(cfg Config, svc Services, log *zap.Logger) *Server {
 	g.POST("/batchStop", h.batchStop)
 	g.POST("/batchResume", h.batchResume)
 	g.GET("/operations", h.operations)
+	g.GET("/ddlHistory", h.ddlHistory)
 	g.GET("/params", h.params)
 	g.POST("/params/update", h.updateParam)
 	g.GET("/jobs", h.jobs)

@@ -289,6 +289,26 @@ func (m *Service) viewsOf(ctx context.Context, tasks []model.Task, cps map[strin
 	return out, nil
 }
 
+// DDLHistory lists the schema statements the task's sink applied, oldest
+// first, across its incarnations (docs/connectors.md, "DDL"); the
+// statements are scrubbed of the task's secrets.
+func (m *Service) DDLHistory(ctx context.Context, ref string) ([]model.AppliedDDL, error) {
+	t, err := taskmgr.Resolve(ctx, m.store, ref, false)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := m.store.DDLHistory(ctx, t.Component)
+	if err != nil {
+		return nil, err
+	}
+	cfg, _ := t.ParsedConfig()
+	scrub := model.ScrubberOf(cfg)
+	for i := range rows {
+		rows[i].Statement, rows[i].Applied = scrub.String(rows[i].Statement), scrub.String(rows[i].Applied)
+	}
+	return rows, nil
+}
+
 // Operations lists the audit rows of a component's whole history (any
 // incarnation), or of everything when ref is empty; newest first.
 func (m *Service) Operations(ctx context.Context, ref string, since time.Time, limit int) ([]model.Audit, error) {
