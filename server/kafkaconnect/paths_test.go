@@ -231,6 +231,10 @@ func TestOffsets(t *testing.T) {
 		if r := do(t, n, "PATCH", "/connectors/"+name+"/offsets", forward); r.Status != http.StatusConflict || !strings.Contains(string(r.Body), "CHECKPOINT_FORWARD") {
 			t.Fatalf("a forward PATCH = %d %s", r.Status, r.Body)
 		}
+		mustStatus(t, "a forward PATCH with force=true", do(t, n, "PATCH", "/connectors/"+name+"/offsets?force=true", forward), http.StatusOK)
+		if o := read(); len(o.Offsets) != 1 || o.Offsets[0].Offset["ts"] != float64(500) {
+			t.Fatalf("offsets after the forced PATCH %+v", o)
+		}
 
 		r := do(t, n, "PATCH", "/connectors/"+name+"/offsets", alter)
 		mustStatus(t, "PATCH offsets", r, http.StatusOK)
