@@ -826,6 +826,7 @@ func BenchmarkControlPlaneStopResume(b *testing.B) {
 			switch {
 			case err != nil:
 				illegal.add(op + " " + err.Error())
+				time.Sleep(10 * time.Millisecond)
 				return false
 			case ans.success:
 				running[k].Store(!stop)
@@ -836,6 +837,7 @@ func BenchmarkControlPlaneStopResume(b *testing.B) {
 			default:
 				illegal.add(op + " " + ans.code)
 				examples.LoadOrStore(op+" "+ans.code, string(ans.raw))
+				time.Sleep(10 * time.Millisecond)
 				return false
 			}
 		}
