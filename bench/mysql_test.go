@@ -321,8 +321,9 @@ func poll(b testing.TB, within time.Duration, what string, cond func() bool) {
 }
 
 // waitPos waits until the durable checkpoint of task name reaches end
-// (failing on an EXCEPTION).
-func waitPos(b testing.TB, n *cmtest.Node, name, sub string, end pos) {
+// (failing on an EXCEPTION), and returns how long after t0 it was first
+// seen at a position other than from.
+func waitPos(b testing.TB, n *cmtest.Node, name, sub string, from, end pos, t0 time.Time) (moved time.Duration) {
 	b.Helper()
 	poll(b, 20*time.Minute, name+" reaches "+end.String(), func() bool {
 		d := n.Detail(b, name)
@@ -330,8 +331,12 @@ func waitPos(b testing.TB, n *cmtest.Node, name, sub string, end pos) {
 			b.Fatalf("cm task failed: %+v", d.ErrorDetails)
 		}
 		p, ok := parsePos(d.Checkpoint[sub].Token)
+		if ok && moved == 0 && p != from {
+			moved = time.Since(t0)
+		}
 		return ok && !p.before(end)
 	})
+	return moved
 }
 
 // catchUpTable is the schema of the catch-up workload.
