@@ -69,6 +69,19 @@ type Committer struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+
+	roundMu   sync.Mutex  // guards gathering
+	gathering *flushRound // the Flush calls waiting for the next flush
+}
+
+// flushRound is the Flush calls that one flush serves: those that came
+// while the flush before it ran. The first of them to get the flush lock
+// writes for all (one transaction, not one each), the others take its
+// results. ran and results are read and written under flushMu.
+type flushRound struct {
+	comps   map[string]bool
+	ran     bool
+	results map[string]error
 }
 
 type entry struct {
@@ -174,29 +187,79 @@ func (c *Committer) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			_ = c.flush(fctx, "", false)
+			_ = c.flushAll(fctx)
 			cancel()
 			return
 		case <-t.C:
-			if err := c.flush(ctx, "", false); err != nil && ctx.Err() == nil {
+			if err := c.flushAll(ctx); err != nil && ctx.Err() == nil {
 				c.log.Warn("flushing checkpoints", zap.Error(err))
 			}
 		}
 	}
 }
 
-// Flush writes the pending positions of one component now, with a heartbeat.
+// Flush writes the pending positions of one component now, with a heartbeat
+// (of every component, with their heartbeats, when component is empty).
 // A runner calls it on stop so that STOPPED is only reported once the last
 // checkpoint is durable. It returns model.ErrFenced if the incarnation was
 // superseded.
+//
+// Calls that arrive while a flush runs are served together by the next one:
+// many runners stopping at once cost one transaction per flush, not one
+// each (group commit). The round runs with the context of the call that
+// leads it, without its cancellation and bounded by flushTimeout.
 func (c *Committer) Flush(ctx context.Context, component string) error {
-	return c.flush(ctx, component, true)
-}
+	if component == "" {
+		// Everything, now: every entry with a heartbeat.
+		c.flushMu.Lock()
+		defer c.flushMu.Unlock()
+		_, err := c.flushLocked(ctx, nil, true)
+		return err
+	}
+	c.roundMu.Lock()
+	r := c.gathering
+	if r == nil {
+		r = &flushRound{comps: map[string]bool{}}
+		c.gathering = r
+	}
+	r.comps[component] = true
+	c.roundMu.Unlock()
 
-// flush writes dirty entries (only component's if non-empty) and due heartbeats.
-func (c *Committer) flush(ctx context.Context, component string, force bool) error {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	if !r.ran {
+		c.roundMu.Lock()
+		if c.gathering == r {
+			c.gathering = nil // later calls gather for the next flush
+		}
+		c.roundMu.Unlock()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		r.results, _ = c.flushLocked(fctx, r.comps, true)
+		cancel()
+		r.ran = true
+	}
+	return r.results[component]
+}
+
+// flushTimeout bounds one flush that Flush calls share.
+const flushTimeout = 15 * time.Second
+
+// flushAll writes every dirty entry and every due heartbeat.
+func (c *Committer) flushAll(ctx context.Context) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	_, err := c.flushLocked(ctx, nil, false)
+	return err
+}
+
+// flushLocked writes the dirty entries and due heartbeats of the
+// components in only (of all when only is nil; with force, the heartbeats
+// of only's components are due). results answers for each component of
+// only: nil, model.ErrFenced when its incarnation was superseded, or the
+// error that kept its report out; err is the first such error of the flush.
+// The caller holds flushMu.
+func (c *Committer) flushLocked(ctx context.Context, only map[string]bool, force bool) (results map[string]error, err error) {
+	results = make(map[string]error, len(only))
 	now := time.Now()
 	type taken struct {
 		component string
@@ -207,7 +270,7 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 	var took []taken
 	c.mu.Lock()
 	for comp, e := range c.entries {
-		if component != "" && comp != component {
+		if only != nil && !only[comp] {
 			continue
 		}
 		beat := force || now.Sub(e.lastBeat) >= c.cfg.Heartbeat
@@ -233,14 +296,13 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 	}
 	c.mu.Unlock()
 	if len(reports) == 0 {
-		return nil
+		return results, nil
 	}
 	// Every due report is written now, MaxBatch to a transaction: a node
 	// with more tasks than MaxBatch must not leave heartbeats for later
 	// flushes (they would go stale).
 	var fenced []string
-	failed := map[string]bool{}
-	var err error
+	failed := map[string]error{}
 	for start := 0; start < len(reports); start += c.cfg.MaxBatch {
 		chunk := reports[start:min(start+c.cfg.MaxBatch, len(reports))]
 		saveStart := time.Now()
@@ -249,8 +311,8 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 			c.hooks.Flushed(len(chunk), time.Since(saveStart), serr)
 		}
 		fenced = append(fenced, f...)
-		for k := range fl {
-			failed[k] = true
+		for k, kerr := range fl {
+			failed[k] = kerr
 		}
 		if serr != nil && err == nil {
 			err = serr
@@ -261,7 +323,7 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 		// ones arrived meanwhile.
 		c.mu.Lock()
 		for _, t := range took {
-			if !failed[t.component] {
+			if failed[t.component] == nil {
 				continue
 			}
 			e := c.entries[t.component]
@@ -277,7 +339,6 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 		}
 		c.mu.Unlock()
 	}
-	var fencedErr error
 	for _, comp := range fenced {
 		var version int64
 		for _, t := range took {
@@ -290,29 +351,31 @@ func (c *Committer) flush(ctx context.Context, component string, force bool) err
 		if c.hooks.Fenced != nil {
 			c.hooks.Fenced(comp, version)
 		}
-		if comp == component {
-			fencedErr = model.ErrFenced
+		if only[comp] {
+			results[comp] = model.ErrFenced
 		}
 	}
-	if err != nil && (component == "" || failed[component]) {
-		return err
+	for comp, ferr := range failed {
+		if only[comp] {
+			results[comp] = ferr
+		}
 	}
-	return fencedErr
+	return results, err
 }
 
 // save writes reports in one transaction. If that fails, each report is
 // written on its own, so a report the store cannot take fails only its own
 // task: the others land, with their heartbeats. failed names the components
 // whose report did not land; err is the first such error.
-func (c *Committer) save(ctx context.Context, reports []model.Progress) (fenced []string, failed map[string]bool, err error) {
+func (c *Committer) save(ctx context.Context, reports []model.Progress) (fenced []string, failed map[string]error, err error) {
 	fenced, err = c.store.SaveProgress(ctx, reports)
 	if err == nil {
 		return fenced, nil, nil
 	}
-	failed = map[string]bool{}
+	failed = map[string]error{}
 	if len(reports) == 1 || ctx.Err() != nil {
 		for _, r := range reports {
-			failed[r.Component] = true
+			failed[r.Component] = err
 		}
 		return nil, failed, err
 	}
@@ -320,7 +383,7 @@ func (c *Committer) save(ctx context.Context, reports []model.Progress) (fenced 
 	for _, r := range reports {
 		f, err := c.store.SaveProgress(ctx, []model.Progress{r})
 		if err != nil {
-			failed[r.Component] = true
+			failed[r.Component] = err
 			if first == nil {
 				first = err
 			}

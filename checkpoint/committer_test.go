@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,6 +270,69 @@ func TestCommitterFlushesEveryDueReport(t *testing.T) {
 		}
 		if len(chunks) != 3 || chunks[0]+chunks[1]+chunks[2] != 5 || chunks[0] > 2 || chunks[1] > 2 || chunks[2] > 2 {
 			t.Errorf("one flush wrote transactions of %v reports; want 3 of at most 2, 5 in all", chunks)
+		}
+	})
+}
+
+// slow is a store whose SaveProgress takes a while and is counted.
+type slow struct {
+	*model.Store
+	calls atomic.Int64
+}
+
+func (s *slow) SaveProgress(ctx context.Context, reports []model.Progress) ([]string, error) {
+	s.calls.Add(1)
+	time.Sleep(50 * time.Millisecond)
+	return s.Store.SaveProgress(ctx, reports)
+}
+
+// TestCommitterGroupsFlushes: Flush calls that arrive while a flush runs
+// are served by the next one together (one transaction for all), and each
+// still learns about its own component: durable, or fenced.
+func TestCommitterGroupsFlushes(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		s, comps := openStore(t, url, 9)
+		st := &slow{Store: s}
+		c := checkpoint.NewCommitter(checkpoint.CommitterConfig{Interval: time.Hour, Heartbeat: time.Hour}, st, zap.NewNop(), checkpoint.Hooks{})
+		ctx := context.Background()
+		for i, comp := range comps {
+			c.Register(comp, 1, nil)
+			c.Track(comp, 1, pos("s", int64(100+i), "a"), nil)
+		}
+		// comps[8]'s incarnation is superseded: its report is fenced.
+		tk, err := s.GetTask(ctx, comps[8])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk.Version = 2
+		if err := s.UpdateTask(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, len(comps))
+		var wg sync.WaitGroup
+		for i, comp := range comps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = c.Flush(ctx, comp)
+			}()
+		}
+		wg.Wait()
+		for i, comp := range comps[:8] {
+			if errs[i] != nil {
+				t.Errorf("Flush(%s) = %v", comp, errs[i])
+			}
+			if cp := durable(t, s, comp); cp.TS != int64(100+i) {
+				t.Errorf("%s: checkpoint %d, want %d", comp, cp.TS, 100+i)
+			}
+		}
+		if !errors.Is(errs[8], model.ErrFenced) {
+			t.Errorf("Flush of the superseded incarnation = %v, want ErrFenced", errs[8])
+		}
+		// The first call flushes alone (or with whoever came in time); the
+		// rest arrive while it writes and share the next one.
+		if n := st.calls.Load(); n > 3 {
+			t.Errorf("9 concurrent Flush calls took %d transactions, want at most 3", n)
 		}
 	})
 }
