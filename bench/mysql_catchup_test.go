@@ -130,6 +130,11 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 				return 0
 			})
 			retried = globalInt(b, r.db, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RETRIED_TRANSACTIONS'") - retried
+			// What the server says it ran with: the mode, and its applier
+			// worker threads (the parallel replica's pool).
+			mode = showRow(b, r.db, "SHOW SLAVE STATUS")["Parallel_Mode"]
+			workers := globalInt(b, r.db, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_worker'")
+			mode = fmt.Sprintf("Parallel_Mode %s, %d worker threads", mode, workers)
 			execOn(b, r.db, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL replicate_wild_do_table = ''; SET GLOBAL slave_parallel_threads = 0")
 			check(fmt.Sprintf("native replica (%d threads)", threads), nativeDB)
 			logf(b, "round %d native replica, slave_parallel_threads=%d (%s): %s; %d transactions retried", k+1, threads, mode, p, retried)
