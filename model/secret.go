@@ -234,6 +234,9 @@ func valueSecrets(k, v string) []string {
 		})
 		return out
 	}
+	if !strings.ContainsAny(v, "@=:") {
+		return nil // no pattern can match (MaskValue)
+	}
 	var out []string
 	for _, re := range secretPatterns {
 		for _, g := range re.FindAllStringSubmatch(v, -1) {
@@ -481,7 +484,7 @@ const maxSecretFile = 64 << 10
 const referencePlaceholder = "1"
 
 func onlyReferences(v string) bool {
-	return v != "" && strings.TrimSpace(referenceRE.ReplaceAllString(v, "")) == "" && referenceRE.MatchString(v)
+	return strings.Contains(v, "${") && strings.TrimSpace(referenceRE.ReplaceAllString(v, "")) == "" && referenceRE.MatchString(v)
 }
 
 // CheckReferences checks the grammar of the references in c: an

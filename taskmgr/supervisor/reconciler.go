@@ -606,9 +606,11 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 		// its config: scrubbed before they reach the row, the audit and
 		// the API.
 		w := w
-		cfg, _ := cur.ParsedConfig()
-		scrub := model.ScrubberOf(cfg, w.secrets...)
-		w.details, w.warnings = scrub.Details(w.details), scrub.Details(w.warnings)
+		if len(w.details) > 0 || len(w.warnings) > 0 {
+			cfg, _ := cur.ParsedConfig()
+			scrub := model.ScrubberOf(cfg, w.secrets...)
+			w.details, w.warnings = scrub.Details(w.details), scrub.Details(w.warnings)
+		}
 		if w.event != "" {
 			if err := next.Apply(w.event); err != nil {
 				r.log.Debug("ignoring runtime event", zap.String(logkey.Task, component), zap.Error(err))
