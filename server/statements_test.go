@@ -21,8 +21,8 @@ import (
 // budgets".
 const (
 	detailBudget = 3
-	stopBudget   = 12
-	resumeBudget = 12
+	stopBudget   = 9
+	resumeBudget = 10
 )
 
 func TestStatementBudgets(t *testing.T) {

@@ -575,6 +575,8 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 			return nil, nil, err
 		}
 		m.log.Info("task "+op, zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)), zap.String(logkey.RequestID, call.RequestID))
+		// The row as committed, for this node's reconciler and waiters.
+		m.changes.Publish(&t)
 		if t.State != cur.State || t.Desired != cur.Desired || t.Node != cur.Node || t.Version != cur.Version {
 			m.waker.Wake(ctx, t.Node, t.Component)
 			if cur.Node != t.Node {

@@ -123,7 +123,7 @@ func (m *Manager) waitJournal(ctx context.Context, component string, auditID int
 			}
 			return cur.Name().String(), nil
 		}
-		if err := p.wait(ctx, ch); err != nil {
+		if _, err := p.wait(ctx, ch); err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
 				name, state := component, model.State("")
 				if cur != nil {

@@ -50,12 +50,14 @@ func (m *Manager) pollerOf(component string, local bool) *poller {
 // missed.
 func (p *poller) changed() <-chan struct{} { return p.m.changes.ChangedOf(p.component) }
 
-// wait blocks until the task may have changed, or ctx ends.
-func (p *poller) wait(ctx context.Context, changed <-chan struct{}) error {
+// wait blocks until the task may have changed, or ctx ends; notified says
+// this node announced a write (else the poll's time came).
+func (p *poller) wait(ctx context.Context, changed <-chan struct{}) (notified bool, err error) {
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-changed:
+		notified = true
 		if !p.timer.Stop() {
 			<-p.timer.C
 		}
@@ -65,25 +67,37 @@ func (p *poller) wait(ctx context.Context, changed <-chan struct{}) error {
 		}
 	}
 	p.timer.Reset(p.every)
-	return nil
+	return notified, nil
 }
 
 func (p *poller) stop() { p.timer.Stop() }
 
-// waitFor re-reads t until done says it has converged, another operator
-// call changed its intent (the later call owns the outcome), or timeout.
+// waitFor follows t (the row the call wrote) until done says it has
+// converged, another operator call changed its intent (the later call owns
+// the outcome), or timeout. A write this node announces with its row
+// (cluster.Changes.Publish) is taken as published; the store is read when
+// the poll's time comes, or when a write was announced without its row.
 func (m *Manager) waitFor(ctx context.Context, t *model.Task, timeout time.Duration, done func(*model.Task) (bool, error), onTimeout error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	p := m.newPoller(t)
 	defer p.stop()
+	last := *t // the newest row seen
+	read := false
 	for {
 		ch := p.changed()
-		cur, err := m.store.GetTask(ctx, t.Component)
+		var cur *model.Task
+		var err error
+		if pub, ok := m.changes.Latest(t.Component); ok && !read && pub.Revision >= last.Revision {
+			cur = &pub
+		} else {
+			cur, err = m.store.GetTask(ctx, t.Component)
+		}
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
 		if err == nil {
+			last = *cur
 			if !sameIntent(t, cur) {
 				return nil
 			}
@@ -91,15 +105,21 @@ func (m *Manager) waitFor(ctx context.Context, t *model.Task, timeout time.Durat
 				return err
 			}
 		}
-		if err := p.wait(ctx, ch); err != nil {
-			state := t.State
-			if cur != nil {
-				state = cur.State
-			}
+		notified, err := p.wait(ctx, ch)
+		if err != nil {
+			state := last.State
 			if errors.Is(err, context.DeadlineExceeded) {
 				return &timeoutError{base: onTimeout, task: t.Name().String(), state: state, after: timeout}
 			}
 			return err
+		}
+		// A notification without a newer published row (a write announced
+		// without it), or the poll's time: read the store.
+		read = true
+		if notified {
+			if pub, ok := m.changes.Latest(t.Component); ok && pub.Revision > last.Revision {
+				read = false
+			}
 		}
 	}
 }

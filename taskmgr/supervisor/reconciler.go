@@ -271,6 +271,13 @@ func (r *Reconciler) pass(ctx context.Context) {
 				tasks = append(tasks, *r.rows[c])
 				continue
 			}
+			if why != byWake {
+				// Written on this node: its writer published the row.
+				if t, ok := r.changes.Latest(c); ok && (r.rows[c] == nil || t.Revision >= r.rows[c].Revision) {
+					tasks = append(tasks, t)
+					continue
+				}
+			}
 			f.Components = append(f.Components, c)
 		}
 	}
@@ -642,7 +649,7 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 		return
 	}
 	r.rows[component], r.fresh[component] = t, true
-	r.changes.Broadcast(component)
+	r.changes.Publish(t)
 	r.log.Info("task state", zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)))
 	if w.event != "" && t.State == model.StateStopped && t.Journal != "" {
 		if j, err := journal.Decode(t.Journal); err == nil && j.Op == journal.OpPullback {
