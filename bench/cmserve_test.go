@@ -491,3 +491,44 @@ func perOp(before, after map[string]float64, n int) string {
 	}
 	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
 }
+
+// heapServe writes the cm child's heap profile (in use now) to
+// <dir>/<name>.heap.pprof when CM_BENCH_PROFILE names a directory, and logs
+// the top of `go tool pprof -top -sample_index=inuse_space`.
+func heapServe(b testing.TB, p *cmServe, bin, name string) {
+	dir := os.Getenv("CM_BENCH_PROFILE")
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, name+".heap.pprof")
+	c := &http.Client{Timeout: time.Minute}
+	resp, err := c.Get(p.url + "/debug/pprof/heap")
+	if err != nil {
+		logf(b, "heap profile of cm (%s): %v", name, err)
+		return
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		logf(b, "heap profile of cm (%s): %d %v", name, resp.StatusCode, err)
+		return
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		logf(b, "heap profile of cm (%s): %v", name, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=25", bin, path).CombinedOutput()
+	if err != nil {
+		logf(b, "go tool pprof %s: %v\n%s", path, err, out)
+		return
+	}
+	goroutines := "?"
+	if resp, err := c.Get(p.url + "/debug/pprof/goroutine?debug=1"); err == nil {
+		first, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		resp.Body.Close()
+		goroutines, _, _ = strings.Cut(string(first), "\n")
+	}
+	logf(b, "heap of cm in use, %s (%s; %s; RSS %.0f MB):\n%s", name, path, goroutines, rssMB(p.pid()), out)
+}

@@ -604,6 +604,7 @@ func benchIdle(b *testing.B, st *storeDB, p *cmServe, a *api, bin string, comps 
 	}
 	elapsed := time.Since(t0)
 	cpuPct := (cpuTime(p.pid()) - cpu0).Seconds() / elapsed.Seconds() * 100
+	heapServe(b, p, bin, "controlplane-c-idle")
 	// The period's health and batchDetail calls are among these.
 	logf(b, "(c) statements per second of the idle node: %s", perOp(stmts0, a.statements(ctx), int(elapsed.Seconds())))
 	wait()
