@@ -425,6 +425,10 @@ func (s *Store) SaveProgress(ctx context.Context, reports []Progress) (fenced []
 		return nil, nil
 	}
 	now := time.Now().UTC()
+	if beatsOnly(reports) {
+		// One statement (per beatChunk): no transaction around it.
+		return s.saveBeats(ctx, reports)
+	}
 	err = s.Tx(ctx, func(tx *Store) error {
 		fenced = fenced[:0]
 		var beats []Progress
@@ -446,6 +450,20 @@ func (s *Store) SaveProgress(ctx context.Context, reports []Progress) (fenced []
 		return err
 	})
 	return fenced, err
+}
+
+// beatsOnly reports whether reports are heartbeats without positions that
+// one UPDATE writes.
+func beatsOnly(reports []Progress) bool {
+	if len(reports) > beatChunk {
+		return false
+	}
+	for _, r := range reports {
+		if len(r.Positions) > 0 || r.Beat.IsZero() {
+			return false
+		}
+	}
+	return true
 }
 
 // beatChunk is how many heartbeats one UPDATE writes at most.
@@ -563,10 +581,14 @@ func (s *Store) savePositions(ctx context.Context, r Progress, now time.Time) (b
 // moves the row back to an older version, so a node that read the task
 // before a migrate or a restart cannot take the heartbeat back. ErrFenced
 // when the incarnation is no longer current.
+//
+// Each of its statements is fenced on its own, so they need no transaction
+// around them: the row is taken over (the usual case, one statement), or
+// created; a claim that races another's creation tries the take-over again.
 func (s *Store) ClaimHeartbeat(ctx context.Context, component string, version int64, node NodeID) error {
 	now := time.Now().UTC()
-	return s.Tx(ctx, func(tx *Store) error {
-		db := tx.with(ctx)
+	db := s.with(ctx)
+	for attempt := 0; ; attempt++ {
 		res := db.Exec("UPDATE task_heartbeats SET version = ?, node = ?, at = ?, metrics = '' "+
 			"WHERE component = ? AND version <= ? AND EXISTS (SELECT 1 FROM tasks WHERE component = ? AND version = ? AND node = ?)",
 			version, node, now, component, version, component, version, node)
@@ -580,14 +602,16 @@ func (s *Store) ClaimHeartbeat(ctx context.Context, component string, version in
 			"SELECT ?, ?, ?, ?, '' FROM tasks WHERE component = ? AND version = ? AND node = ? "+
 			"AND NOT EXISTS (SELECT 1 FROM task_heartbeats WHERE component = ?)",
 			component, version, node, now, component, version, node, component)
-		if res.Error != nil {
-			return translate(res.Error)
+		if err := translate(res.Error); errors.Is(err, ErrAlreadyExists) && attempt == 0 {
+			continue // created meanwhile: take it over
+		} else if err != nil {
+			return err
 		}
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("claiming the heartbeat of %s at version %d on %s: %w", component, version, node, ErrFenced)
 		}
 		return nil
-	})
+	}
 }
 
 // Heartbeats returns heartbeat rows by component.
