@@ -203,7 +203,7 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 		b.ReportMetric(float64(changes)/mCM.wall.Seconds(), "cm_rows/s")
 		b.ReportMetric(vsFour, "x_native4")
 		logf(b, "medians of %d rounds: 1-thread replica %s, 4-thread replica %s, cm %s, cm pullback %s", rounds, mOne, mFour, mCM, mPull)
-		what := fmt.Sprintf("(1) catch-up, %d row changes", changes)
+		what := fmt.Sprintf("(1) catch-up, %s row changes", thousands(changes))
 		report(b,
 			verdict{Scenario: what + ": vs 4-thread optimistic replica", CM: secs(mCM.wall), Baseline: secs(mFour.wall),
 				Ratio: fmt.Sprintf("%.2fx", vsFour), Target: "≥ 1.5x", Met: vsFour >= 1.5},
@@ -211,7 +211,7 @@ func BenchmarkMySQLCatchUp(b *testing.B) {
 				Ratio: fmt.Sprintf("%.2fx", vsOne), Target: "≥ 1.3x", Met: vsOne >= 1.3},
 			verdict{Scenario: what + ": cm's wall vs the two-core limit", CM: secs(mCM.wall), Baseline: fmt.Sprintf("%.2f s", mCM.limit()),
 				Ratio: fmt.Sprintf("%.2fx", toLimit), Target: "≤ 1.1x", Met: toLimit <= 1.1},
-			verdict{Scenario: fmt.Sprintf("(4) pullback over %d row changes after corrupting the target, vs catch-up of the range", changes),
+			verdict{Scenario: fmt.Sprintf("(4) pullback over %s row changes after corrupting the target, vs catch-up of the range", thousands(changes)),
 				CM: secs(mPull.wall), Baseline: secs(mCM.wall), Ratio: fmt.Sprintf("%.2fx", pullRatio), Target: "≤ 1.25x", Met: pullRatio <= 1.25},
 		)
 	}

@@ -146,7 +146,7 @@ func BenchmarkMySQLFullImport(b *testing.B) {
 		logf(b, "medians of %d rounds: INTO OUTFILE %s; LOAD DATA %s; dump %s; cm %s", rounds, mOut, mLoad, mDump, mCM)
 		logf(b, "CPU per row: target server %s for cm's statements, %s for LOAD DATA, %s for the dump; cm process %s; source %s for cm's reads, %s for INTO OUTFILE",
 			perRow(mCM.tgt), perRow(mLoad.tgt), perRow(mDump.tgt), perRow(mCM.cm), perRow(mCM.src), perRow(mOut.src))
-		what := fmt.Sprintf("(2) full import, %d rows", rows)
+		what := fmt.Sprintf("(2) full import, %s rows", thousands(rows))
 		report(b,
 			verdict{Scenario: what + ": vs LOAD DATA INFILE alone", CM: secs(mCM.wall), Baseline: secs(mLoad.wall),
 				Ratio: fmt.Sprintf("%.2fx", vsLoad), Target: "≥ 1.0x", Met: vsLoad >= 1.0},

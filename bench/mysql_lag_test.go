@@ -39,7 +39,7 @@ func BenchmarkMySQLSteadyLag(b *testing.B) {
 		for _, rate := range rates {
 			p99, line := steadyLag(b, rate, duration)
 			b.ReportMetric(p99*1000, "p99_ms_at_"+strconv.Itoa(rate))
-			lines = append(lines, verdict{Scenario: fmt.Sprintf("(3) steady-state lag p99 at %d rows/s", rate),
+			lines = append(lines, verdict{Scenario: fmt.Sprintf("(3) steady-state lag p99 at %s rows/s", thousands(rate)),
 				CM: fmt.Sprintf("%.1f ms", p99*1000), Baseline: "-", Ratio: "-", Target: "< 1 s", Met: p99 < 1 && line})
 		}
 		report(b, lines...)

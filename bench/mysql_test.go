@@ -380,3 +380,12 @@ func catchUpWriter(src *source, table string, idBase int64, txns int) error {
 	}
 	return nil
 }
+
+// thousands prints n with a comma between each group of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
