@@ -200,6 +200,15 @@ type Acker interface {
 	Durable(positions []checkpoint.Position)
 }
 
+// Prefetcher is implemented by sources whose reads are worth overlapping
+// with the sink's writes (decoding a binlog while the target commits the
+// batch before): the runner reads them one batch ahead, on a goroutine of
+// its own. Other sources are read and written in turn on one goroutine, so
+// an idle task costs one goroutine, not two.
+type Prefetcher interface {
+	Prefetch() bool
+}
+
 // Pauser is implemented by self-contained sources (they move data
 // themselves, so holding back their batches would not stop them) that can
 // hold still while their task is PAUSED: Pause returns once the source moves

@@ -263,8 +263,9 @@ func (r *runner) openConnectors(ctx context.Context) error {
 }
 
 // loop moves batches from the source to the sink until either fails or
-// the source ends. With a sink, the source reads one batch ahead on a
-// goroutine loop owns: while the sink writes batch n (mostly waiting for
+// the source ends. With a sink and a source that is worth it
+// (connector.Prefetcher: the mysql sources), the source reads one batch
+// ahead on a goroutine loop owns: while the sink writes batch n (mostly waiting for
 // the target to commit), batch n+1 is read and decoded, so the two overlap
 // instead of taking turns. Positions are handed to the committer only
 // after the sink wrote their batch, and an error from Read reaches the
@@ -273,11 +274,15 @@ func (r *runner) openConnectors(ctx context.Context) error {
 // Between batches the loop obeys the pause gate (pause): a paused runner
 // takes no batch, so its reader blocks with at most one batch read.
 //
-// A self-contained source (no sink) is read on the loop's goroutine, so
-// Read and Durable never run at once.
+// Other sources are read on the loop's goroutine (loopInTurn: one
+// goroutine for an idle task), and so is a self-contained source (no sink),
+// so that Read and Durable never run at once.
 func (r *runner) loop(ctx context.Context) error {
 	if r.snk == nil {
 		return r.loopSelfContained(ctx)
+	}
+	if p, ok := r.src.(connector.Prefetcher); !ok || !p.Prefetch() {
+		return r.loopInTurn(ctx)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	batches := make(chan readResult) // unbuffered: the reader holds at most one batch ahead
@@ -321,6 +326,27 @@ func (r *runner) loop(ctx context.Context) error {
 			return res.err
 		}
 		if err := r.move(ctx, res.batch); err != nil {
+			return err
+		}
+	}
+}
+
+// loopInTurn is loop for a source that is not read ahead: read a batch,
+// write it, and between the two obey the pause gate (a pause waits for the
+// read under way: a file source's returns within its report interval).
+func (r *runner) loopInTurn(ctx context.Context) error {
+	for {
+		if on, _ := r.hold.get(); on {
+			if err := r.pause(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := r.src.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if err := r.move(ctx, b); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,8 @@ import (
 type seqSource struct {
 	n   int
 	end error
+	// ahead makes it a connector.Prefetcher: read a batch ahead.
+	ahead bool
 
 	mu     sync.Mutex
 	reads  int
@@ -29,6 +31,7 @@ type seqSource struct {
 }
 
 func (s *seqSource) Open(context.Context, map[string]checkpoint.Position) error { return nil }
+func (s *seqSource) Prefetch() bool                                             { return s.ahead }
 func (s *seqSource) Close() error                                               { return nil }
 
 func (s *seqSource) Read(ctx context.Context) (connector.Batch, error) {
@@ -94,7 +97,7 @@ func (k *gateSink) Write(ctx context.Context, b connector.Batch) error {
 
 // runLoop runs one runner loop over src and snk against a real store and
 // committer, and returns the durable checkpoint and the loop's error.
-func runLoop(t *testing.T, src *seqSource, snk *gateSink) (durable string, loopErr error) {
+func runLoop(t *testing.T, src connector.Source, snk connector.Sink) (durable string, loopErr error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -141,7 +144,7 @@ func runLoop(t *testing.T, src *seqSource, snk *gateSink) (durable string, loopE
 // durable only for written batches.
 func TestRunnerReadsAhead(t *testing.T) {
 	t.Run("ends after the last batch", func(t *testing.T) {
-		src := &seqSource{n: 5, end: errors.New("source ended"), called: make(chan struct{}, 1)}
+		src := &seqSource{n: 5, end: errors.New("source ended"), ahead: true, called: make(chan struct{}, 1)}
 		snk := &gateSink{src: src}
 		cp, err := runLoop(t, src, snk)
 		if err == nil || err.Error() != "source ended" {
@@ -155,7 +158,7 @@ func TestRunnerReadsAhead(t *testing.T) {
 		}
 	})
 	t.Run("a sink failure keeps the batch and those read after it out of the checkpoint", func(t *testing.T) {
-		src := &seqSource{n: 5, called: make(chan struct{}, 1)}
+		src := &seqSource{n: 5, ahead: true, called: make(chan struct{}, 1)}
 		snk := &gateSink{src: src, failAt: 3}
 		cp, err := runLoop(t, src, snk)
 		if err == nil || err.Error() != "writing to sink: target refused batch 3" {
@@ -173,6 +176,42 @@ func TestRunnerReadsAhead(t *testing.T) {
 			t.Errorf("the source was read %d times; at most one batch ahead of the failed write (4)", src.reads)
 		}
 	})
+}
+
+// turnSink fails a write made while its source is being read.
+type turnSink struct {
+	src   *seqSource
+	wrote []string
+}
+
+func (k *turnSink) Open(context.Context) error { return nil }
+func (k *turnSink) Close() error               { return nil }
+
+func (k *turnSink) Write(_ context.Context, b connector.Batch) error {
+	k.src.mu.Lock()
+	reads := k.src.reads
+	k.src.mu.Unlock()
+	// The batch written is the last one read: no read ran ahead of it.
+	if p := string(b.Records[0].Payload); p != fmt.Sprint(reads) {
+		return fmt.Errorf("writing batch %s while the source was read %d times", p, reads)
+	}
+	k.wrote = append(k.wrote, string(b.Records[0].Payload))
+	return nil
+}
+
+// TestRunnerReadsInTurn: a source that is not a connector.Prefetcher (a
+// file) is read and written in turn on one goroutine: no read runs while
+// a batch is written.
+func TestRunnerReadsInTurn(t *testing.T) {
+	src := &seqSource{n: 5, end: errors.New("source ended"), called: make(chan struct{}, 1)}
+	snk := &turnSink{src: src}
+	cp, err := runLoop(t, src, snk)
+	if err == nil || err.Error() != "source ended" {
+		t.Fatalf("loop ended with %v, want the source's error", err)
+	}
+	if got := fmt.Sprint(snk.wrote); got != "[1 2 3 4 5]" || cp != "5" {
+		t.Fatalf("wrote %s, durable %q; want [1 2 3 4 5] and 5", got, cp)
+	}
 }
 
 // hungSource opens like a server that accepts connections and never
