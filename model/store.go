@@ -702,6 +702,25 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 	return cps, hbs, nil
 }
 
+// TaskRevision is a task's component and revision.
+type TaskRevision struct {
+	Component string
+	Revision  int64
+}
+
+// TaskRevisions lists the component and revision of every task of node
+// (DELETED ones aside): what tells a reconciler which of its copies of the
+// rows are still current, without reading the rows.
+func (s *Store) TaskRevisions(ctx context.Context, node NodeID) ([]TaskRevision, error) {
+	var out []TaskRevision
+	err := s.with(ctx).Model(&Task{}).Select("component, revision").
+		Where("node = ? AND state <> ?", node, StateDeleted).Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("listing task revisions: %w", translate(err))
+	}
+	return out, nil
+}
+
 // TaskWithProgress reads a task with its checkpoints and heartbeat in one
 // statement (the task row LEFT JOIN its heartbeat and checkpoints): what a
 // detail reads. ErrNotFound when there is no such task.

@@ -281,8 +281,37 @@ func (r *Reconciler) pass(ctx context.Context) {
 			f.Components = append(f.Components, c)
 		}
 	}
-	if full || len(f.Components) > 0 {
-		read, _, err := r.store.ListTasks(ctx, f)
+	// On a full pass, the rows of the node's tasks that have not changed
+	// since the reconciler's copy (an idle running task) are not read
+	// again: their revisions say so.
+	seen := map[string]bool{}
+	if full {
+		revs, err := r.store.TaskRevisions(ctx, r.cfg.Node)
+		if err == nil {
+			f = model.TaskFilter{Components: []string{}}
+			for _, rv := range revs {
+				seen[rv.Component] = true
+				// A journal in flight is looked at again: its next step
+				// waits on facts (a heartbeat, a node's liveness), not on
+				// the row.
+				if row := r.rows[rv.Component]; row != nil && row.Revision == rv.Revision && row.Journal == "" && r.runners[rv.Component] != nil {
+					if _, nudged := dirty[rv.Component]; !nudged {
+						continue
+					}
+				}
+				f.Components = append(f.Components, rv.Component)
+			}
+			for c := range dirty {
+				if !seen[c] {
+					f.Components = append(f.Components, c) // left the node: read it where it is
+				}
+			}
+		} else if ctx.Err() == nil {
+			r.log.Warn("listing task revisions", zap.Error(err))
+		}
+	}
+	if len(f.Components) > 0 || (full && f.Components == nil) {
+		read, err := r.listTasks(ctx, f)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("listing tasks", zap.Error(err))
@@ -309,7 +338,6 @@ func (r *Reconciler) pass(ctx context.Context) {
 		// again.
 		r.changes.Broadcast(woken...)
 	}
-	seen := make(map[string]bool, len(tasks))
 	starts := 0
 	for i := range tasks {
 		t := &tasks[i]
@@ -350,6 +378,27 @@ func (r *Reconciler) pass(ctx context.Context) {
 	r.passes.Lock()
 	r.lastPass = time.Since(started)
 	r.passes.Unlock()
+}
+
+// listTasks reads the tasks f selects; a long list of components is read
+// in chunks.
+func (r *Reconciler) listTasks(ctx context.Context, f model.TaskFilter) ([]model.Task, error) {
+	const chunk = 500
+	if len(f.Components) <= chunk {
+		tasks, _, err := r.store.ListTasks(ctx, f)
+		return tasks, err
+	}
+	var out []model.Task
+	for start := 0; start < len(f.Components); start += chunk {
+		part := f
+		part.Components = f.Components[start:min(start+chunk, len(f.Components))]
+		tasks, _, err := r.store.ListTasks(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tasks...)
+	}
+	return out, nil
 }
 
 // wouldStart reports whether reconcile would start a runner for t.

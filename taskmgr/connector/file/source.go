@@ -43,7 +43,9 @@ const (
 	closeAfter = 5 * time.Second
 	// reportEvery is how often a source idle at the end of the file says
 	// so (a batch of delay metrics only), so its delay stays 0.
-	reportEvery = time.Second
+	// Every two seconds, the task heartbeat's default period: the
+	// heartbeat carries the last report, so one more often is not seen.
+	reportEvery = 2 * time.Second
 )
 
 var (
