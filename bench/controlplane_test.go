@@ -309,7 +309,8 @@ func copyTables(b testing.TB, st *storeDB, tables ...string) *sql.DB {
 	db := cp.db
 	// cm's store pool (model.Open).
 	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(16)
+	db.SetMaxIdleConns(32)
+	db.SetConnMaxIdleTime(3 * time.Minute)
 	for _, t := range tables {
 		execOn(b, db, fmt.Sprintf("CREATE TABLE `%s`.`%s` LIKE `%s`.`%s`", cp.name, t, st.name, t))
 		execOn(b, db, fmt.Sprintf("INSERT INTO `%s`.`%s` SELECT * FROM `%s`.`%s`", cp.name, t, st.name, t))

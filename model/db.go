@@ -138,8 +138,13 @@ func Open(ctx context.Context, dsn DSN, migrate bool) (*Store, error) {
 	case SQLite:
 		sqlDB.SetMaxOpenConns(4)
 	case MySQL:
+		// As many kept idle as may be open: with fewer, a burst of calls
+		// above the idle count closes connections as they are returned and
+		// opens new ones for the next (a TCP connect and a login each).
+		// Unused ones go after a few minutes.
 		sqlDB.SetMaxOpenConns(32)
-		sqlDB.SetMaxIdleConns(16)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxIdleTime(3 * time.Minute)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
