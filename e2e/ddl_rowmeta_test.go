@@ -66,6 +66,12 @@ func ddlApplyWithoutNames(t *testing.T, meta string) {
 	srv.Exec(t, "ALTER TABLE src.t MODIFY c VARCHAR(20) AFTER id")
 	srv.Exec(t, "INSERT INTO src.t (id, c, a, b) SELECT seq, CONCAT('c', seq), CONCAT('a', seq), seq FROM src.seq_101_to_200")
 	srv.Exec(t, "UPDATE src.t SET a = CONCAT(a, '!') WHERE id % 10 = 0")
+	// The task reads the reorder before the next column change is made:
+	// without column names in the binlog, the definition recorded for a
+	// statement is the one the server shows when the task reads it
+	// (docs/connectors.md, "DDL": a task that lags behind two column changes
+	// of one table is the case this does not cover).
+	sync(name)
 	srv.Exec(t, "ALTER TABLE src.t ADD COLUMN d VARCHAR(5) NOT NULL DEFAULT 'dd' AFTER c")
 	srv.Exec(t, "INSERT INTO src.t (id, c, d, a, b) SELECT seq, CONCAT('c', seq), 'x', CONCAT('a', seq), seq FROM src.seq_201_to_250")
 	srv.Exec(t, "UPDATE src.t SET c = CONCAT(c, '?'), d = 'u' WHERE id % 7 = 0")
