@@ -273,33 +273,27 @@ func taskCreateCmd(o *clientOpts) *cobra.Command {
 }
 
 func taskStopCmd(o *clientOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "stop NAME",
-		Short: "Stop a task (POST stop); waits until its last checkpoint is durable",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-	}
-	cmd.RunE = runAPI(o, func(ctx context.Context, _ *cobra.Command, c *client, w io.Writer, format string, args []string) error {
-		raw, err := c.call(ctx, "POST", "stop", c.waitParams(url.Values{"taskName": {args[0]}}), nil)
-		if err != nil {
-			return err
-		}
-		return printName(w, format, "stopped", raw)
-	})
-	return cmd
+	return waitingCallCmd(o, "stop", "Stop a task (POST stop); waits until its last checkpoint is durable", "stopped")
 }
 
 func taskPauseCmd(o *clientOpts) *cobra.Command {
+	return waitingCallCmd(o, "pause", "Pause a task (POST pause); waits until its runner holds still with its checkpoint durable", "paused")
+}
+
+// waitingCallCmd is a command NAME that POSTs op for the task, waiting as
+// --timeout says, and prints the task name the API answered after done.
+func waitingCallCmd(o *clientOpts, op, short, done string) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "pause NAME",
-		Short: "Pause a task (POST pause); waits until its runner holds still with its checkpoint durable",
+		Use:   op + " NAME",
+		Short: short,
 		Args:  usageArgs(cobra.ExactArgs(1)),
 	}
 	cmd.RunE = runAPI(o, func(ctx context.Context, _ *cobra.Command, c *client, w io.Writer, format string, args []string) error {
-		raw, err := c.call(ctx, "POST", "pause", c.waitParams(url.Values{"taskName": {args[0]}}), nil)
+		raw, err := c.call(ctx, "POST", op, c.waitParams(url.Values{"taskName": {args[0]}}), nil)
 		if err != nil {
 			return err
 		}
-		return printName(w, format, "paused", raw)
+		return printName(w, format, done, raw)
 	})
 	return cmd
 }
