@@ -51,6 +51,13 @@ func connectorErr(name string, err error) error {
 	return err
 }
 
+// existing is the connector the path names, once it is known to exist.
+func (h *handlers) existing(c echo.Context) (string, error) {
+	name := c.Param("connector")
+	_, err := h.detail(c, name)
+	return name, err
+}
+
 // detail reads a connector; a name that is no component, and a deleted
 // task, are not found.
 func (h *handlers) detail(c echo.Context, name string) (*view.TaskView, error) {
@@ -352,8 +359,8 @@ func (h *handlers) taskRestart(c echo.Context) error {
 }
 
 func (h *handlers) pause(c echo.Context) error {
-	name := c.Param("connector")
-	if _, err := h.detail(c, name); err != nil {
+	name, err := h.existing(c)
+	if err != nil {
 		return err
 	}
 	if _, err := h.svc.Tasks.Pause(c.Request().Context(), h.call(c, nil), name, 0); err != nil {
@@ -363,8 +370,8 @@ func (h *handlers) pause(c echo.Context) error {
 }
 
 func (h *handlers) resume(c echo.Context) error {
-	name := c.Param("connector")
-	if _, err := h.detail(c, name); err != nil {
+	name, err := h.existing(c)
+	if err != nil {
 		return err
 	}
 	if _, err := h.svc.Tasks.Resume(c.Request().Context(), h.call(c, nil), name, taskmgr.ResumeOptions{}); err != nil {
@@ -430,8 +437,8 @@ func (h *handlers) restart(c echo.Context) error {
 }
 
 func (h *handlers) delete(c echo.Context) error {
-	name := c.Param("connector")
-	if _, err := h.detail(c, name); err != nil {
+	name, err := h.existing(c)
+	if err != nil {
 		return err
 	}
 	if _, err := h.svc.Tasks.Delete(c.Request().Context(), h.call(c, nil), name, 0); err != nil {
@@ -443,8 +450,8 @@ func (h *handlers) delete(c echo.Context) error {
 // topics answers for a system without Kafka topics: a connector uses none,
 // and there is nothing to reset (docs/kafka-connect.md).
 func (h *handlers) topics(c echo.Context) error {
-	name := c.Param("connector")
-	if _, err := h.detail(c, name); err != nil {
+	name, err := h.existing(c)
+	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]map[string][]string{name: {"topics": {}}})
