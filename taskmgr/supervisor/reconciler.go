@@ -54,10 +54,8 @@ type Reconciler struct {
 	// rows are the task rows the reconciler last read or wrote, by
 	// component, for the tasks that have runners (reconciler goroutine
 	// only): a runtime write starts from its row (ChangeTaskFrom), and a
-	// pass need not read again a row the reconciler itself just wrote
-	// (fresh, until the next pass).
-	rows  map[string]*model.Task
-	fresh map[string]bool
+	// full pass reads only the rows whose revision moved since.
+	rows map[string]*model.Task
 	// runners by component: read and written by the reconciler goroutine,
 	// which holds mu to write, so Running may read it from elsewhere.
 	runners map[string]*runner
@@ -72,11 +70,10 @@ type Reconciler struct {
 type dirtyKind int
 
 const (
-	// byEvent: a runner's event, which the reconciler itself writes; a
-	// row it wrote since is as it wrote it.
-	byEvent dirtyKind = iota
-	// byNudge: a write on this node (an operator's call, a job): read the row.
-	byNudge
+	// byNudge: a write on this node (an operator's call, a job, this
+	// reconciler's write for a runner's event): its writer published the
+	// row (cluster.Changes.Publish), else it is read.
+	byNudge dirtyKind = iota
 	// byWake: a write on another node: read the row and tell this node's
 	// waiters.
 	byWake
@@ -100,7 +97,6 @@ func NewReconciler(cfg Config, store *model.Store, registry *connector.Registry,
 		runners:  map[string]*runner{},
 		dirty:    map[string]dirtyKind{},
 		rows:     map[string]*model.Task{},
-		fresh:    map[string]bool{},
 	}
 	r.committer = checkpoint.NewCommitter(cfg.Committer, store, log.Named("committer"), checkpoint.Hooks{
 		Fenced: func(component string, version int64) {
@@ -180,7 +176,7 @@ func (r *Reconciler) Wake(_ context.Context, node model.NodeID, components ...st
 func (r *Reconciler) push(ev runnerEvent) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
-	r.mark(ev.component, byEvent)
+	r.mark(ev.component, byNudge)
 	r.mu.Unlock()
 	r.signal()
 }
@@ -257,20 +253,15 @@ func (r *Reconciler) pass(ctx context.Context) {
 	if !full && len(dirty) == 0 {
 		return
 	}
-	fresh := r.fresh
-	r.fresh = map[string]bool{}
 	f := model.TaskFilter{Node: r.cfg.Node}
 	var tasks []model.Task
 	if !full {
 		// A nudged task may have left this node: read it wherever it is.
-		// A row this reconciler just wrote is as it wrote it, unless a
+		// A row written on this node (by a call, or by this reconciler
+		// for a runner's event) was published by its writer, unless a
 		// wake says another node wrote it since.
 		f = model.TaskFilter{Components: make([]string, 0, len(dirty))}
 		for c, why := range dirty {
-			if fresh[c] && why == byEvent && r.rows[c] != nil {
-				tasks = append(tasks, *r.rows[c])
-				continue
-			}
 			if why != byWake {
 				// Written on this node: its writer published the row.
 				if t, ok := r.changes.Latest(c); ok && (r.rows[c] == nil || t.Revision >= r.rows[c].Revision) {
@@ -320,7 +311,7 @@ func (r *Reconciler) pass(ctx context.Context) {
 			r.mu.Lock()
 			r.full = r.full || full
 			for c, why := range dirty {
-				r.mark(c, max(why, byNudge))
+				r.mark(c, why)
 			}
 			r.mu.Unlock()
 			return
@@ -697,7 +688,7 @@ func (r *Reconciler) apply(ctx context.Context, component string, version int64,
 	if t == nil {
 		return
 	}
-	r.rows[component], r.fresh[component] = t, true
+	r.rows[component] = t
 	r.changes.Publish(t)
 	r.log.Info("task state", zap.String(logkey.Task, t.Name().String()), zap.String(logkey.State, string(t.State)))
 	if w.event != "" && t.State == model.StateStopped && t.Journal != "" {
