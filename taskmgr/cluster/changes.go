@@ -20,7 +20,6 @@ import (
 // kept is never older than a write this node announced.
 type Changes struct {
 	mu   sync.Mutex
-	all  chan struct{}
 	by   map[string]chan struct{}
 	rows map[string]model.Task
 	// order lists the components of rows, oldest first.
@@ -32,14 +31,7 @@ const keptRows = 4096
 
 // NewChanges returns the change notifier a node's use cases and runtime share.
 func NewChanges() *Changes {
-	return &Changes{all: make(chan struct{}), by: map[string]chan struct{}{}, rows: map[string]model.Task{}}
-}
-
-// Changed returns a channel closed at the next Broadcast of any task.
-func (c *Changes) Changed() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.all
+	return &Changes{by: map[string]chan struct{}{}, rows: map[string]model.Task{}}
 }
 
 // ChangedOf returns a channel closed at the next Broadcast or Publish that
@@ -82,8 +74,8 @@ func (c *Changes) Publish(t *model.Task) {
 	c.wake(t.Component)
 }
 
-// Broadcast wakes the waiters of the components written, and those of
-// Changed; with no component it wakes every waiter. The rows kept for
+// Broadcast wakes the waiters of the components written; with no
+// component it wakes every waiter. The rows kept for
 // those components are dropped: the write's own row is not known.
 func (c *Changes) Broadcast(components ...string) {
 	c.mu.Lock()
@@ -95,8 +87,6 @@ func (c *Changes) Broadcast(components ...string) {
 		}
 		clear(c.rows)
 		c.order = c.order[:0]
-		close(c.all)
-		c.all = make(chan struct{})
 		return
 	}
 	for _, comp := range components {
@@ -105,10 +95,8 @@ func (c *Changes) Broadcast(components ...string) {
 	}
 }
 
-// wake closes the channels of component's waiters and of Changed.
+// wake closes the channels of component's waiters.
 func (c *Changes) wake(component string) {
-	close(c.all)
-	c.all = make(chan struct{})
 	if ch, ok := c.by[component]; ok {
 		close(ch)
 		delete(c.by, component)
