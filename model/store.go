@@ -681,22 +681,11 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 		return strings.Compare(deref(a.CpSubtopic), deref(b.CpSubtopic))
 	})
 	for _, r := range rows {
-		if r.HbVersion != nil && r.HbAt != nil {
-			hb := Heartbeat{Component: r.Component, Version: *r.HbVersion, At: *r.HbAt}
-			if r.HbNode != nil {
-				hb.Node = NodeID(*r.HbNode)
-			}
-			if r.HbMetrics != nil {
-				hb.Metrics = *r.HbMetrics
-			}
-			hbs[r.Component] = hb
+		if hb := joinedHeartbeat(r.Component, r.HbVersion, r.HbNode, r.HbAt, r.HbMetrics); hb != nil {
+			hbs[r.Component] = *hb
 		}
-		if r.CpSubtopic != nil && r.CpVersion != nil && r.CpTS != nil && r.CpUpdatedAt != nil {
-			cp := Checkpoint{Component: r.Component, Subtopic: *r.CpSubtopic, Version: *r.CpVersion, TS: *r.CpTS, UpdatedAt: *r.CpUpdatedAt}
-			if r.CpToken != nil {
-				cp.Token = *r.CpToken
-			}
-			cps[r.Component] = append(cps[r.Component], cp)
+		if cp := joinedCheckpoint(r.Component, r.CpSubtopic, r.CpVersion, r.CpTS, r.CpToken, r.CpUpdatedAt); cp != nil {
+			cps[r.Component] = append(cps[r.Component], *cp)
 		}
 	}
 	return cps, hbs, nil
@@ -753,24 +742,11 @@ func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, 
 	if r.Journal != nil {
 		t.Journal = *r.Journal
 	}
-	var hb *Heartbeat
-	if r.HbVersion != nil && r.HbAt != nil {
-		hb = &Heartbeat{Component: r.Component, Version: *r.HbVersion, At: *r.HbAt}
-		if r.HbNode != nil {
-			hb.Node = NodeID(*r.HbNode)
-		}
-		if r.HbMetrics != nil {
-			hb.Metrics = *r.HbMetrics
-		}
-	}
+	hb := joinedHeartbeat(r.Component, r.HbVersion, r.HbNode, r.HbAt, r.HbMetrics)
 	var cps []Checkpoint
 	for _, r := range rows {
-		if r.CpSubtopic != nil && r.CpVersion != nil && r.CpTS != nil && r.CpUpdatedAt != nil {
-			cp := Checkpoint{Component: r.Component, Subtopic: *r.CpSubtopic, Version: *r.CpVersion, TS: *r.CpTS, UpdatedAt: *r.CpUpdatedAt}
-			if r.CpToken != nil {
-				cp.Token = *r.CpToken
-			}
-			cps = append(cps, cp)
+		if cp := joinedCheckpoint(r.Component, r.CpSubtopic, r.CpVersion, r.CpTS, r.CpToken, r.CpUpdatedAt); cp != nil {
+			cps = append(cps, *cp)
 		}
 	}
 	return t, cps, hb, nil
@@ -927,6 +903,24 @@ type taskProgressRow struct {
 	CpTS         *int64 `gorm:"column:cp_ts"`
 	CpToken      *string
 	CpUpdatedAt  *time.Time
+}
+
+// joinedHeartbeat is the heartbeat of a LEFT JOIN's columns, nil when the
+// task has none.
+func joinedHeartbeat(component string, version *int64, node *string, at *time.Time, metrics *string) *Heartbeat {
+	if version == nil || at == nil {
+		return nil
+	}
+	return &Heartbeat{Component: component, Version: *version, At: *at, Node: NodeID(deref(node)), Metrics: deref(metrics)}
+}
+
+// joinedCheckpoint is the checkpoint of a LEFT JOIN's columns, nil when the
+// row has none.
+func joinedCheckpoint(component string, subtopic *string, version, ts *int64, token *string, updated *time.Time) *Checkpoint {
+	if subtopic == nil || version == nil || ts == nil || updated == nil {
+		return nil
+	}
+	return &Checkpoint{Component: component, Subtopic: *subtopic, Version: *version, TS: *ts, Token: deref(token), UpdatedAt: *updated}
 }
 
 func deref(s *string) string {
