@@ -156,3 +156,32 @@ func TestPauseStopsASelfContainedProcess(t *testing.T) {
 		t.Fatalf("connector process %d outlived the stop (%s)", pid, time.Since(started))
 	}
 }
+
+// TestPausedTaskAfterNodeRestart: a node that restarts finds its paused
+// task PAUSED and starts its runner paused: it beats, moves nothing, and a
+// resume moves it on from where it stood.
+func TestPausedTaskAfterNodeRestart(t *testing.T) {
+	url := dbtest.SQLiteURL(t)
+	tune := func(c *app.Config) { c.Runtime.Committer.Heartbeat = 500 * time.Millisecond }
+	a := cmtest.Start(t, url, cmtest.Options{Tune: tune})
+	body, src, sink := fileTask(t, "p_pauser-incr_trans-1-0", 10)
+	name := a.OK(t, "POST", base+"create", body).String()
+	cmtest.Eventually(t, 10*time.Second, "sink has 10 lines", func() bool { return lines(t, sink) >= 10 })
+	a.OK(t, "POST", base+"pause?taskName="+q(name), nil)
+	a.Stop()
+
+	appendLines(t, src, 10, 20)
+	b := cmtest.Start(t, url, cmtest.Options{Tune: func(c *app.Config) { tune(c); c.Node = a.ID }})
+	d := beatsAfter(t, b, name, time.Now())
+	if got := lines(t, sink); got != 10 || d.State != model.StatePaused || d.DesiredState != model.DesiredPaused {
+		t.Fatalf("after the restart: sink %d lines, %s desired %s; want 10 lines, PAUSED", got, d.State, d.DesiredState)
+	}
+	b.OK(t, "POST", base+"resume?taskName="+q(name), nil)
+	cmtest.Eventually(t, 10*time.Second, "sink has 20 lines", func() bool { return lines(t, sink) >= 20 })
+	seen := cmtest.SinkIndexes(t, sink)
+	for i := 0; i < 20; i++ {
+		if seen[i] != 1 {
+			t.Fatalf("record %d reached the sink %d times", i, seen[i])
+		}
+	}
+}
