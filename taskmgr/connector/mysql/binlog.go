@@ -121,10 +121,14 @@ type txn struct {
 	start   gomysql.Position
 	records []connector.Record
 	// ddl is the schema statement of a standalone transaction, to be
-	// applied by the sink (sink.ddl=apply); learn the selected tables
-	// whose definitions it changed, to record in the schema history.
-	ddl   *connector.SchemaChange
-	learn []tableRef
+	// applied by the sink (sink.ddl=apply); learn the selected tables it
+	// names, whose definitions after it are recorded in the schema
+	// history, worked out from stmt (in database schema) when it is set
+	// (derive.go), else marked unknown (a statement refused).
+	ddl    *connector.SchemaChange
+	learn  []tableRef
+	stmt   *parsedDDL
+	schema string
 }
 
 // shape is how the columns of one table map event read.
@@ -183,6 +187,12 @@ func (s *binlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 		s.log.Warn("binlog_row_metadata is not FULL; column names come from information_schema, so a replay across an ALTER may misname columns",
 			zap.String("binlog_row_metadata", meta))
 	}
+	// The definitions are read after the binlog end: they are those of
+	// that position or later (the schema history's first versions).
+	seen, err := binlogEnd(ctx, s.db)
+	if err != nil {
+		return sourceFailure("reading the binlog end", err)
+	}
 	defs, err := resolveTables(ctx, s.db, s.cfg.Tables)
 	if err != nil {
 		return err
@@ -195,7 +205,7 @@ func (s *binlogSource) Open(ctx context.Context, from map[string]checkpoint.Posi
 		return err
 	}
 	s.last = start // rows before the first transaction's end are at or after it
-	if err := s.loadHistory(ctx, defs, start, max(s.lastTS, s.skipBefore)); err != nil {
+	if err := s.loadHistory(ctx, defs, start, seen, max(s.lastTS, s.skipBefore)); err != nil {
 		return err
 	}
 	s.syncer = s.newSyncer(s.cfg.ServerID)
@@ -571,12 +581,20 @@ func (s *binlogSource) query(ctx context.Context, ts int64, e *replication.Query
 		s.txn.start = start
 	}
 	if err := s.ddl(ctx, string(e.Schema), q); err != nil {
-		return false, s.atStatement(err, ts, endPos)
+		err = s.atStatement(err, ts, endPos)
+		if at := stoppedAt(err); at != nil && len(s.txn.learn) > 0 {
+			// Refused: what the tables are after it is not known here
+			// (a resume with skipDdl continues after it).
+			if merr := s.markUnknown(ctx, s.txn.learn, gomysql.Position{Name: s.file, Pos: endPos}, ts); merr != nil {
+				s.log.Warn("schema history: could not mark a refused statement", zap.Error(merr))
+			}
+		}
+		return false, err
 	}
 	done := s.end(endPos)
 	if learn := s.txn.learn; len(learn) > 0 {
 		s.txn.learn = nil
-		if err := s.learn(ctx, learn, s.last, ts); err != nil {
+		if err := s.learn(ctx, learn, s.txn.stmt, s.txn.schema, s.last, ts); err != nil {
 			return false, err
 		}
 	}
@@ -598,6 +616,11 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 				s.defs.forgetDB(db)
 				clear(s.shapes)
 				touched = append(touched, db+".*")
+				for r := range s.versions {
+					if r.DB == db {
+						s.txn.learn = append(s.txn.learn, r)
+					}
+				}
 			}
 		}
 	}
@@ -606,6 +629,7 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 			s.defs.forget(r)
 			delete(s.shapes, r)
 			touched = append(touched, r.String())
+			s.txn.learn = append(s.txn.learn, r)
 		}
 	}
 	if len(touched) == 0 {
@@ -614,8 +638,21 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 	if s.cfg.ApplyDDL && !s.txn.skip {
 		return s.applyDDL(d, schema, q, touched)
 	}
+	if s.cfg.ApplyDDL {
+		// Before the rewind time: the target has its effect, and the
+		// schema history still follows it.
+		s.txn.learn = nil
+		if p, err := parseStatement(q); err == nil {
+			s.noteStatement(p, schema)
+		}
+		return nil
+	}
+	if s.history == nil {
+		s.txn.learn = nil
+	}
 	switch d.Kind {
 	case ddlCreate, ddlIndex:
+		s.txn.learn = nil
 		s.log.Info("DDL on selected tables", zap.String("kind", d.Kind.String()), zap.Strings(logTables, touched))
 		return nil
 	case ddlNone, ddlAlter, ddlDrop, ddlRename, ddlTruncate, ddlReplace, ddlDropDatabase:
@@ -623,6 +660,7 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 		// (ddlNone returned above.)
 	}
 	if s.txn.skip {
+		s.txn.learn = nil
 		return nil // before the rewind time: its effects are already in the data
 	}
 	return connector.Fail(codeDDLUnsupported,

@@ -142,14 +142,21 @@ func (s *binlogSource) applyDDL(d ddl, schema, q string, touched []string) error
 		return refuse(err.Error())
 	}
 	s.txn.ddl = &connector.SchemaChange{Database: schema, Statement: q, Before: formatToken(s.txn.start)}
+	s.noteStatement(p, schema)
+	s.log.Info("DDL on selected tables, for the sink to apply", zap.String("kind", d.Kind.String()),
+		zap.Strings(logTables, touched))
+	return nil
+}
+
+// noteStatement keeps a parsed statement for the schema history: the
+// selected tables it names are learned once it ends (history.go).
+func (s *binlogSource) noteStatement(p parsedDDL, schema string) {
+	s.txn.stmt, s.txn.schema = &p, schema
 	for _, t := range namesOf(p.Node) {
 		if r := refOf(t, schema); s.cfg.Tables.Match(r.DB, r.Name) && !slices.Contains(s.txn.learn, r) {
 			s.txn.learn = append(s.txn.learn, r)
 		}
 	}
-	s.log.Info("DDL on selected tables, for the sink to apply", zap.String("kind", d.Kind.String()),
-		zap.Strings(logTables, touched))
-	return nil
 }
 
 // checkRenames refuses a rename that moves a table into or out of the

@@ -15,26 +15,36 @@ import (
 
 // Schema history (sink.ddl=apply, with a connector.SchemaHistory). The
 // source keeps, per task component, the definition of each selected table
-// from a position on: the definition at the task's first start, and after
-// every schema statement on it the definition the server then showed,
-// recorded the first time the statement is read (a replay finds it
-// recorded and reads nothing). A row is decoded with the version of its
-// position, so without column names in the binlog (binlog_row_metadata
-// NO_LOG or MINIMAL) rows logged before a column change still land in the
-// columns of their time, across a pullback too.
+// from a position on: the definition the server showed when the task first
+// opened (at the binlog end it read just before), and after every schema
+// statement on the table the definition the statement leaves, worked out
+// from the statement and the version before it (derive.go), recorded the
+// first time the statement is read (a replay finds it recorded and reads
+// nothing). A row is decoded with the version of its position, so without
+// column names in the binlog (binlog_row_metadata NO_LOG or MINIMAL) rows
+// logged before a column change still land in the columns of their time:
+// also when the task reads the statement long after it ran, and across a
+// pullback.
 //
 // Versions are used in apply mode only: there every schema statement on a
-// selected table goes through the source and is recorded. Where the
-// history's newest version of a table no longer matches the server at
-// Open and nothing later is recorded (a statement skipped with skipDdl),
-// the current definition is recorded at the start position, which is
-// today's behaviour without a history.
+// selected table goes through the source and is recorded. A statement the
+// source refuses (in either mode) marks its tables unknown from its end:
+// rows after it, until the next statement the history follows, decode
+// with the server's current definition, as without a history. The same
+// holds after a statement the history cannot follow (CREATE TABLE ...
+// SELECT): the definition after it is read from the server.
+
+// unknownDefinition is the stored definition of a version the history
+// cannot tell (a refused statement).
+const unknownDefinition = "unknown"
 
 // version is one table's definition from a position on; def nil: the
-// table does not exist from there.
+// table does not exist from there, or, unknown, its definition is not
+// known from there.
 type version struct {
-	pos gomysql.Position
-	def *tableDef
+	pos     gomysql.Position
+	def     *tableDef
+	unknown bool
 }
 
 // versions are a table's versions in position order.
@@ -61,9 +71,13 @@ func (vs versions) newest(p gomysql.Position) bool {
 }
 
 // loadHistory reads the task's versions for this subtopic and records the
-// start definitions of tables (defs: the current ones) the history has no
-// current version of.
-func (s *binlogSource) loadHistory(ctx context.Context, defs []*tableDef, start gomysql.Position, ts int64) error {
+// definitions of tables (defs: the server's, read after the binlog end
+// `at`) that the history has no version of, at `at`: rows before it (a
+// start in the past) decode with them too, what the task saw first being
+// the best account of earlier rows. A table the history knows is taken as
+// it says: a definition on the server that differs is one that a
+// statement after the start makes, still to be read.
+func (s *binlogSource) loadHistory(ctx context.Context, defs []*tableDef, start, at gomysql.Position, ts int64) error {
 	if err := s.readHistory(ctx); err != nil || s.history == nil || !s.cfg.ApplyDDL {
 		return err
 	}
@@ -71,14 +85,15 @@ func (s *binlogSource) loadHistory(ctx context.Context, defs []*tableDef, start 
 	var refs []tableRef
 	for _, d := range defs {
 		vs := s.versions[d.Ref]
-		if !vs.newest(start) {
-			continue // a replay: the history knows what comes
-		}
-		if v, ok := vs.at(start); ok && v.def != nil && sameDef(v.def, d) {
+		if len(vs) == 0 {
+			add = append(add, version{pos: at, def: d})
+			refs = append(refs, d.Ref)
 			continue
 		}
-		add = append(add, version{pos: start, def: d})
-		refs = append(refs, d.Ref)
+		if v, ok := vs.at(start); ok && v.def != nil && vs.newest(start) && !sameDef(v.def, d) {
+			s.log.Info("schema history: the server's definition differs from the one at the start position; "+
+				"a schema statement after it is still to be read", zap.String(logTable, d.Ref.String()))
+		}
 	}
 	return s.addVersions(ctx, refs, add, ts)
 }
@@ -227,15 +242,15 @@ func (s *binlogSource) readHistory(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		var def *tableDef
-		if r.Definition != "" {
-			def = &tableDef{}
-			if err := json.Unmarshal([]byte(r.Definition), def); err != nil {
+		v := version{pos: pos, unknown: r.Definition == unknownDefinition}
+		if r.Definition != "" && !v.unknown {
+			v.def = &tableDef{}
+			if err := json.Unmarshal([]byte(r.Definition), v.def); err != nil {
 				continue
 			}
 		}
 		ref := refFromString(r.Tbl)
-		s.versions[ref] = append(s.versions[ref], version{pos: pos, def: def})
+		s.versions[ref] = append(s.versions[ref], v)
 	}
 	for ref, vs := range s.versions {
 		slices.SortFunc(vs, func(a, b version) int {
@@ -259,25 +274,71 @@ func (s *binlogSource) knows(ref tableRef, pos gomysql.Position) bool {
 }
 
 // learn records the definitions of refs after a schema statement that
-// ended at pos, unless the history has them (a replay).
-func (s *binlogSource) learn(ctx context.Context, refs []tableRef, pos gomysql.Position, ts int64) error {
+// ended at pos, unless the history has them (a replay): those the
+// statement (stmt, in database schema) leaves, worked out from the
+// versions before it, else the server's.
+func (s *binlogSource) learn(ctx context.Context, refs []tableRef, stmt *parsedDDL, schema string, pos gomysql.Position, ts int64) error {
 	if s.history == nil || !s.cfg.ApplyDDL {
+		return nil
+	}
+	if stmt == nil {
+		return s.markUnknown(ctx, refs, pos, ts)
+	}
+	d := derive(*stmt, schema, s.before(pos), s.cfg.Flavor == flavorMariaDB)
+	var add []version
+	var which []tableRef
+	for _, r := range refs {
+		if !s.versions[r].newest(pos) || s.knows(r, pos) {
+			continue
+		}
+		def, ok := d.defs[r]
+		if !ok {
+			why, underived := d.underived[r]
+			if !underived {
+				continue // named, not changed (LIKE, a foreign key)
+			}
+			var err error
+			if def, err = loadTableDef(ctx, s.db, r); err != nil {
+				return sourceFailure("reading the definition of "+r.String(), err)
+			}
+			s.log.Info("schema history: the definition after a statement is read from the server",
+				zap.String(logTable, r.String()), zap.String("reason", why))
+		}
+		add = append(add, version{pos: pos, def: def})
+		which = append(which, r)
+	}
+	return s.addVersions(ctx, which, add, ts)
+}
+
+// markUnknown records that the definitions of refs are not known from
+// pos on (a statement refused).
+func (s *binlogSource) markUnknown(ctx context.Context, refs []tableRef, pos gomysql.Position, ts int64) error {
+	if s.history == nil {
 		return nil
 	}
 	var add []version
 	var which []tableRef
 	for _, r := range refs {
-		if !s.versions[r].newest(pos) || slices.ContainsFunc(s.versions[r], func(v version) bool { return v.pos == pos }) {
-			continue
+		if !slices.Contains(which, r) && s.versions[r].newest(pos) && !s.knows(r, pos) {
+			add = append(add, version{pos: pos, unknown: true})
+			which = append(which, r)
 		}
-		d, err := loadTableDef(ctx, s.db, r)
-		if err != nil {
-			return sourceFailure("reading the definition of "+r.String(), err)
-		}
-		add = append(add, version{pos: pos, def: d})
-		which = append(which, r)
 	}
 	return s.addVersions(ctx, which, add, ts)
+}
+
+// before is the history's account of tables just before pos: the newest
+// version at or before it.
+func (s *binlogSource) before(pos gomysql.Position) prevDef {
+	return func(r tableRef) (*tableDef, bool) {
+		vs := s.versions[r]
+		for i := len(vs) - 1; i >= 0; i-- {
+			if before(vs[i].pos, pos) {
+				return vs[i].def, !vs[i].unknown
+			}
+		}
+		return nil, false
+	}
 }
 
 func (s *binlogSource) addVersions(ctx context.Context, refs []tableRef, vs []version, ts int64) error {
@@ -287,7 +348,10 @@ func (s *binlogSource) addVersions(ctx context.Context, refs []tableRef, vs []ve
 	rows := make([]model.SchemaVersion, len(vs))
 	for i, v := range vs {
 		rows[i] = model.SchemaVersion{Subtopic: s.cfg.Subtopic, Token: formatToken(v.pos), Tbl: refs[i].String(), TS: ts}
-		if v.def != nil {
+		switch {
+		case v.unknown:
+			rows[i].Definition = unknownDefinition
+		case v.def != nil:
 			b, err := json.Marshal(v.def)
 			if err != nil {
 				return err
