@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/connector-manager/cm/internal/failpoint"
+	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
 )
 
@@ -50,7 +52,7 @@ type applied struct {
 func (s *sink) writeDDL(ctx context.Context, rec connector.Record) error {
 	c := rec.DDL
 	start := time.Now()
-	out, err := s.planDDL(ctx, c)
+	out, err := s.planDDL(ctx, c, rec.Subtopic)
 	if err == nil {
 		err = s.runDDL(ctx, c, out.Statements)
 	}
@@ -131,7 +133,7 @@ func (s *sink) runDDL(ctx context.Context, c *connector.SchemaChange, stmts []st
 
 // planDDL works out the statements that bring the target to the effect of
 // c, from the target as it is now.
-func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange) (applied, error) {
+func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic string) (applied, error) {
 	var out applied
 	p, err := parseStatement(c.Statement)
 	if err != nil {
@@ -159,6 +161,13 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange) (applied,
 	switch n := p.Node.(type) {
 	case *ast.CreateTableStmt:
 		out.Tables = []tableRef{src[n.Table]}
+		if !p.Replace {
+			// A table the target has is left as it is (a replay, or one
+			// made by hand): nothing is run, and the history shows it.
+			if ok, err := s.targetExists(ctx, target(n.Table)); err != nil || ok {
+				return out, err
+			}
+		}
 		if p.Replace {
 			out.Statements = append(out.Statements, "DROP TABLE IF EXISTS "+target(n.Table).quoted())
 		}
@@ -250,7 +259,13 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange) (applied,
 			}
 			return out, fmt.Errorf("%w: the target table %s does not exist", errTargetMoved, target(n.Table))
 		}
-		keep, err := sh.pending(n.Specs)
+		specs := n.Specs
+		if again, err := s.replayed(ctx, c, subtopic, src[n.Table]); err != nil {
+			return out, err
+		} else if again {
+			specs = withoutColumnChanges(specs)
+		}
+		keep, err := sh.pending(specs)
 		if err != nil {
 			return out, s.unsupportedDDL(c, err.Error())
 		}
@@ -268,6 +283,74 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange) (applied,
 		return out, s.unsupportedDDL(c, fmt.Sprintf("the sink does not apply %T statements", p.Node))
 	}
 	return out, nil
+}
+
+// A replay (after a crash or a pullback) meets statements the target went
+// through already, and those after them too. Their ADD and DROP clauses
+// are judged on the target as on a first run: they decide which columns
+// the replayed rows land in, and a column dropped and added again must
+// come back with the values of the second. Their MODIFY and CHANGE
+// clauses are not run again: the target has them and what later
+// statements made of the columns since, and running one again would move
+// a column back to the place it had then, or narrow its type to one the
+// data no longer fits. Unless the table was made again since the
+// statement last ran (a DROP or CREATE run again earlier in the replay):
+// then every clause is judged, as on a first run.
+
+// replayed reports whether the statement c is one the DDL history records
+// as applied, on a table (the source's name) that no statement before it
+// made again since.
+func (s *sink) replayed(ctx context.Context, c *connector.SchemaChange, subtopic string, table tableRef) (bool, error) {
+	if s.history == nil {
+		return false, nil
+	}
+	rows, err := s.history.DDLHistory(ctx, s.task)
+	if err != nil {
+		return false, sinkFailure("reading the DDL history", err)
+	}
+	i := slices.IndexFunc(rows, func(r model.AppliedDDL) bool { return r.Subtopic == subtopic && r.After == c.After })
+	if i < 0 {
+		return false, nil
+	}
+	last := rows[i].At
+	at, err := parseToken(c.After)
+	if err != nil {
+		return false, nil
+	}
+	for _, r := range rows {
+		pos, err := parseToken(r.After)
+		if err != nil || r.Subtopic != subtopic || !before(pos, at) || !r.At.After(last) || !remade(r, table) {
+			continue
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// remade reports whether a recorded statement ran a DROP or CREATE of
+// table (a source name) when it last ran.
+func remade(r model.AppliedDDL, table tableRef) bool {
+	var applied, tables []string
+	if json.Unmarshal([]byte(r.Applied), &applied) != nil || len(applied) == 0 ||
+		json.Unmarshal([]byte(r.Tables), &tables) != nil || !slices.Contains(tables, table.String()) {
+		return false
+	}
+	p, err := parseStatement(r.Statement)
+	if err != nil {
+		return false
+	}
+	switch p.Node.(type) {
+	case *ast.CreateTableStmt, *ast.DropTableStmt:
+		return true
+	}
+	return false
+}
+
+// withoutColumnChanges is specs without MODIFY and CHANGE clauses.
+func withoutColumnChanges(specs []*ast.AlterTableSpec) []*ast.AlterTableSpec {
+	return slices.DeleteFunc(slices.Clone(specs), func(spec *ast.AlterTableSpec) bool {
+		return spec.Tp == ast.AlterTableModifyColumn || spec.Tp == ast.AlterTableChangeColumn
+	})
 }
 
 // errTargetMoved: the target lacks what a statement names.

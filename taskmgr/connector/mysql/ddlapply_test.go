@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,9 +41,12 @@ func TestParseStatement(t *testing.T) {
 	}
 }
 
-// historyRecorder is a connector.SchemaHistory in memory.
+// historyRecorder is a connector.SchemaHistory in memory: events are the
+// calls, rows the DDL history as the store keeps it (a replay updates its
+// statement's row).
 type historyRecorder struct {
 	events   []connector.SchemaEvent
+	rows     []model.AppliedDDL
 	applied  map[string]bool // subtopic/after
 	versions []model.SchemaVersion
 }
@@ -53,6 +57,16 @@ func (h *historyRecorder) AppliedDDL(_ context.Context, e connector.SchemaEvent)
 		h.applied = map[string]bool{}
 	}
 	h.applied[e.Subtopic+"/"+e.After] = true
+	applied, _ := json.Marshal(append([]string{}, e.Applied...))
+	tables, _ := json.Marshal(append([]string{}, e.Tables...))
+	row := model.AppliedDDL{Subtopic: e.Subtopic, Before: e.Before, After: e.After, Database: e.Database,
+		Statement: e.Statement, At: time.Now(), Applied: string(applied), Tables: string(tables)}
+	if i := slices.IndexFunc(h.rows, func(r model.AppliedDDL) bool { return r.Subtopic == e.Subtopic && r.After == e.After }); i >= 0 {
+		row.Replays = h.rows[i].Replays + 1
+		h.rows[i] = row
+	} else {
+		h.rows = append(h.rows, row)
+	}
 	return nil
 }
 
@@ -61,11 +75,7 @@ func (h *historyRecorder) DDLApplied(_ context.Context, _ model.TaskName, subtop
 }
 
 func (h *historyRecorder) DDLHistory(context.Context, model.TaskName) ([]model.AppliedDDL, error) {
-	var out []model.AppliedDDL
-	for _, e := range h.events {
-		out = append(out, model.AppliedDDL{Subtopic: e.Subtopic, Before: e.Before, After: e.After, Database: e.Database, Statement: e.Statement})
-	}
-	return out, nil
+	return slices.Clone(h.rows), nil
 }
 
 func (h *historyRecorder) SchemaVersions(context.Context, model.TaskName) ([]model.SchemaVersion, error) {
@@ -186,9 +196,10 @@ func TestSinkDDLReplay(t *testing.T) {
 	}
 
 	// A replay of all of them against the target that has them: nothing
-	// to run but TRUNCATE, DROP and CREATE (which come back to the same
-	// table) and the statements that are their own repetition (MODIFY,
-	// CONVERT); the target ends as it was.
+	// to run but TRUNCATE, DROP and CREATE OR REPLACE (which come back to
+	// the same table) and CONVERT, its own repetition; MODIFY and CHANGE
+	// of a statement recorded as applied are not run again (the next
+	// test); the target ends as it was.
 	want := shapes()
 	hist.events = nil
 	for i, q := range stmts {
@@ -223,6 +234,76 @@ func TestSinkDDLReplay(t *testing.T) {
 		Statement: "ALTER TABLE t ADD COLUMN q INET6"}}}})
 	if errCode(err) != codeDDLApply || !strings.Contains(err.Error(), "INET6") {
 		t.Fatalf("a statement not understood: %v", err)
+	}
+}
+
+// TestSinkDDLReplayKeepsLaterShape: a replay of statements that moved
+// columns and changed their types, against a target that went through
+// them and the ones after, leaves the target's columns where the last
+// statements put them, and does not narrow a column back to a type its
+// data no longer fits; a table dropped and made again in the replay gets
+// every later statement again.
+func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, a VARCHAR(10), b INT, c INT, d VARCHAR(30))")
+	e.exec(t, "CREATE TABLE "+e.src("u")+" (id INT PRIMARY KEY)")
+	e.exec(t, "CREATE TABLE "+e.dst("t")+" LIKE "+e.src("t")+"; CREATE TABLE "+e.dst("u")+" LIKE "+e.src("u"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, snk := build(t, e.config(t, model.TypeIncr, nil))
+	hist := &historyRecorder{}
+	snk.(*sink).history = hist
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close()
+	stmts := []string{
+		"ALTER TABLE t MODIFY c INT AFTER id",
+		"ALTER TABLE t ADD COLUMN e INT AFTER c",
+		"ALTER TABLE t MODIFY a VARCHAR(10) AFTER b",
+		"ALTER TABLE t DROP COLUMN e, MODIFY b INT FIRST",
+		"ALTER TABLE t MODIFY d VARCHAR(3)",
+		"ALTER TABLE t MODIFY d VARCHAR(30)",
+		"DROP TABLE u",
+		"CREATE TABLE u (id INT PRIMARY KEY, x INT, y INT)",
+		"ALTER TABLE u MODIFY y INT AFTER id, CHANGE x x2 BIGINT",
+	}
+	columns := func(db string) string {
+		var out string
+		if err := e.admin.QueryRow("SELECT IFNULL(GROUP_CONCAT(CONCAT(TABLE_NAME, '.', COLUMN_NAME, ' ', COLUMN_TYPE) "+
+			"ORDER BY TABLE_NAME, ORDINAL_POSITION), '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?", db).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	write := func(i int, q string) {
+		t.Helper()
+		c := &connector.SchemaChange{Database: e.srcName, Statement: q, Before: fmt.Sprintf("binlog.000001:%d", 100*i+4), After: fmt.Sprintf("binlog.000001:%d", 100*i+54)}
+		if err := snk.Write(ctx, connector.Batch{Records: []connector.Record{{Subtopic: "s", TS: 1, DDL: c}}}); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i, q := range stmts {
+		e.exec(t, "USE "+quoteIdent(e.srcName)+"; "+q)
+		write(i, q)
+	}
+	want := columns(e.srcName)
+	if got := columns(e.dstName); got != want {
+		t.Fatalf("target %s\nwant %s", got, want)
+	}
+	// Data the first type of d does not fit.
+	e.exec(t, "INSERT INTO "+e.dst("t")+" (id, d) VALUES (1, 'longer than three')")
+	for round := range 2 {
+		for i, q := range stmts {
+			write(i, q)
+		}
+		if got := columns(e.dstName); got != want {
+			t.Fatalf("replay %d: target %s\nwant %s", round+1, got, want)
+		}
+		var d string
+		if err := e.admin.QueryRow("SELECT d FROM " + e.dst("t") + " WHERE id = 1").Scan(&d); err != nil || d != "longer than three" {
+			t.Fatalf("replay %d: the value of d is %q (%v)", round+1, d, err)
+		}
 	}
 }
 
