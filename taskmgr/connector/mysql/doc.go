@@ -23,7 +23,7 @@
 //     a full import's job.
 //
 // DDL (sink.ddl). With apply (the default; ddlstmt.go, ddlapply.go,
-// history.go) a schema statement on selected tables is parsed with the
+// history.go, derive.go) a schema statement on selected tables is parsed with the
 // TiDB parser and travels to the sink alone in its batch
 // (connector.Record.DDL), after every row before it, with the position
 // just after it: the sink brings the target to its effect (clauses the
@@ -31,7 +31,8 @@
 // in the task's history and only then returns, so the checkpoint passes
 // the statement only once it is applied. The source records the
 // definitions of the tables it changed in the task's schema history, by
-// position, and decodes rows with the version of their position, which is
+// position, worked out from the statement and the version before it (not
+// read from the server, which shows the definition of now), and decodes rows with the version of their position, which is
 // what maps values to columns without FULL row metadata. A statement the
 // sink does not take stops the source as stop does. With stop, ALTER,
 // DROP, RENAME, TRUNCATE, CREATE OR REPLACE TABLE of a selected table and
