@@ -113,3 +113,83 @@ func TestBulkStopResume(t *testing.T) {
 		}
 	})
 }
+
+// TestBulkCap: a filter that selects more than taskmgr.MaxBulk tasks is
+// refused whole (nothing stopped, nothing audited); narrowed to the cap it
+// acts on all of them; and two identical bulk calls at once both answer a
+// success for every task, each stopped once.
+func TestBulkCap(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		n := cmtest.Start(t, url, cmtest.Options{NoJobs: true, HTTP: func(c *server.Config) { c.RateLimit = 0 }})
+		var names []string
+		for i := range taskmgr.MaxBulk + 1 {
+			comp := fmt.Sprintf("cap-incr_trans-%d-0", i+1)
+			body, _, _ := fileTask(t, comp, 1)
+			n.OK(t, "POST", base+"create", body)
+			names = append(names, comp)
+		}
+		cmtest.Eventually(t, 60*time.Second, "every task RUNNING", func() bool {
+			var res struct {
+				Total int `json:"total"`
+			}
+			env := n.OK(t, "GET", base+"batchDetail?project=cap&state=RUNNING&size=1", nil)
+			if err := json.Unmarshal(env.Result, &res); err != nil {
+				t.Fatal(err)
+			}
+			return res.Total == taskmgr.MaxBulk+1
+		})
+
+		env := n.Do(t, "POST", base+"batchStop?project=cap&confirm=true", nil)
+		if env.Status != http.StatusBadRequest || env.IsSuccess || !strings.Contains(env.Raw, fmt.Sprint(taskmgr.MaxBulk+1)) {
+			t.Fatalf("batchStop over the cap = %d %s", env.Status, env.Raw)
+		}
+		for _, comp := range []string{names[0], names[len(names)-1]} {
+			if d := n.Detail(t, comp); d.State != model.StateRunning {
+				t.Fatalf("a refused bulk call changed %s: %s", comp, d.State)
+			}
+			var ops []server.Operation
+			if err := json.Unmarshal(n.OK(t, "GET", base+"operations?taskName="+comp, nil).Result, &ops); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range ops {
+				if o.Operation == "stop" {
+					t.Fatalf("a refused bulk call audited a stop of %s: %+v", comp, o)
+				}
+			}
+		}
+
+		// Two identical calls on the cap's worth of tasks at once.
+		query := base + "batchStop?confirm=true&taskNames=" + strings.Join(names[:taskmgr.MaxBulk], ",")
+		results := make(chan bulkResult, 2)
+		for range 2 {
+			go func() {
+				var res bulkResult
+				env := n.Do(t, "POST", query, nil)
+				if env.Status == http.StatusOK {
+					_ = json.Unmarshal(env.Result, &res)
+				}
+				results <- res
+			}()
+		}
+		for range 2 {
+			res := <-results
+			if res.Total != taskmgr.MaxBulk || res.Failed != 0 || len(res.Items) != taskmgr.MaxBulk {
+				var failed []taskmgr.BulkResult
+				for _, it := range res.Items {
+					if !it.Success {
+						failed = append(failed, it)
+					}
+				}
+				t.Fatalf("batchStop of %d tasks: total %d, failed %d, %d items; failed: %+v", taskmgr.MaxBulk, res.Total, res.Failed, len(res.Items), failed[:min(3, len(failed))])
+			}
+		}
+		for _, comp := range []string{names[0], names[taskmgr.MaxBulk-1]} {
+			if d := n.Detail(t, comp); d.State != model.StateStopped {
+				t.Fatalf("%s after the bulk stops: %s", comp, d.State)
+			}
+		}
+		if d := n.Detail(t, names[taskmgr.MaxBulk]); d.State != model.StateRunning {
+			t.Fatalf("the task outside the names: %s", d.State)
+		}
+	})
+}

@@ -124,9 +124,10 @@ func TestPauseStopsASelfContainedProcess(t *testing.T) {
 	cmtest.Eventually(t, 5*time.Second, "checkpoint moving", func() bool { return n.Detail(t, name).Checkpoint["s"].TS > 105 })
 
 	n.OK(t, "POST", base+"pause?taskName="+q(name), nil)
-	if st := procState(t, pid); st != "T" {
-		t.Fatalf("paused connector process is in state %s, want T (stopped)", st)
-	}
+	// SIGSTOP has been sent when the pause answers; the kernel stops a
+	// process running on another core when it next enters the kernel, so
+	// under load /proc may show it running for a moment longer.
+	cmtest.Eventually(t, 2*time.Second, "the paused connector process is stopped (state T)", func() bool { return procState(t, pid) == "T" })
 	at := n.Detail(t, name).Checkpoint["s"].TS
 	// Longer than source.heartbeatTimeout (1 s): the pause is no silence.
 	cmtest.Eventually(t, 10*time.Second, "paused past the heartbeat timeout", func() bool {

@@ -530,7 +530,7 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 			m.auditFailure(ctx, call, op, componentOf(ref), before, err, started)
 			return nil, nil, err
 		}
-		if before != nil && !sameIntent(before, cur) {
+		if before != nil && !sameIntent(before, cur) && (!sameAgain[op] || !carries(cur, change)) {
 			err := fmt.Errorf("%w: %s was changed by a concurrent operation", ErrBusy, cur.Name())
 			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
 			return nil, nil, err
@@ -592,6 +592,19 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 func sameIntent(a, b *model.Task) bool {
 	return a.Desired == b.Desired && a.Config == b.Config && a.Node == b.Node &&
 		a.Version == b.Version && a.Journal == b.Journal
+}
+
+// sameAgain are the operations whose change is a transition alone, with
+// no I/O: when one loses its compare-and-swap to a concurrent operation
+// that asked for the same (two identical stops at once), it goes on from
+// the new row instead of failing busy.
+var sameAgain = map[string]bool{"stop": true, "pause": true, "delete": true}
+
+// carries reports whether cur already has the intent change would give
+// it.
+func carries(cur *model.Task, change func(t *model.Task) error) bool {
+	t := *cur
+	return change(&t) == nil && sameIntent(&t, cur)
 }
 
 // mapStoreErr turns a lost compare-and-swap into ErrBusy.
