@@ -159,30 +159,34 @@ func TestBulkCap(t *testing.T) {
 		}
 
 		// Two identical calls on the cap's worth of tasks at once.
-		query := base + "batchStop?confirm=true&taskNames=" + strings.Join(names[:taskmgr.MaxBulk], ",")
-		results := make(chan bulkResult, 2)
-		for range 2 {
-			go func() {
-				var res bulkResult
-				env := n.Do(t, "POST", query, nil)
-				if env.Status == http.StatusOK {
-					_ = json.Unmarshal(env.Result, &res)
-				}
-				results <- res
-			}()
-		}
-		for range 2 {
-			res := <-results
-			if res.Total != taskmgr.MaxBulk || res.Failed != 0 || len(res.Items) != taskmgr.MaxBulk {
-				var failed []taskmgr.BulkResult
-				for _, it := range res.Items {
-					if !it.Success {
-						failed = append(failed, it)
+		twice := func(call string) {
+			t.Helper()
+			query := base + call + "?confirm=true&taskNames=" + strings.Join(names[:taskmgr.MaxBulk], ",")
+			results := make(chan bulkResult, 2)
+			for range 2 {
+				go func() {
+					var res bulkResult
+					env := n.Do(t, "POST", query, nil)
+					if env.Status == http.StatusOK {
+						_ = json.Unmarshal(env.Result, &res)
 					}
+					results <- res
+				}()
+			}
+			for range 2 {
+				res := <-results
+				if res.Total != taskmgr.MaxBulk || res.Failed != 0 || len(res.Items) != taskmgr.MaxBulk {
+					var failed []taskmgr.BulkResult
+					for _, it := range res.Items {
+						if !it.Success {
+							failed = append(failed, it)
+						}
+					}
+					t.Fatalf("%s of %d tasks: total %d, failed %d, %d items; failed: %+v", call, taskmgr.MaxBulk, res.Total, res.Failed, len(res.Items), failed[:min(3, len(failed))])
 				}
-				t.Fatalf("batchStop of %d tasks: total %d, failed %d, %d items; failed: %+v", taskmgr.MaxBulk, res.Total, res.Failed, len(res.Items), failed[:min(3, len(failed))])
 			}
 		}
+		twice("batchStop")
 		for _, comp := range []string{names[0], names[taskmgr.MaxBulk-1]} {
 			if d := n.Detail(t, comp); d.State != model.StateStopped {
 				t.Fatalf("%s after the bulk stops: %s", comp, d.State)
@@ -190,6 +194,12 @@ func TestBulkCap(t *testing.T) {
 		}
 		if d := n.Detail(t, names[taskmgr.MaxBulk]); d.State != model.StateRunning {
 			t.Fatalf("the task outside the names: %s", d.State)
+		}
+		twice("batchResume")
+		for _, comp := range []string{names[0], names[taskmgr.MaxBulk-1]} {
+			if d := n.Detail(t, comp); d.State != model.StateRunning {
+				t.Fatalf("%s after the bulk resumes: %s", comp, d.State)
+			}
 		}
 	})
 }

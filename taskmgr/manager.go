@@ -63,6 +63,12 @@ type Call struct {
 	// Params are the call's parameters as given; secrets are masked before
 	// they are stored.
 	Params map[string]string
+	// again is set by the use cases whose change is a transition alone,
+	// with no I/O (stop, pause, delete, a plain resume): when one loses its
+	// compare-and-swap to a concurrent call that asked for the same (two
+	// identical stops at once), it goes on from the new row instead of
+	// failing busy.
+	again bool
 }
 
 // Waker tells a task's owning node to reconcile now.
@@ -240,6 +246,7 @@ func (m *Manager) Resume(ctx context.Context, call Call, ref string, opt ResumeO
 	var detail map[string]any
 	var reset []string
 	var skip *model.ErrorDetail
+	call.again = !opt.PullBack && !opt.Restart
 	t, audit, err := m.mutate(ctx, call, op, ref, func(t *model.Task) error {
 		if opt.PullBack && opt.Restart {
 			return fmt.Errorf("%w: pullBackFlag and restartFlag cannot both be true", model.ErrInvalidArgument)
@@ -401,6 +408,7 @@ func (m *Manager) prepareRestart(ctx context.Context, t *model.Task, pullBack, f
 // checkpoint is durable.
 func (m *Manager) Stop(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
 	started := m.now()
+	call.again = true
 	t, audit, err := m.mutate(ctx, call, "stop", ref, func(t *model.Task) error {
 		return transition(t, model.EventStop)
 	}, nil)
@@ -418,6 +426,7 @@ func (m *Manager) Stop(ctx context.Context, call Call, ref string, timeout time.
 // created) starts paused. Resume moves it again.
 func (m *Manager) Pause(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
 	started := m.now()
+	call.again = true
 	t, audit, err := m.mutate(ctx, call, "pause", ref, func(t *model.Task) error {
 		return transition(t, model.EventPause)
 	}, nil)
@@ -432,6 +441,7 @@ func (m *Manager) Pause(ctx context.Context, call Call, ref string, timeout time
 // Delete stops a task if needed and keeps it as history in state DELETED.
 func (m *Manager) Delete(ctx context.Context, call Call, ref string, timeout time.Duration) (string, error) {
 	started := m.now()
+	call.again = true
 	t, audit, err := m.mutate(ctx, call, "delete", ref, func(t *model.Task) error {
 		return transition(t, model.EventDelete)
 	}, nil)
@@ -530,7 +540,7 @@ func (m *Manager) mutate(ctx context.Context, call Call, op, ref string,
 			m.auditFailure(ctx, call, op, componentOf(ref), before, err, started)
 			return nil, nil, err
 		}
-		if before != nil && !sameIntent(before, cur) && (!sameAgain[op] || !carries(cur, change)) {
+		if before != nil && !sameIntent(before, cur) && (!call.again || !carries(cur, change)) {
 			err := fmt.Errorf("%w: %s was changed by a concurrent operation", ErrBusy, cur.Name())
 			m.auditFailure(ctx, call, op, cur.Component, cur, err, started)
 			return nil, nil, err
@@ -594,14 +604,8 @@ func sameIntent(a, b *model.Task) bool {
 		a.Version == b.Version && a.Journal == b.Journal
 }
 
-// sameAgain are the operations whose change is a transition alone, with
-// no I/O: when one loses its compare-and-swap to a concurrent operation
-// that asked for the same (two identical stops at once), it goes on from
-// the new row instead of failing busy.
-var sameAgain = map[string]bool{"stop": true, "pause": true, "delete": true}
-
 // carries reports whether cur already has the intent change would give
-// it.
+// it (Call.again).
 func carries(cur *model.Task, change func(t *model.Task) error) bool {
 	t := *cur
 	return change(&t) == nil && sameIntent(&t, cur)
