@@ -41,6 +41,15 @@ func (m *Manager) ReplaceConfig(ctx context.Context, call Call, ref string, cfg 
 	if err != nil {
 		return "", err
 	}
+	release, err := m.replacing.acquire(ctx, t.Component)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	// As the call before this one in turn left it.
+	if t, err = m.load(ctx, ref, true); err != nil {
+		return "", err
+	}
 	if err := cfg.Validate(); err != nil {
 		return "", err
 	}

@@ -91,6 +91,8 @@ type Manager struct {
 	now      func() time.Time
 	errCode  func(error) string
 	refusals *model.Refusals
+	// replacing takes config replaces of one task in turn (serial.go).
+	replacing serial
 }
 
 // NewManager builds a manager. changes is shared with the local

@@ -229,9 +229,12 @@ func (h *handlers) putConfig(c echo.Context) error {
 	_, err := h.detail(c, name)
 	var ke *Error
 	if errors.As(err, &ke) && ke.Status == http.StatusNotFound {
-		return h.createByPut(c, name, flat)
-	}
-	if err != nil {
+		err = h.createByPut(c, name, flat)
+		if !errors.Is(err, model.ErrAlreadyExists) {
+			return err
+		}
+		// A concurrent call created it meanwhile: this one updates it.
+	} else if err != nil {
 		return err
 	}
 	cfg, err := scoped(name, flat, h.plugins())
@@ -261,6 +264,9 @@ func (h *handlers) createByPut(c echo.Context, name string, flat flatConfig) err
 	start := true
 	if _, err := h.svc.Tasks.Create(c.Request().Context(), h.call(c, map[string]string{"initial_state": stateRunning}),
 		taskmgr.CreateRequest{Component: name, Config: cfg, Start: &start}); err != nil {
+		if errors.Is(err, model.ErrAlreadyExists) {
+			return err // for putConfig, which updates it instead
+		}
 		return connectorErr(name, err)
 	}
 	return h.answerInfo(c, name, http.StatusCreated)
