@@ -109,6 +109,7 @@ func (m *Manager) replaceConfig(ctx context.Context, call Call, ref string, cfg 
 	started := m.now()
 	var before, after model.Config
 	call.Params = mergeParams(call.Params, map[string]string{"config": strings.Join(cfg.Keys(), ",")})
+	call.again = true
 	t, audit, err := m.mutate(ctx, call, "update", ref, func(t *model.Task) error {
 		if err := checkState(t, "update (a config replace is allowed when nothing runs: CREATED, STOPPED, EXCEPTION or FINISHED)", replaceStates...); err != nil {
 			return err

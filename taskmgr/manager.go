@@ -63,11 +63,11 @@ type Call struct {
 	// Params are the call's parameters as given; secrets are masked before
 	// they are stored.
 	Params map[string]string
-	// again is set by the use cases whose change is a transition alone,
-	// with no I/O (stop, pause, delete, a plain resume): when one loses its
-	// compare-and-swap to a concurrent call that asked for the same (two
-	// identical stops at once), it goes on from the new row instead of
-	// failing busy.
+	// again is set by the use cases whose change is a transition or a
+	// config edit, with no I/O (stop, pause, delete, a plain resume, an
+	// update): when one loses its compare-and-swap to a concurrent call
+	// that asked for the same (two identical stops at once), it goes on
+	// from the new row instead of failing busy.
 	again bool
 }
 
@@ -460,6 +460,7 @@ func (m *Manager) Delete(ctx context.Context, call Call, ref string, timeout tim
 func (m *Manager) Update(ctx context.Context, call Call, ref string, deletes []string, patch model.Config) (string, error) {
 	started := m.now()
 	var before, after model.Config
+	call.again = true
 	t, audit, err := m.mutate(ctx, call, "update", ref, func(t *model.Task) error {
 		if len(deletes) == 0 && len(patch) == 0 {
 			return fmt.Errorf("%w: nothing to update: give deleteParams or a JSON body {\"scope\":{\"key\":\"value\"}}", model.ErrInvalidArgument)
