@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/connector-manager/cm/internal/cmtest"
+	"github.com/connector-manager/cm/internal/dbtest"
+	"github.com/connector-manager/cm/model"
+)
+
+// TestConnectorOutage: the connection to the source server (then, in a
+// second run, to the target server) is cut for a few seconds while a
+// writer keeps committing on the source: a network partition between cm
+// and one side, mid-stream and, for the target, mid-batch. The task fails
+// retryably; once the side is reachable again it catches up without help,
+// and the target equals the source, value for value (a batch cut halfway
+// is applied again). A second task on the node goes on moving all the
+// while.
+func TestConnectorOutage(t *testing.T) {
+	for _, side := range []string{"source", "sink"} {
+		t.Run(side, func(t *testing.T) { connectorOutage(t, side) })
+	}
+}
+
+func connectorOutage(t *testing.T, side string) {
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
+	proxy := dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port))
+	host, port, err := net.SplitHostPort(proxy.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
+	for k, v := range map[string]string{"task.autoRestart.backoff.initial": "1s", "job.auto-restart.schedule": "@every 1s"} {
+		n.OK(t, http.MethodPost, base+"params/update?key="+q(k)+"&value="+q(v), nil)
+	}
+	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"),
+		map[string]map[string]string{side: {"host": host, "port": port}})).String()
+	sub := e.subtopic()
+	if side == "source" {
+		sub = host + "-" + port
+	}
+	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
+		d := n.Detail(t, name)
+		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
+	})
+	// The neighbour: a file task on the same node.
+	nb := t.TempDir()
+	src, sink := nb+"/src.jsonl", nb+"/sink.jsonl"
+	appendJSONLines(t, src, 0, 5)
+	neighbour := n.OK(t, http.MethodPost, base+"create", map[string]any{"component": component("incr_trans"), "config": map[string]map[string]string{
+		"source": {"type": "file", "path": src}, "sink": {"type": "file", "path": sink}}}).String()
+	cmtest.Eventually(t, 10*time.Second, "the neighbour moves", func() bool { return countLines(sink) >= 5 })
+
+	w := startWriter(t, e, "a", 100000)
+	written := func(k int64) {
+		from := w.next.Load()
+		cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= from+k || w.err != nil })
+		if w.err != nil {
+			t.Fatal(w.err)
+		}
+	}
+	written(50)
+	proxy.Cut()
+	cut := time.Now()
+	written(200)
+	appendJSONLines(t, src, 5, 10)
+	cmtest.Eventually(t, 10*time.Second, "the neighbour moves during the outage", func() bool { return countLines(sink) >= 10 })
+	time.Sleep(time.Until(cut.Add(5 * time.Second)))
+	during := n.Detail(t, name)
+	proxy.Restore()
+	t.Logf("during the outage the task was %s %+v", during.State, during.ErrorDetails)
+	for _, d := range during.ErrorDetails {
+		if d.Permanent {
+			t.Fatalf("a source outage failed the task permanently: %+v", d)
+		}
+	}
+	written(100)
+	w.stop()
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	end := e.binlogEnd(t)
+	cmtest.Eventually(t, 120*time.Second, "the task catches up after the outage", func() bool {
+		d := n.Detail(t, name)
+		at, ok := parseToken(d.Checkpoint[sub].Token)
+		return d.State == model.StateRunning && ok && !at.before(end)
+	})
+	e.same(t, "a")
+	if d := n.Detail(t, neighbour); d.State != model.StateRunning {
+		t.Fatalf("the neighbour is %s: %+v", d.State, d.ErrorDetails)
+	}
+}
+
+// appendJSONLines appends records i in [from, to) ({"ts":100+i,"i":i}) to
+// a file source.
+func appendJSONLines(t *testing.T, path string, from, to int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := from; i < to; i++ {
+		fmt.Fprintf(f, "{\"ts\":%d,\"i\":%d}\n", 100+i, i)
+	}
+}
+
+// countLines is the number of lines of a file; 0 when it is missing.
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte("\n"))
+}
