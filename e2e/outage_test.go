@@ -117,3 +117,68 @@ func countLines(path string) int {
 	b, _ := os.ReadFile(path)
 	return bytes.Count(b, []byte("\n"))
 }
+
+// TestTargetHangs: the target stops answering without closing anything
+// (packets dropped: every byte to and from it held) in the middle of a
+// stream. A stop of the task still answers within its timeout, the task
+// STOPPED, and a file task on the node moves all the while; once the
+// target answers again, a resume catches up and the target equals the
+// source.
+func TestTargetHangs(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
+	proxy := dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port))
+	host, port, err := net.SplitHostPort(proxy.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
+	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"),
+		map[string]map[string]string{"sink": {"host": host, "port": port}})).String()
+	sub := e.subtopic()
+	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
+		d := n.Detail(t, name)
+		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
+	})
+	nb := t.TempDir()
+	src, sink := nb+"/src.jsonl", nb+"/sink.jsonl"
+	appendJSONLines(t, src, 0, 5)
+	n.OK(t, http.MethodPost, base+"create", map[string]any{"component": component("incr_trans"), "config": map[string]map[string]string{
+		"source": {"type": "file", "path": src}, "sink": {"type": "file", "path": sink}}})
+	cmtest.Eventually(t, 10*time.Second, "the neighbour moves", func() bool { return countLines(sink) >= 5 })
+
+	w := startWriter(t, e, "a", 100000)
+	cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= 50 || w.err != nil })
+	proxy.Freeze()
+	frozen := w.next.Load()
+	cmtest.Eventually(t, 30*time.Second, "the writer writes while the target hangs", func() bool { return w.next.Load() >= frozen+100 || w.err != nil })
+	appendJSONLines(t, src, 5, 10)
+	cmtest.Eventually(t, 10*time.Second, "the neighbour moves while the target hangs", func() bool { return countLines(sink) >= 10 })
+	// The task is held: its durable checkpoint is behind what the writer
+	// committed while the target hung.
+	if at, ok := parseToken(n.Detail(t, name).Checkpoint[sub].Token); !ok || !at.before(e.binlogEnd(t)) {
+		t.Fatalf("the checkpoint %v reached the binlog end while the target hung", at)
+	}
+
+	started := time.Now()
+	env := n.Do(t, http.MethodPost, base+"stop?taskName="+q(name)+"&timeout=20", nil)
+	took := time.Since(started)
+	t.Logf("stop while the target hangs: %d in %s", env.Status, took.Round(time.Millisecond))
+	if took > 25*time.Second {
+		t.Fatalf("stop took %s", took)
+	}
+	if env.Status != http.StatusOK || !env.IsSuccess {
+		t.Fatalf("stop while the target hangs: %d %s", env.Status, env.Raw)
+	}
+	if d := n.Detail(t, name); d.State != model.StateStopped {
+		t.Fatalf("after the stop: %s %+v", d.State, d.ErrorDetails)
+	}
+	proxy.Thaw()
+	w.stop()
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	n.OK(t, http.MethodPost, base+"resume?taskName="+q(name), nil)
+	reached(t, n, name, sub, e.binlogEnd(t), 120*time.Second)
+	e.same(t, "a")
+}

@@ -1,7 +1,6 @@
 package dbtest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -18,6 +17,9 @@ type Proxy struct {
 	cut    bool
 	conns  map[net.Conn]bool
 	wg     sync.WaitGroup
+	// open is closed while bytes flow; Freeze replaces it with an open
+	// channel that the pipes wait on.
+	open chan struct{}
 }
 
 // StartProxy listens on a loopback port and forwards to target until the
@@ -28,12 +30,14 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]bool{}}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]bool{}, open: make(chan struct{})}
+	close(p.open)
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
 		ln.Close()
 		p.Cut()
+		p.Thaw()
 		p.wg.Wait()
 	})
 	return p
@@ -69,7 +73,22 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			open := p.open
+			p.mu.Unlock()
+			<-open
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -94,4 +113,28 @@ func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = false
+}
+
+// Freeze holds every byte in flight, in both directions, without closing
+// anything: a peer that hangs (a partition that drops packets) rather than
+// one that refuses. Thaw lets them through again.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+		p.open = make(chan struct{})
+	default:
+	}
+}
+
+// Thaw ends a Freeze.
+func (p *Proxy) Thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+	default:
+		close(p.open)
+	}
 }
