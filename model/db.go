@@ -29,13 +29,23 @@ const (
 	MySQL  Dialect = "mysql"
 )
 
+// storeIOTimeout bounds each read and write of a MySQL store connection
+// (readTimeout, writeTimeout in the --db URL override it; 0 is none), and
+// storeDialTimeout connecting to it (timeout).
+const (
+	storeIOTimeout   = 10 * time.Second
+	storeDialTimeout = 5 * time.Second
+)
+
 // DSN is a parsed --db value: sqlite:PATH or mysql://user:pass@host:port/db?params.
 type DSN struct {
 	Dialect Dialect
 	// Path is the SQLite file.
 	Path string
-	// Driver is the go-sql-driver DSN for MySQL.
-	Driver string
+	// Driver is the go-sql-driver DSN for MySQL; Migrations the same
+	// without the read and write timeouts (a migration's ALTER of a large
+	// table may run for minutes).
+	Driver, Migrations string
 	// Redacted is the DSN with its password hidden, for logs.
 	Redacted string
 }
@@ -82,19 +92,36 @@ func ParseDSN(s string) (DSN, error) {
 		// charset is utf8mb4, which it escapes safely): one round trip per
 		// statement instead of prepare, execute and close.
 		cfg.InterpolateParams = true
+		// A store that stops answering without closing the connection (a
+		// partition that drops packets) makes a statement fail after
+		// storeIOTimeout instead of holding its caller, the API call or
+		// the runtime loop, for as long as TCP keeps the socket.
+		cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = storeDialTimeout, storeIOTimeout, storeIOTimeout
 		cfg.Params = map[string]string{"charset": "utf8mb4"}
 		for k, v := range u.Query() {
-			if len(v) > 0 {
-				cfg.Params[k] = v[0]
+			if len(v) == 0 {
+				continue
 			}
+			timeouts := map[string]*time.Duration{"timeout": &cfg.Timeout, "readTimeout": &cfg.ReadTimeout, "writeTimeout": &cfg.WriteTimeout}
+			if d, ok := timeouts[k]; ok {
+				dur, err := time.ParseDuration(v[0])
+				if err != nil || dur < 0 {
+					return DSN{}, fmt.Errorf("%w: --db %s=%q: want a duration such as 10s (0: none)", ErrInvalidArgument, k, v[0])
+				}
+				*d = dur
+				continue
+			}
+			cfg.Params[k] = v[0]
 		}
+		mig := cfg.Clone()
+		mig.ReadTimeout, mig.WriteTimeout = 0, 0
 		red := *u
 		if u.User != nil {
 			if _, ok := u.User.Password(); ok {
 				red.User = url.UserPassword(u.User.Username(), "xxxxx")
 			}
 		}
-		return DSN{Dialect: MySQL, Driver: cfg.FormatDSN(), Redacted: red.String()}, nil
+		return DSN{Dialect: MySQL, Driver: cfg.FormatDSN(), Migrations: mig.FormatDSN(), Redacted: red.String()}, nil
 	}
 	return DSN{}, fmt.Errorf("%w: --db %q must start with sqlite: or mysql://", ErrInvalidArgument, s)
 }
@@ -153,7 +180,7 @@ func Open(ctx context.Context, dsn DSN, migrate bool) (*Store, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("connecting to %s: %w", dsn.Redacted, errors.Join(ErrUnavailable, err))
 	}
-	s := &Store{db: db, dialect: dsn.Dialect, obs: &observerBox{}}
+	s := &Store{db: db, dialect: dsn.Dialect, obs: &observerBox{}, migrations: dsn.Migrations}
 	if migrate {
 		if err := s.Migrate(); err != nil {
 			_ = sqlDB.Close()
@@ -164,11 +191,25 @@ func Open(ctx context.Context, dsn DSN, migrate bool) (*Store, error) {
 }
 
 // Migrate applies pending migrations, recording them in the schema table.
+// On MySQL they run on a connection of their own without the store's read
+// and write timeouts (DSN.Migrations).
 func (s *Store) Migrate() error {
+	db := s.db
+	if s.migrations != "" {
+		mdb, err := gorm.Open(mysql.New(mysql.Config{DSN: s.migrations}), &gorm.Config{Logger: logger.Discard, TranslateError: true})
+		if err != nil {
+			return fmt.Errorf("migrating: %w", translate(err))
+		}
+		if sqlDB, err := mdb.DB(); err == nil {
+			sqlDB.SetMaxOpenConns(1)
+			defer sqlDB.Close()
+		}
+		db = mdb
+	}
 	opts := *gormigrate.DefaultOptions
 	opts.TableName = migrations.TableName
 	opts.UseTransaction = s.dialect == SQLite // MySQL DDL commits implicitly anyway
-	m := gormigrate.New(s.db, &opts, migrations.All())
+	m := gormigrate.New(db, &opts, migrations.All())
 	if err := m.Migrate(); err != nil {
 		return fmt.Errorf("migrating: %w", translate(err))
 	}

@@ -24,6 +24,8 @@ type Store struct {
 	// pending, in a store of Tx, what runs once the transaction commits.
 	obs     *observerBox
 	pending *[]func()
+	// migrations is the DSN migrations run on (MySQL; DSN.Migrations).
+	migrations string
 }
 
 func (s *Store) with(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }

@@ -3,6 +3,7 @@ package model_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,7 +305,17 @@ func TestParseDSN(t *testing.T) {
 	if want := "mysql://cm:xxxxx@127.0.0.1:3306/cm?tx_isolation=%27READ-COMMITTED%27"; d.Redacted != want {
 		t.Errorf("redacted = %q, want %q", d.Redacted, want)
 	}
-	for _, bad := range []string{"", "postgres://x", "sqlite:", "mysql://127.0.0.1:3306/", "mysql:///db"} {
+	// The store's I/O timeouts: on by default, off for migrations, set by
+	// the URL.
+	if !strings.Contains(d.Driver, "readTimeout=10s") || !strings.Contains(d.Driver, "writeTimeout=10s") || !strings.Contains(d.Driver, "timeout=5s") ||
+		strings.Contains(d.Migrations, "readTimeout") || strings.Contains(d.Migrations, "writeTimeout") {
+		t.Errorf("timeouts: driver %q, migrations %q", d.Driver, d.Migrations)
+	}
+	if d, err := model.ParseDSN("mysql://cm@h:1/cm?readTimeout=0&writeTimeout=1m"); err != nil || strings.Contains(d.Driver, "readTimeout") ||
+		!strings.Contains(d.Driver, "writeTimeout=1m") {
+		t.Errorf("timeouts from the URL: %q %v", d.Driver, err)
+	}
+	for _, bad := range []string{"", "postgres://x", "sqlite:", "mysql://127.0.0.1:3306/", "mysql:///db", "mysql://h:1/cm?readTimeout=soon", "mysql://h:1/cm?timeout=-1s"} {
 		if _, err := model.ParseDSN(bad); !errors.Is(err, model.ErrInvalidArgument) {
 			t.Errorf("ParseDSN(%q) = %v", bad, err)
 		}

@@ -105,3 +105,44 @@ func storeOutage(t *testing.T, outageFor time.Duration) {
 		}
 	}
 }
+
+// TestStoreHangs: the store stops answering without closing anything. A
+// call answers within the store's timeout instead of hanging with it, and
+// once the store answers again the node goes on by itself.
+func TestStoreHangs(t *testing.T) {
+	raw, _ := dbtest.NewMySQLDatabase(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := dbtest.StartProxy(t, u.Host)
+	u.Host = proxy.Addr
+	n := cmtest.Start(t, u.String(), cmtest.Options{})
+	body, src, sink := fileTask(t, "p_hang-incr_trans-1-0", 5)
+	name := n.OK(t, "POST", base+"create", body).String()
+	cmtest.Eventually(t, 10*time.Second, "sink has 5 lines", func() bool { return lines(t, sink) >= 5 })
+
+	proxy.Freeze()
+	frozen := time.Now()
+	appendLines(t, src, 5, 10)
+	started := time.Now()
+	env := n.Do(t, "GET", base+"detail?taskName="+q(name), nil)
+	took := time.Since(started)
+	t.Logf("detail while the store hangs: %d in %s: %s", env.Status, took.Round(time.Millisecond), env.Raw)
+	if took > 30*time.Second || env.Status == http.StatusOK || env.Status == http.StatusInternalServerError {
+		t.Fatalf("detail while the store hangs: %d in %s", env.Status, took)
+	}
+	time.Sleep(time.Until(frozen.Add(3 * time.Second)))
+	proxy.Thaw()
+	cmtest.Eventually(t, 60*time.Second, "the sink has every record after the store answers again", func() bool { return lines(t, sink) >= 10 })
+	cmtest.Eventually(t, 60*time.Second, "detail answers again, RUNNING", func() bool {
+		env := n.Do(t, "GET", base+"detail?taskName="+q(name), nil)
+		return env.Status == http.StatusOK && n.Detail(t, name).State == model.StateRunning
+	})
+	seen := cmtest.SinkIndexes(t, sink)
+	for i := range 10 {
+		if seen[i] != 1 {
+			t.Fatalf("record %d reached the sink %d times", i, seen[i])
+		}
+	}
+}
