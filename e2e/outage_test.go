@@ -182,3 +182,58 @@ func TestTargetHangs(t *testing.T) {
 	reached(t, n, name, sub, e.binlogEnd(t), 120*time.Second)
 	e.same(t, "a")
 }
+
+// TestTargetHangsTimesOut: with sink.ioTimeout, a target that hangs fails
+// the task retryably once a write has waited that long (instead of leaving
+// it RUNNING with nothing moving), and once the target answers again the
+// restart policy brings it back and it catches up.
+func TestTargetHangsTimesOut(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
+	proxy := dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port))
+	host, port, err := net.SplitHostPort(proxy.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
+	for k, v := range map[string]string{"task.autoRestart.backoff.initial": "1s", "job.auto-restart.schedule": "@every 1s"} {
+		n.OK(t, http.MethodPost, base+"params/update?key="+q(k)+"&value="+q(v), nil)
+	}
+	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"),
+		map[string]map[string]string{"sink": {"host": host, "port": port, "ioTimeout": "2s"}})).String()
+	sub := e.subtopic()
+	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
+		d := n.Detail(t, name)
+		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
+	})
+	w := startWriter(t, e, "a", 100000)
+	cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= 50 || w.err != nil })
+	proxy.Freeze()
+	var failed model.ErrorDetail
+	cmtest.Eventually(t, 30*time.Second, "the task fails while the target hangs", func() bool {
+		d := n.Detail(t, name)
+		for _, ed := range d.ErrorDetails {
+			if ed.Level == model.LevelError {
+				failed = ed
+			}
+		}
+		return d.State == model.StateException
+	})
+	t.Logf("while the target hangs: %+v", failed)
+	if failed.Permanent {
+		t.Fatalf("a hung target failed the task permanently: %+v", failed)
+	}
+	proxy.Thaw()
+	cmtest.Eventually(t, 30*time.Second, "the writer writes after", func() bool { return w.next.Load() >= 300 || w.err != nil })
+	w.stop()
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	end := e.binlogEnd(t)
+	cmtest.Eventually(t, 120*time.Second, "the task is restarted and catches up", func() bool {
+		d := n.Detail(t, name)
+		at, ok := parseToken(d.Checkpoint[sub].Token)
+		return d.State == model.StateRunning && ok && !at.before(end)
+	})
+	e.same(t, "a")
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
@@ -30,6 +31,7 @@ const (
 	keyParallel     = "parallelism" // sink.parallelism
 	keyDDL          = "ddl"         // sink.ddl
 	keyType         = "type"
+	keyIOTimeout    = "ioTimeout"
 
 	scopeSource      = "source"
 	scopeSink        = "sink"
@@ -38,7 +40,11 @@ const (
 
 // Defaults.
 const (
-	defaultPort         = 3306
+	defaultPort = 3306
+	// defaultIOTimeout bounds each read and write of a row connection: a
+	// server that stops answering without closing the connection fails
+	// the task (retryably) instead of holding it still.
+	defaultIOTimeout    = 60 * time.Second
 	defaultFlavor       = flavorMariaDB
 	defaultMaxBatchRows = 5000
 	defaultBatchSize    = 10000
@@ -67,6 +73,10 @@ type endpoint struct {
 	Port     int
 	User     string
 	Password string
+	// IOTimeout is SCOPE.ioTimeout: the longest a read or write of a row
+	// connection may wait (0: no limit). Statements whose text carries a
+	// definition (DDL, which may run for minutes) have none.
+	IOTimeout time.Duration
 }
 
 // Addr is host:port.
@@ -232,7 +242,17 @@ func (c sinkConfig) TargetDB(src string) string {
 
 func parseEndpoint(scope string, kv map[string]string) (endpoint, []error) {
 	var errs []error
-	e := endpoint{Host: kv[keyHost], User: kv[keyUsername], Password: kv[keyPassword], Port: defaultPort}
+	e := endpoint{Host: kv[keyHost], User: kv[keyUsername], Password: kv[keyPassword], Port: defaultPort, IOTimeout: defaultIOTimeout}
+	if v := kv[keyIOTimeout]; v != "" {
+		d, err := time.ParseDuration(v)
+		if v == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s.ioTimeout %q is not a duration such as 60s (0: no limit)", scope, v))
+		}
+		e.IOTimeout = d
+	}
 	if e.Host == "" {
 		errs = append(errs, fmt.Errorf("%s.host is required", scope))
 	}

@@ -3,6 +3,7 @@ package mysql
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/connector-manager/cm/model"
 	"github.com/connector-manager/cm/taskmgr/connector"
@@ -22,7 +23,7 @@ func TestParseSourceConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 3306 || c.Flavor != "mariadb" || c.Subtopic != "db1-3306" || c.BatchSize != 10000 ||
-		c.Parallelism != 4 || c.MaxBatchRows != 5000 || c.ThrottleRPS != 0 {
+		c.Parallelism != 4 || c.MaxBatchRows != 5000 || c.ThrottleRPS != 0 || c.IOTimeout != time.Minute {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.ServerID < 1000 || c.ServerID > 4_000_000_000 || c.ServerID != defaultServerID(comp) {
@@ -44,6 +45,8 @@ func TestParseSourceConfig(t *testing.T) {
 		{"serverId", "1", "reserved"},
 		{"serverId", "x", "source.serverId"},
 		{"flavor", "oracle", "source.flavor"},
+		{"ioTimeout", "soon", "source.ioTimeout"},
+		{"ioTimeout", "-1s", "source.ioTimeout"},
 	}
 	for _, b := range bad {
 		src := base()
@@ -65,8 +68,13 @@ func TestParseSinkConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TargetDB("a") != "b" || c.TargetDB("c") != "d" || c.TargetDB("x") != "x" || c.Port != 3306 {
+	if c.TargetDB("a") != "b" || c.TargetDB("c") != "d" || c.TargetDB("x") != "x" || c.Port != 3306 || c.IOTimeout != time.Minute {
 		t.Errorf("%+v", c)
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "2s": 2 * time.Second, "1m30s": 90 * time.Second} {
+		if c, err := parseSinkConfig(cfg(map[string]string{"host": "h", "username": "u", "ioTimeout": v})); err != nil || c.IOTimeout != want {
+			t.Errorf("sink.ioTimeout=%s: %v %v", v, c.IOTimeout, err)
+		}
 	}
 	for _, m := range []string{"a", "a:", ":b", "a:b,a:c"} {
 		if _, err := parseSinkConfig(cfg(map[string]string{"host": "h", "username": "u", "databaseMap": m})); err == nil {

@@ -62,6 +62,9 @@ func open(e endpoint, session map[string]string, interpolate bool, maxOpen int, 
 	c.Collation = collation // the handshake's character set: no SET NAMES round trip
 	c.InterpolateParams = interpolate
 	c.Timeout = dialTimeout
+	if collation == rowCollation {
+		c.ReadTimeout, c.WriteTimeout = e.IOTimeout, e.IOTimeout
+	}
 	c.MaxAllowedPacket = 0 // ask the server
 	conn, err := driver.NewConnector(c)
 	if err != nil {

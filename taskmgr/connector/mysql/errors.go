@@ -98,6 +98,10 @@ func sourceFailure(what string, err error) error {
 		return connector.Fail(codePositionPurged, what+": the binlog position is not readable", err.Error(),
 			"the binlog was purged or the position is invalid; rewind to a time within the retained binlog or restart the full import", true, err)
 	}
+	if errors.Is(err, driver.ErrInvalidConn) {
+		return connector.Fail(codeQuery, what, err.Error()+": the connection to the source broke, or the source did not answer within source.ioTimeout",
+			"check the source server and the network to it; the task is restarted by the restart policy", false, err)
+	}
 	return connector.Fail(codeQuery, what, err.Error(), "", false, err)
 }
 
@@ -120,6 +124,10 @@ func sinkFailure(what string, err error) error {
 	case errNoSuchTable, errBadField, errWrongValueCount, errBadDB:
 		return connector.Fail(codeApplySchema, what+": target schema does not fit", err.Error(),
 			"make the target table match the source definition", true, err)
+	}
+	if errors.Is(err, driver.ErrInvalidConn) {
+		return connector.Fail(codeApply, what, err.Error()+": the connection to the target broke, or the target did not answer within sink.ioTimeout",
+			"check the target server and the network to it; the task is restarted by the restart policy", false, err)
 	}
 	return connector.Fail(codeApply, what, err.Error(), "", false, err)
 }
