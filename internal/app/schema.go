@@ -41,9 +41,17 @@ func (h *schemaHistory) AppliedDDL(ctx context.Context, e connector.SchemaEvent)
 	}
 	a, _ := json.Marshal(applied)
 	t, _ := json.Marshal(tables)
+	// The audit row shows the statements with any password they carry
+	// (a connection URL in a comment) masked; the history row keeps them
+	// as logged, for replays, and is masked where it is read.
+	var scrub *model.Scrubber
+	shown := make([]string, len(applied))
+	for i, q := range applied {
+		shown[i] = scrub.String(q)
+	}
 	detail, err := json.Marshal(ddlDetail{
 		Position: model.StatementPosition{Subtopic: e.Subtopic, Before: e.Before, After: e.After, TS: e.TS},
-		Database: e.Database, Statement: e.Statement, Applied: applied, Tables: tables, Replay: e.Replay,
+		Database: e.Database, Statement: scrub.String(e.Statement), Applied: shown, Tables: tables, Replay: e.Replay,
 	})
 	if err != nil {
 		return fmt.Errorf("encoding a DDL record: %w", err)
