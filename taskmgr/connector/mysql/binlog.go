@@ -98,6 +98,9 @@ type binlogSource struct {
 	fromTS int64
 	// meta is the server's binlog_row_metadata, read at Open.
 	meta string
+	// charsets caches the character set of client collation ids
+	// (querycharset.go).
+	charsets map[uint16]string
 	// atEnd is set by a heartbeat received with no transaction open: the
 	// server has sent everything it has, and everything is read. Any other
 	// event clears it.
@@ -580,6 +583,11 @@ func (s *binlogSource) query(ctx context.Context, ts int64, e *replication.Query
 		s.begin(ts, false)
 		s.txn.start = start
 	}
+	text, err := s.statementText(ctx, e.Query, e.StatusVars)
+	if err != nil {
+		return false, err
+	}
+	q = strings.TrimSpace(text)
 	if err := s.ddl(ctx, string(e.Schema), q); err != nil {
 		err = s.atStatement(err, ts, endPos)
 		if at := stoppedAt(err); at != nil && len(s.txn.learn) > 0 {
