@@ -199,27 +199,53 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 		out.Tables = []tableRef{src[n.Table]}
 		return out, print(n)
 	case *ast.RenameTableStmt:
-		// Each pair in order; one already done (the old name gone, the new
-		// one there) is left out.
+		// The pairs in order, judged one after the other on the names the
+		// target has as the pairs before leave them (a swap a→tmp, b→a,
+		// tmp→b renames a name the first pair frees); a pair already done
+		// (the old name gone, the new one there) is left out. The rest run
+		// as one statement, which the server applies all or nothing.
+		var pairs []string
+		var tables []tableRef
+		exists := map[tableRef]bool{}
+		has := func(r tableRef) (bool, error) {
+			if v, ok := exists[r]; ok {
+				return v, nil
+			}
+			v, err := s.targetExists(ctx, r)
+			exists[r] = v
+			return v, err
+		}
 		for _, tt := range n.TableToTables {
 			if !s.selected(src[tt.OldTable]) {
 				continue // not this task's (the source refuses a rename across the selection)
 			}
 			out.Tables = append(out.Tables, src[tt.OldTable], src[tt.NewTable])
+			tables = append(tables, src[tt.OldTable], src[tt.NewTable])
 			from, to := target(tt.OldTable), target(tt.NewTable)
-			hasFrom, err := s.targetExists(ctx, from)
+			hasFrom, err := has(from)
 			if err != nil {
 				return out, err
 			}
-			hasTo, err := s.targetExists(ctx, to)
+			hasTo, err := has(to)
 			if err != nil {
 				return out, err
 			}
 			if !hasFrom && hasTo {
 				continue
 			}
-			out.Statements = append(out.Statements, "RENAME TABLE "+from.quoted()+" TO "+to.quoted())
+			exists[from], exists[to] = false, true
+			pairs = append(pairs, from.quoted()+" TO "+to.quoted())
 		}
+		if len(pairs) == 0 {
+			return out, nil
+		}
+		if again, err := s.replayed(ctx, c, subtopic, tables...); err != nil || again {
+			// Recorded as applied: the target has the renames (rows
+			// replayed from before them are written under the names it
+			// has); running them again would undo a swap.
+			return out, err
+		}
+		out.Statements = append(out.Statements, "RENAME TABLE "+strings.Join(pairs, ", "))
 	case *ast.CreateIndexStmt:
 		out.Tables = []tableRef{src[n.Table]}
 		sh, err := s.targetShape(ctx, target(n.Table))
@@ -298,9 +324,9 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 // then every clause is judged, as on a first run.
 
 // replayed reports whether the statement c is one the DDL history records
-// as applied, on a table (the source's name) that no statement before it
+// as applied, on tables (the source's names) that no statement before it
 // made again since.
-func (s *sink) replayed(ctx context.Context, c *connector.SchemaChange, subtopic string, table tableRef) (bool, error) {
+func (s *sink) replayed(ctx context.Context, c *connector.SchemaChange, subtopic string, tables ...tableRef) (bool, error) {
 	if s.history == nil {
 		return false, nil
 	}
@@ -319,10 +345,12 @@ func (s *sink) replayed(ctx context.Context, c *connector.SchemaChange, subtopic
 	}
 	for _, r := range rows {
 		pos, err := parseToken(r.After)
-		if err != nil || r.Subtopic != subtopic || !before(pos, at) || !r.At.After(last) || !remade(r, table) {
+		if err != nil || r.Subtopic != subtopic || !before(pos, at) || !r.At.After(last) {
 			continue
 		}
-		return false, nil
+		if slices.ContainsFunc(tables, func(t tableRef) bool { return remade(r, t) }) {
+			return false, nil
+		}
 	}
 	return true, nil
 }

@@ -242,7 +242,9 @@ func TestSinkDDLReplay(t *testing.T) {
 // them and the ones after, leaves the target's columns where the last
 // statements put them, and does not narrow a column back to a type its
 // data no longer fits; a table dropped and made again in the replay gets
-// every later statement again.
+// every later statement again; a swap of two tables by one RENAME TABLE
+// is applied (the names freed by its first pairs taken by the next) and
+// not undone by its replay.
 func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
 	e := newEnv(t)
 	e.exec(t, "CREATE TABLE "+e.src("t")+" (id INT PRIMARY KEY, a VARCHAR(10), b INT, c INT, d VARCHAR(30))")
@@ -267,6 +269,10 @@ func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
 		"DROP TABLE u",
 		"CREATE TABLE u (id INT PRIMARY KEY, x INT, y INT)",
 		"ALTER TABLE u MODIFY y INT AFTER id, CHANGE x x2 BIGINT",
+		// A swap: replayed against the target that has it, it must not
+		// swap the tables back.
+		"CREATE TABLE g (id INT PRIMARY KEY, z INT)",
+		"RENAME TABLE t TO tmp, g TO t, tmp TO g",
 	}
 	columns := func(db string) string {
 		var out string
@@ -292,7 +298,7 @@ func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
 		t.Fatalf("target %s\nwant %s", got, want)
 	}
 	// Data the first type of d does not fit.
-	e.exec(t, "INSERT INTO "+e.dst("t")+" (id, d) VALUES (1, 'longer than three')")
+	e.exec(t, "INSERT INTO "+e.dst("g")+" (id, d) VALUES (1, 'longer than three')") // t before the swap
 	for round := range 2 {
 		for i, q := range stmts {
 			write(i, q)
@@ -301,7 +307,7 @@ func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
 			t.Fatalf("replay %d: target %s\nwant %s", round+1, got, want)
 		}
 		var d string
-		if err := e.admin.QueryRow("SELECT d FROM " + e.dst("t") + " WHERE id = 1").Scan(&d); err != nil || d != "longer than three" {
+		if err := e.admin.QueryRow("SELECT d FROM " + e.dst("g") + " WHERE id = 1").Scan(&d); err != nil || d != "longer than three" {
 			t.Fatalf("replay %d: the value of d is %q (%v)", round+1, d, err)
 		}
 	}
