@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"go.uber.org/zap"
 
@@ -139,11 +140,28 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 	if err != nil {
 		return out, s.unsupportedDDL(c, err.Error())
 	}
+	h, err := s.replayOf(ctx, c, subtopic)
+	if err != nil {
+		return out, err
+	}
 	// Qualify every name, mapping its database; src remembers the source
-	// table of each name.
+	// table of each name. A statement met again (recorded as applied) names
+	// the tables it changed by their names now: it follows them through
+	// the renames recorded after it (history.go, Lineage), and is left out
+	// when one of them is gone.
 	src := map[*ast.TableName]tableRef{}
+	follow := h.recorded && followsLineage(p.Node)
 	for _, t := range namesOf(p.Node) {
 		r := refOf(t, c.Database)
+		if follow {
+			now, gone := lineage(h.renames, r, h.after)
+			if gone {
+				s.log.Info("DDL met again on a table the target no longer has; not run",
+					zap.String("statement", clip(c.Statement, 400)), zap.String(logTable, r.String()))
+				return applied{Tables: []tableRef{r}}, nil
+			}
+			r = now
+		}
 		src[t] = r
 		t.Schema = ast.NewCIStr(s.cfg.TargetDB(r.DB))
 		t.Name = ast.NewCIStr(r.Name)
@@ -182,12 +200,17 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 			return out, nil
 		}
 		// Only the selected tables: the others of the statement are not
-		// this task's on the target.
+		// this task's on the target. Met again, a table whose name a later
+		// rename gave to another table is left alone: that one is under
+		// the name now.
 		var keep []*ast.TableName
 		for _, t := range n.Tables {
 			if s.selected(src[t]) {
-				keep = append(keep, t)
 				out.Tables = append(out.Tables, src[t])
+				if h.recorded && renamedInto(h.renames, src[t], h.after) {
+					continue
+				}
+				keep = append(keep, t)
 			}
 		}
 		if len(keep) == 0 {
@@ -239,11 +262,11 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 		if len(pairs) == 0 {
 			return out, nil
 		}
-		if again, err := s.replayed(ctx, c, subtopic, tables...); err != nil || again {
+		if h.replayed(tables...) {
 			// Recorded as applied: the target has the renames (rows
 			// replayed from before them are written under the names it
 			// has); running them again would undo a swap.
-			return out, err
+			return out, nil
 		}
 		out.Statements = append(out.Statements, "RENAME TABLE "+strings.Join(pairs, ", "))
 	case *ast.CreateIndexStmt:
@@ -286,9 +309,7 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 			return out, fmt.Errorf("%w: the target table %s does not exist", errTargetMoved, target(n.Table))
 		}
 		specs := n.Specs
-		if again, err := s.replayed(ctx, c, subtopic, src[n.Table]); err != nil {
-			return out, err
-		} else if again {
+		if h.replayed(src[n.Table]) {
 			specs = withoutColumnChanges(specs)
 		}
 		keep, err := sh.pending(specs)
@@ -323,36 +344,73 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 // statement last ran (a DROP or CREATE run again earlier in the replay):
 // then every clause is judged, as on a first run.
 
-// replayed reports whether the statement c is one the DDL history records
-// as applied, on tables (the source's names) that no statement before it
-// made again since.
-func (s *sink) replayed(ctx context.Context, c *connector.SchemaChange, subtopic string, tables ...tableRef) (bool, error) {
+// replay is what the DDL history says of a statement met again.
+type replay struct {
+	// recorded: the history has the statement (at its position after),
+	// applied; last is when it last ran.
+	recorded bool
+	after    gomysql.Position
+	last     time.Time
+	rows     []model.AppliedDDL
+	subtopic string
+	// renames are the recorded renames and drops (history.go).
+	renames []rename
+}
+
+// replayOf reads the DDL history for c (nothing without a history, or
+// when c's position does not parse).
+func (s *sink) replayOf(ctx context.Context, c *connector.SchemaChange, subtopic string) (replay, error) {
+	h := replay{subtopic: subtopic}
 	if s.history == nil {
-		return false, nil
+		return h, nil
+	}
+	at, err := parseToken(c.After)
+	if err != nil {
+		return h, nil
 	}
 	rows, err := s.history.DDLHistory(ctx, s.task)
 	if err != nil {
-		return false, sinkFailure("reading the DDL history", err)
+		return h, sinkFailure("reading the DDL history", err)
 	}
-	i := slices.IndexFunc(rows, func(r model.AppliedDDL) bool { return r.Subtopic == subtopic && r.After == c.After })
-	if i < 0 {
-		return false, nil
+	h.rows, h.after = rows, at
+	if i := slices.IndexFunc(rows, func(r model.AppliedDDL) bool { return r.Subtopic == subtopic && r.After == c.After }); i >= 0 {
+		h.recorded, h.last = true, rows[i].At
+		h.renames = renamesFrom(rows, subtopic)
 	}
-	last := rows[i].At
-	at, err := parseToken(c.After)
-	if err != nil {
-		return false, nil
+	return h, nil
+}
+
+// replayed reports whether the statement is recorded as applied, on
+// tables (the source's names) that no statement before it made again
+// since it last ran.
+func (h replay) replayed(tables ...tableRef) bool {
+	if !h.recorded {
+		return false
 	}
-	for _, r := range rows {
+	for _, r := range h.rows {
 		pos, err := parseToken(r.After)
-		if err != nil || r.Subtopic != subtopic || !before(pos, at) || !r.At.After(last) {
+		if err != nil || r.Subtopic != h.subtopic || !before(pos, h.after) || !r.At.After(h.last) {
 			continue
 		}
 		if slices.ContainsFunc(tables, func(t tableRef) bool { return remade(r, t) }) {
-			return false, nil
+			return false
 		}
 	}
-	return true, nil
+	return true
+}
+
+// followsLineage reports whether a statement met again is applied to its
+// tables by their names now: statements that change a table in place.
+// Renames and drops are judged on the names as they are (they change
+// what a name means).
+func followsLineage(n ast.StmtNode) bool {
+	switch n := n.(type) {
+	case *ast.CreateTableStmt, *ast.TruncateTableStmt, *ast.CreateIndexStmt, *ast.DropIndexStmt:
+		return true
+	case *ast.AlterTableStmt:
+		return !slices.ContainsFunc(n.Specs, func(s *ast.AlterTableSpec) bool { return s.Tp == ast.AlterTableRenameTable })
+	}
+	return false
 }
 
 // remade reports whether a recorded statement ran a DROP or CREATE of

@@ -273,6 +273,12 @@ func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
 		// swap the tables back.
 		"CREATE TABLE g (id INT PRIMARY KEY, z INT)",
 		"RENAME TABLE t TO tmp, g TO t, tmp TO g",
+		// And a swap that gives the name of the u dropped above to another
+		// table: replayed, that DROP must not drop the table under the
+		// name now, nor the statements of u's next table run on the one
+		// called u now.
+		"RENAME TABLE t TO tmp, u TO t, tmp TO u",
+		"ALTER TABLE t ADD COLUMN w INT FIRST",
 	}
 	columns := func(db string) string {
 		var out string

@@ -113,13 +113,20 @@ type rename struct {
 // readRenames reads the statements the task's sink applied and keeps
 // their renames and drops, in position order.
 func (s *binlogSource) readRenames(ctx context.Context) error {
-	s.renames = nil
 	applied, err := s.history.DDLHistory(ctx, s.task)
 	if err != nil {
 		return sourceFailure("reading the DDL history", err)
 	}
+	s.renames = renamesFrom(applied, s.cfg.Subtopic)
+	return nil
+}
+
+// renamesFrom lists the renames and drops of the recorded statements of
+// one subtopic, in position order (the pairs of one statement in theirs).
+func renamesFrom(applied []model.AppliedDDL, subtopic string) []rename {
+	var out []rename
 	for _, a := range applied {
-		if a.Subtopic != s.cfg.Subtopic {
+		if a.Subtopic != subtopic {
 			continue
 		}
 		pos, err := parseToken(a.After)
@@ -130,9 +137,9 @@ func (s *binlogSource) readRenames(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		s.renames = append(s.renames, renamesOf(p, a.Database, pos)...)
+		out = append(out, renamesOf(p, a.Database, pos)...)
 	}
-	slices.SortStableFunc(s.renames, func(a, b rename) int {
+	slices.SortStableFunc(out, func(a, b rename) int {
 		switch {
 		case before(a.pos, b.pos):
 			return -1
@@ -141,7 +148,42 @@ func (s *binlogSource) readRenames(ctx context.Context) error {
 		}
 		return 0
 	})
-	return nil
+	return out
+}
+
+// Lineage. A name means one table from its CREATE (or the rename that
+// gives it the name) to its DROP (or the rename that takes the name away).
+// Replaying the statements and rows of a table on a target that went
+// through the statements after them, cm follows the table, not the name:
+// through the renames recorded after a position to the name it has now
+// (lineage), or to the DROP that ended it. When a later rename gave that
+// name to another table (a swap after a drop), nothing of the ended table
+// is on the target under any name: its rows and statements are left out
+// of the replay, for under its name is the other table now.
+
+// lineage follows the table named ref just after p through the table
+// renames recorded after p: the name it has at the end, or gone when a
+// later DROP ended it and a rename after that drop gave the name to
+// another table.
+func lineage(rs []rename, ref tableRef, p gomysql.Position) (tableRef, bool) {
+	cur := ref
+	for _, r := range rs {
+		if !before(p, r.pos) || r.column || r.table != cur {
+			continue
+		}
+		if r.drop {
+			return cur, renamedInto(rs, cur, r.pos)
+		}
+		cur = r.toTable
+	}
+	return cur, false
+}
+
+// renamedInto reports whether a statement after p renames a table to ref.
+func renamedInto(rs []rename, ref tableRef, p gomysql.Position) bool {
+	return slices.ContainsFunc(rs, func(r rename) bool {
+		return before(p, r.pos) && !r.column && !r.drop && r.toTable == ref
+	})
 }
 
 // renamesOf lists the renames and drops of a statement.
@@ -184,8 +226,10 @@ func renamesOf(p parsedDDL, db string, pos gomysql.Position) []rename {
 // the renames the target already has after it: rows replayed from before a
 // RENAME COLUMN or RENAME TABLE that the target shows go to the names it
 // has. cols nil: nothing to map. A drop of the table ends the mapping (the
-// statement is replayed, and what the name means comes again).
-func (s *binlogSource) forward(ref tableRef, columns []string) (tableRef, []string) {
+// statement is replayed, and what the name means comes again), unless a
+// rename after the drop gave the name to another table: then the rows are
+// of a table the target no longer has (gone; see Lineage).
+func (s *binlogSource) forward(ref tableRef, columns []string) (tableRef, []string, bool) {
 	var cols []string
 	cur := ref
 	for _, r := range s.renames {
@@ -193,6 +237,9 @@ func (s *binlogSource) forward(ref tableRef, columns []string) (tableRef, []stri
 			continue
 		}
 		if r.drop {
+			if renamedInto(s.renames, cur, r.pos) {
+				return cur, nil, true
+			}
 			break
 		}
 		if !r.column {
@@ -212,12 +259,12 @@ func (s *binlogSource) forward(ref tableRef, columns []string) (tableRef, []stri
 		}
 	}
 	if cur == ref && cols == nil {
-		return ref, nil
+		return ref, nil, false
 	}
 	if cols == nil {
 		cols = columns
 	}
-	return cur, cols
+	return cur, cols, false
 }
 
 // readHistory reads the task's versions of this subtopic and the renames

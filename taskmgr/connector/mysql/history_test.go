@@ -79,7 +79,10 @@ func TestForwardRenames(t *testing.T) {
 		if c.at >= 350 && c.at < 400 {
 			in = []string{"id", "c", "x"}
 		}
-		got, gotCols := s.forward(from, in)
+		got, gotCols, gone := s.forward(from, in)
+		if gone {
+			t.Errorf("at %d: gone", c.at)
+		}
 		if c.cols == nil {
 			if c.at == 350 && (got.Name != "u" || !slices.Equal(gotCols, []string{"id", "d", "x"})) {
 				t.Errorf("at %d: %v %v", c.at, got, gotCols)
@@ -95,5 +98,53 @@ func TestForwardRenames(t *testing.T) {
 	}
 	if !slices.Equal(cols, []string{"id", "a", "x"}) {
 		t.Fatalf("forward changed its input: %v", cols)
+	}
+}
+
+// TestLineage follows a table through renames to its name now, and knows
+// it gone when it was dropped and its name given to another table by a
+// later rename (a swap after a drop); rows replayed from before such a
+// drop are left out.
+func TestLineage(t *testing.T) {
+	pos := func(n uint32) gomysql.Position { return gomysql.Position{Name: "binlog.000001", Pos: n} }
+	var rs []rename
+	for _, st := range []struct {
+		q string
+		n uint32
+	}{
+		{"DROP TABLE u", 100},
+		{"CREATE TABLE u (id INT PRIMARY KEY)", 200},
+		{"RENAME TABLE t TO tmp, u TO t, tmp TO u", 300},
+		{"DROP TABLE v", 400},
+		{"CREATE TABLE v (id INT PRIMARY KEY)", 500},
+	} {
+		p, err := parseStatement(st.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, renamesOf(p, "db", pos(st.n))...)
+	}
+	ref := func(n string) tableRef { return tableRef{DB: "db", Name: n} }
+	for _, c := range []struct {
+		table string
+		at    uint32
+		now   string
+		gone  bool
+	}{
+		{"u", 50, "u", true},   // the u dropped at 100: its name went to t's table at 300
+		{"u", 150, "t", false}, // the u created at 200 is t now
+		{"t", 150, "u", false}, // t is u after the swap
+		{"u", 350, "u", false}, // after the swap
+		{"v", 350, "v", false}, // dropped at 400, its name given by a CREATE: replayed as before
+		{"w", 50, "w", false},  // never renamed
+	} {
+		now, gone := lineage(rs, ref(c.table), pos(c.at))
+		if now != ref(c.now) || gone != c.gone {
+			t.Errorf("%s at %d: %s gone=%v, want %s gone=%v", c.table, c.at, now, gone, c.now, c.gone)
+		}
+	}
+	s := &binlogSource{renames: rs, last: pos(50)}
+	if _, _, gone := s.forward(ref("u"), []string{"id"}); !gone {
+		t.Error("rows of the u dropped at 100 are not left out")
 	}
 }
