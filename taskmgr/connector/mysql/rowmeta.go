@@ -144,7 +144,11 @@ func (s *binlogSource) scanForColumnChange(ctx context.Context, meta string, ts 
 			if groupOr(groupTS, t) < ts {
 				break
 			}
-			q := strings.TrimSpace(string(e.Query))
+			text, err := s.statementText(ctx, e.Query, e.StatusVars) // in the client's character set (querycharset.go)
+			if err != nil {
+				return err
+			}
+			q := strings.TrimSpace(text)
 			d := parseDDL(q, string(e.Schema))
 			if !changesColumns(d, q) {
 				break
