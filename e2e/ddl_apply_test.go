@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +103,16 @@ func startWriter(t *testing.T, e *env, table string, limit int) *writer {
 	}()
 	t.Cleanup(w.stop)
 	return w
+}
+
+// wrote waits until the writer has written k more rows since the call.
+func (w *writer) wrote(t *testing.T, k int64) {
+	t.Helper()
+	from := w.next.Load()
+	cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= from+k || w.err != nil })
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
 }
 
 func (w *writer) stop() {
@@ -207,11 +216,7 @@ func TestDDLApply(t *testing.T) { ddlApply(t, newEnv(t)) }
 // binlog_row_metadata=NO_LOG (MariaDB's default): rows carry no column
 // names, so the schema history alone maps values to columns, before and
 // after each statement and in the replay of the pullback.
-func TestDDLApplyWithoutColumnNames(t *testing.T) {
-	srv := dbtest.StartServer(t, "--binlog-row-metadata=NO_LOG")
-	srv.Exec(t, "CREATE DATABASE src; CREATE DATABASE dst")
-	ddlApply(t, &env{admin: srv.DB, host: "127.0.0.1", port: strconv.Itoa(srv.Port), user: "root", src: "src", dst: "dst"})
-}
+func TestDDLApplyWithoutColumnNames(t *testing.T) { ddlApply(t, noLogEnv(t)) }
 
 func ddlApply(t *testing.T, e *env) {
 	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0, note VARCHAR(20), x INT)")
@@ -235,18 +240,11 @@ func ddlApply(t *testing.T, e *env) {
 		}
 		e.same(t, tables...)
 	}
-	written := func(k int64) {
-		from := w.next.Load()
-		cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= from+k || w.err != nil })
-		if w.err != nil {
-			t.Fatal(w.err)
-		}
-	}
-	written(50)
+	w.wrote(t, 50)
 	quiet("the first rows", []string{"a", "r", "tr", "dc"})
 	for _, st := range ddlSteps(e) {
 		e.exec(t, st.sql)
-		written(30)
+		w.wrote(t, 30)
 		quiet(st.name, st.tables)
 		t.Logf("%s: converged (a: %s)", st.name, e.checksum(t, e.dstT("a")))
 	}

@@ -36,15 +36,7 @@ func TestKill9BetweenDDLAndRows(t *testing.T) {
 		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
 	})
 	w := startWriter(t, e, "a", 200000)
-	written := func(k int64) {
-		t.Helper()
-		from := w.next.Load()
-		cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= from+k || w.err != nil })
-		if w.err != nil {
-			t.Fatal(w.err)
-		}
-	}
-	written(100)
+	w.wrote(t, 100)
 	e.exec(t, "ALTER TABLE "+e.srcT("a")+" ADD COLUMN extra VARCHAR(10) NOT NULL DEFAULT 'd' AFTER name")
 	select {
 	case <-p.done:
@@ -54,11 +46,11 @@ func TestKill9BetweenDDLAndRows(t *testing.T) {
 	if !strings.Contains(e.columns(t, e.dst, "a"), "extra varchar(10)") {
 		t.Fatalf("killed before the ALTER ran on the target: %s", e.columns(t, e.dst, "a"))
 	}
-	written(100) // the writer goes on while cm is down
+	w.wrote(t, 100) // the writer goes on while cm is down
 
 	os.Unsetenv("CM_FAILPOINT")
 	p = startCM(t, bin, addr, store, dir)
-	written(100)
+	w.wrote(t, 100)
 	w.stop()
 	if w.err != nil {
 		t.Fatal(w.err)

@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 )
 
@@ -19,12 +17,7 @@ import (
 // it. Tables, columns and rows end equal to the source, with and without
 // column names in the binlog.
 func TestDDLSwapAfterDrop(t *testing.T) {
-	t.Run("FULL", func(t *testing.T) { swapAfterDrop(t, newEnv(t)) })
-	t.Run("NO_LOG", func(t *testing.T) {
-		srv := dbtest.StartServer(t, "--binlog-row-metadata=NO_LOG")
-		srv.Exec(t, "CREATE DATABASE src; CREATE DATABASE dst")
-		swapAfterDrop(t, &env{admin: srv.DB, host: "127.0.0.1", port: strconv.Itoa(srv.Port), user: "root", src: "src", dst: "dst"})
-	})
+	withAndWithoutColumnNames(t, swapAfterDrop)
 }
 
 func swapAfterDrop(t *testing.T, e *env) {

@@ -53,6 +53,23 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
+// noLogEnv is an env on a throwaway server of its own with
+// binlog_row_metadata=NO_LOG (MariaDB's default): row events carry no
+// column names.
+func noLogEnv(t *testing.T) *env {
+	t.Helper()
+	srv := dbtest.StartServer(t, "--binlog-row-metadata=NO_LOG")
+	srv.Exec(t, "CREATE DATABASE src; CREATE DATABASE dst")
+	return &env{admin: srv.DB, host: "127.0.0.1", port: strconv.Itoa(srv.Port), user: "root", src: "src", dst: "dst"}
+}
+
+// withAndWithoutColumnNames runs a test on the shared server (FULL row
+// metadata) and on a NO_LOG one.
+func withAndWithoutColumnNames(t *testing.T, run func(t *testing.T, e *env)) {
+	t.Run("FULL", func(t *testing.T) { run(t, newEnv(t)) })
+	t.Run("NO_LOG", func(t *testing.T) { run(t, noLogEnv(t)) })
+}
+
 // subtopic is the binlog subtopic the source reports by default, HOST-PORT.
 func (e *env) subtopic() string { return e.host + "-" + e.port }
 

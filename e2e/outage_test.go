@@ -29,47 +29,15 @@ func TestConnectorOutage(t *testing.T) {
 }
 
 func connectorOutage(t *testing.T, side string) {
-	e := newEnv(t)
-	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
-	proxy := dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port))
-	host, port, err := net.SplitHostPort(proxy.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
-	for k, v := range map[string]string{"task.autoRestart.backoff.initial": "1s", "job.auto-restart.schedule": "@every 1s"} {
-		n.OK(t, http.MethodPost, base+"params/update?key="+q(k)+"&value="+q(v), nil)
-	}
-	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"),
-		map[string]map[string]string{side: {"host": host, "port": port}})).String()
-	sub := e.subtopic()
-	if side == "source" {
-		sub = host + "-" + port
-	}
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
-		d := n.Detail(t, name)
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
-	// The neighbour: a file task on the same node.
-	nb := t.TempDir()
-	src, sink := nb+"/src.jsonl", nb+"/sink.jsonl"
-	appendJSONLines(t, src, 0, 5)
-	neighbour := n.OK(t, http.MethodPost, base+"create", map[string]any{"component": component("incr_trans"), "config": map[string]map[string]string{
-		"source": {"type": "file", "path": src}, "sink": {"type": "file", "path": sink}}}).String()
-	cmtest.Eventually(t, 10*time.Second, "the neighbour moves", func() bool { return countLines(sink) >= 5 })
+	b := startBehindProxy(t, side, nil)
+	e, n, proxy, name, sub := b.e, b.n, b.proxy, b.name, b.sub
+	neighbour, src, sink := b.neighbour(t)
 
 	w := startWriter(t, e, "a", 100000)
-	written := func(k int64) {
-		from := w.next.Load()
-		cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= from+k || w.err != nil })
-		if w.err != nil {
-			t.Fatal(w.err)
-		}
-	}
-	written(50)
+	w.wrote(t, 50)
 	proxy.Cut()
 	cut := time.Now()
-	written(200)
+	w.wrote(t, 200)
 	appendJSONLines(t, src, 5, 10)
 	cmtest.Eventually(t, 10*time.Second, "the neighbour moves during the outage", func() bool { return countLines(sink) >= 10 })
 	time.Sleep(time.Until(cut.Add(5 * time.Second)))
@@ -81,7 +49,7 @@ func connectorOutage(t *testing.T, side string) {
 			t.Fatalf("a source outage failed the task permanently: %+v", d)
 		}
 	}
-	written(100)
+	w.wrote(t, 100)
 	w.stop()
 	if w.err != nil {
 		t.Fatal(w.err)
@@ -125,27 +93,9 @@ func countLines(path string) int {
 // target answers again, a resume catches up and the target equals the
 // source.
 func TestTargetHangs(t *testing.T) {
-	e := newEnv(t)
-	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
-	proxy := dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port))
-	host, port, err := net.SplitHostPort(proxy.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
-	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"),
-		map[string]map[string]string{"sink": {"host": host, "port": port}})).String()
-	sub := e.subtopic()
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
-		d := n.Detail(t, name)
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
-	nb := t.TempDir()
-	src, sink := nb+"/src.jsonl", nb+"/sink.jsonl"
-	appendJSONLines(t, src, 0, 5)
-	n.OK(t, http.MethodPost, base+"create", map[string]any{"component": component("incr_trans"), "config": map[string]map[string]string{
-		"source": {"type": "file", "path": src}, "sink": {"type": "file", "path": sink}}})
-	cmtest.Eventually(t, 10*time.Second, "the neighbour moves", func() bool { return countLines(sink) >= 5 })
+	b := startBehindProxy(t, "sink", nil)
+	e, n, proxy, name, sub := b.e, b.n, b.proxy, b.name, b.sub
+	_, src, sink := b.neighbour(t)
 
 	w := startWriter(t, e, "a", 100000)
 	cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= 50 || w.err != nil })
@@ -188,24 +138,8 @@ func TestTargetHangs(t *testing.T) {
 // it RUNNING with nothing moving), and once the target answers again the
 // restart policy brings it back and it catches up.
 func TestTargetHangsTimesOut(t *testing.T) {
-	e := newEnv(t)
-	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
-	proxy := dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port))
-	host, port, err := net.SplitHostPort(proxy.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
-	for k, v := range map[string]string{"task.autoRestart.backoff.initial": "1s", "job.auto-restart.schedule": "@every 1s"} {
-		n.OK(t, http.MethodPost, base+"params/update?key="+q(k)+"&value="+q(v), nil)
-	}
-	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"),
-		map[string]map[string]string{"sink": {"host": host, "port": port, "ioTimeout": "2s"}})).String()
-	sub := e.subtopic()
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
-		d := n.Detail(t, name)
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
+	b := startBehindProxy(t, "sink", map[string]string{"ioTimeout": "2s"})
+	e, n, proxy, name, sub := b.e, b.n, b.proxy, b.name, b.sub
 	w := startWriter(t, e, "a", 100000)
 	cmtest.Eventually(t, 30*time.Second, "the writer writes", func() bool { return w.next.Load() >= 50 || w.err != nil })
 	proxy.Freeze()
@@ -236,4 +170,56 @@ func TestTargetHangsTimesOut(t *testing.T) {
 		return d.State == model.StateRunning && ok && !at.before(end)
 	})
 	e.same(t, "a")
+}
+
+// behindProxy is an incremental task over table a of a fresh env on a
+// node of its own, whose source or sink (side) reaches the server through
+// a proxy the test can cut or freeze; the restart policy retries at once.
+type behindProxy struct {
+	e     *env
+	n     *cmtest.Node
+	proxy *dbtest.Proxy
+	name  string
+	sub   string // the task's binlog subtopic
+}
+
+func startBehindProxy(t *testing.T, side string, extra map[string]string) *behindProxy {
+	t.Helper()
+	e := newEnv(t)
+	e.exec(t, "CREATE TABLE "+e.srcT("a")+" (id INT PRIMARY KEY, name VARCHAR(20), amount INT NOT NULL DEFAULT 0)")
+	b := &behindProxy{e: e, proxy: dbtest.StartProxy(t, net.JoinHostPort(e.host, e.port)), sub: e.subtopic()}
+	host, port, err := net.SplitHostPort(b.proxy.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.n = cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
+	for k, v := range map[string]string{"task.autoRestart.backoff.initial": "1s", "job.auto-restart.schedule": "@every 1s"} {
+		b.n.OK(t, http.MethodPost, base+"params/update?key="+q(k)+"&value="+q(v), nil)
+	}
+	cfg := map[string]string{"host": host, "port": port}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	b.name = b.n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"), map[string]map[string]string{side: cfg})).String()
+	if side == "source" {
+		b.sub = host + "-" + port
+	}
+	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
+		d := b.n.Detail(t, b.name)
+		return d.State == model.StateRunning && d.Checkpoint[b.sub].Token != ""
+	})
+	return b
+}
+
+// neighbour starts a file task on the node with 5 records and returns its
+// source and sink files once they moved.
+func (b *behindProxy) neighbour(t *testing.T) (name, src, sink string) {
+	t.Helper()
+	nb := t.TempDir()
+	src, sink = nb+"/src.jsonl", nb+"/sink.jsonl"
+	appendJSONLines(t, src, 0, 5)
+	name = b.n.OK(t, http.MethodPost, base+"create", map[string]any{"component": component("incr_trans"), "config": map[string]map[string]string{
+		"source": {"type": "file", "path": src}, "sink": {"type": "file", "path": sink}}}).String()
+	cmtest.Eventually(t, 10*time.Second, "the neighbour moves", func() bool { return countLines(sink) >= 5 })
+	return name, src, sink
 }

@@ -28,14 +28,7 @@ func TestStoreOutage(t *testing.T) {
 }
 
 func storeOutage(t *testing.T, outageFor time.Duration) {
-	raw, _ := dbtest.NewMySQLDatabase(t)
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := dbtest.StartProxy(t, u.Host)
-	u.Host = proxy.Addr
-	n := cmtest.Start(t, u.String(), cmtest.Options{})
+	n, proxy := nodeBehindProxy(t)
 	body, src, sink := fileTask(t, "p_outage-incr_trans-1-0", 5)
 	name := n.OK(t, "POST", base+"create", body).String()
 	cmtest.Eventually(t, 10*time.Second, "sink has 5 lines", func() bool { return lines(t, sink) >= 5 })
@@ -110,14 +103,7 @@ func storeOutage(t *testing.T, outageFor time.Duration) {
 // call answers within the store's timeout instead of hanging with it, and
 // once the store answers again the node goes on by itself.
 func TestStoreHangs(t *testing.T) {
-	raw, _ := dbtest.NewMySQLDatabase(t)
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := dbtest.StartProxy(t, u.Host)
-	u.Host = proxy.Addr
-	n := cmtest.Start(t, u.String(), cmtest.Options{})
+	n, proxy := nodeBehindProxy(t)
 	body, src, sink := fileTask(t, "p_hang-incr_trans-1-0", 5)
 	name := n.OK(t, "POST", base+"create", body).String()
 	cmtest.Eventually(t, 10*time.Second, "sink has 5 lines", func() bool { return lines(t, sink) >= 5 })
@@ -145,4 +131,18 @@ func TestStoreHangs(t *testing.T) {
 			t.Fatalf("record %d reached the sink %d times", i, seen[i])
 		}
 	}
+}
+
+// nodeBehindProxy starts a node whose store, a fresh MariaDB database, it
+// reaches through a proxy the test can cut or freeze.
+func nodeBehindProxy(t *testing.T) (*cmtest.Node, *dbtest.Proxy) {
+	t.Helper()
+	raw, _ := dbtest.NewMySQLDatabase(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := dbtest.StartProxy(t, u.Host)
+	u.Host = proxy.Addr
+	return cmtest.Start(t, u.String(), cmtest.Options{}), proxy
 }
