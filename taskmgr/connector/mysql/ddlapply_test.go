@@ -41,6 +41,20 @@ func TestParseStatement(t *testing.T) {
 	}
 }
 
+// openSinkWithHistory opens a mysql sink of e whose DDL history is a
+// historyRecorder; it closes when the test ends.
+func openSinkWithHistory(t *testing.T, ctx context.Context, e *env) (connector.Sink, *historyRecorder) {
+	t.Helper()
+	_, snk := build(t, e.config(t, model.TypeIncr, nil))
+	hist := &historyRecorder{}
+	snk.(*sink).history = hist
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snk.Close() })
+	return snk, hist
+}
+
 // historyRecorder is a connector.SchemaHistory in memory: events are the
 // calls, rows the DDL history as the store keeps it (a replay updates its
 // statement's row).
@@ -108,13 +122,7 @@ func TestSinkDDLReplay(t *testing.T) {
 	t.Cleanup(func() { e.exec(t, "DROP DATABASE IF EXISTS `"+other+"`") })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, snk := build(t, e.config(t, model.TypeIncr, nil))
-	hist := &historyRecorder{}
-	snk.(*sink).history = hist
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close()
+	snk, hist := openSinkWithHistory(t, ctx, e)
 
 	stmts := []string{
 		"ALTER TABLE t ADD COLUMN c VARCHAR(5) NOT NULL DEFAULT 'z' AFTER a, ADD INDEX ix_b (b)",
@@ -252,13 +260,7 @@ func TestSinkDDLReplayKeepsLaterShape(t *testing.T) {
 	e.exec(t, "CREATE TABLE "+e.dst("t")+" LIKE "+e.src("t")+"; CREATE TABLE "+e.dst("u")+" LIKE "+e.src("u"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, snk := build(t, e.config(t, model.TypeIncr, nil))
-	hist := &historyRecorder{}
-	snk.(*sink).history = hist
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close()
+	snk, _ := openSinkWithHistory(t, ctx, e)
 	stmts := []string{
 		"ALTER TABLE t MODIFY c INT AFTER id",
 		"ALTER TABLE t ADD COLUMN e INT AFTER c",

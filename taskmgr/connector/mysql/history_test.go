@@ -35,11 +35,7 @@ func TestVersionsAt(t *testing.T) {
 
 func TestForwardRenames(t *testing.T) {
 	pos := func(n uint32) gomysql.Position { return gomysql.Position{Name: "binlog.000001", Pos: n} }
-	var rs []rename
-	for _, st := range []struct {
-		q string
-		n uint32
-	}{
+	rs := renamesAt(t, []recorded{
 		{"ALTER TABLE t RENAME COLUMN a TO b", 100},
 		{"ALTER TABLE t CHANGE b c INT, CHANGE x x BIGINT", 200},
 		{"RENAME TABLE t TO u", 300},
@@ -47,13 +43,7 @@ func TestForwardRenames(t *testing.T) {
 		{"ALTER TABLE db2.u RENAME COLUMN d TO zz", 450}, // another table
 		{"DROP TABLE u", 500},
 		{"ALTER TABLE u RENAME COLUMN d TO e", 600}, // after the drop: another table of that name
-	} {
-		p, err := parseStatement(st.q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, renamesOf(p, "db", pos(st.n))...)
-	}
+	})
 	s := &binlogSource{renames: rs}
 	cols := []string{"id", "a", "x"}
 	for _, c := range []struct {
@@ -107,23 +97,13 @@ func TestForwardRenames(t *testing.T) {
 // drop are left out.
 func TestLineage(t *testing.T) {
 	pos := func(n uint32) gomysql.Position { return gomysql.Position{Name: "binlog.000001", Pos: n} }
-	var rs []rename
-	for _, st := range []struct {
-		q string
-		n uint32
-	}{
+	rs := renamesAt(t, []recorded{
 		{"DROP TABLE u", 100},
 		{"CREATE TABLE u (id INT PRIMARY KEY)", 200},
 		{"RENAME TABLE t TO tmp, u TO t, tmp TO u", 300},
 		{"DROP TABLE v", 400},
 		{"CREATE TABLE v (id INT PRIMARY KEY)", 500},
-	} {
-		p, err := parseStatement(st.q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, renamesOf(p, "db", pos(st.n))...)
-	}
+	})
 	ref := func(n string) tableRef { return tableRef{DB: "db", Name: n} }
 	for _, c := range []struct {
 		table string
@@ -147,4 +127,25 @@ func TestLineage(t *testing.T) {
 	if _, _, gone := s.forward(ref("u"), []string{"id"}); !gone {
 		t.Error("rows of the u dropped at 100 are not left out")
 	}
+}
+
+// recorded is a statement applied, by the position just after it.
+type recorded struct {
+	q string
+	n uint32
+}
+
+// renamesAt lists the renames and drops of statements on database db in
+// binlog.000001.
+func renamesAt(t *testing.T, stmts []recorded) []rename {
+	t.Helper()
+	var rs []rename
+	for _, st := range stmts {
+		p, err := parseStatement(st.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, renamesOf(p, "db", gomysql.Position{Name: "binlog.000001", Pos: st.n})...)
+	}
+	return rs
 }
