@@ -84,6 +84,12 @@ func ddlApplyWithoutNames(t *testing.T, meta string) {
 	srv.Exec(t, "ALTER TABLE src.t DROP COLUMN d, MODIFY b INT FIRST")
 	srv.Exec(t, "INSERT INTO src.t (b, id, c, a) SELECT seq, seq, CONCAT('c', seq), CONCAT('a', seq) FROM src.seq_301_to_350")
 	srv.Exec(t, "UPDATE src.t SET a = CONCAT(a, '#'), c = CONCAT(c, '#') WHERE id % 5 = 0")
+	// Unsigned columns added by a statement: without signedness in the
+	// binlog (NO_LOG) only the definition the statement leaves says how to
+	// read their top values.
+	srv.Exec(t, "ALTER TABLE src.t ADD COLUMN m MEDIUMINT UNSIGNED, ADD COLUMN u BIGINT UNSIGNED, ADD COLUMN ti TINYINT UNSIGNED FIRST")
+	srv.Exec(t, "INSERT INTO src.t (ti, b, id, c, a, m, u) VALUES (255, 1, 1001, 'c', 'a', 16777215, 18446744073709551615), (128, 2, 1002, 'c', 'a', 8388608, 9223372036854775808)")
+	srv.Exec(t, "UPDATE src.t SET m = 16777214, u = 18446744073709551614, ti = 254 WHERE id = 1001")
 	sync(name)
 
 	srv.Exec(t, "UPDATE dst.t SET a = 'garbage', c = 'garbage' WHERE id % 3 = 0")
