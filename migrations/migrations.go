@@ -18,5 +18,6 @@ func All() []*gormigrate.Migration {
 		m0004AuditResults(),
 		m0005RefusalsIdempotency(),
 		m0006DDLHistory(),
+		m0007TaskAutoRestarts(),
 	}
 }

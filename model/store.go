@@ -101,6 +101,7 @@ func (s *Store) UpdateTask(ctx context.Context, t *Task) error {
 			"config":        t.Config,
 			"error_details": t.ErrorDetails,
 			"journal":       t.Journal,
+			"auto_restarts": t.AutoRestarts,
 			"type":          t.Type,
 			"project":       t.Project,
 			"updated_at":    now,
@@ -720,7 +721,7 @@ func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, 
 	err := s.with(ctx).Table("tasks AS t").
 		Select("t.id AS id, t.component AS component, t.project AS project, t.type AS type, t.node AS node, t.version AS version, "+
 			"t.revision AS revision, t.desired_state AS desired_state, t.state AS state, t.config AS config, t.error_details AS error_details, "+
-			"t.journal AS journal, t.created_at AS created_at, t.updated_at AS updated_at, "+
+			"t.journal AS journal, t.auto_restarts AS auto_restarts, t.created_at AS created_at, t.updated_at AS updated_at, "+
 			"h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, "+
 			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
 		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
@@ -736,7 +737,7 @@ func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, 
 	slices.SortFunc(rows, func(a, b taskProgressRow) int { return strings.Compare(deref(a.CpSubtopic), deref(b.CpSubtopic)) })
 	r := rows[0]
 	t := &Task{ID: r.ID, Component: r.Component, Project: r.Project, Type: r.Type, Node: r.Node, Version: r.Version,
-		Revision: r.Revision, Desired: r.DesiredState, State: r.State, Config: r.Config,
+		Revision: r.Revision, Desired: r.DesiredState, State: r.State, Config: r.Config, AutoRestarts: r.AutoRestarts,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
 	if r.ErrorDetails != nil {
 		t.ErrorDetails = *r.ErrorDetails
@@ -894,6 +895,7 @@ type taskProgressRow struct {
 	Config       string
 	ErrorDetails *string
 	Journal      *string
+	AutoRestarts int64
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	HbVersion    *int64

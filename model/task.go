@@ -147,9 +147,13 @@ type Task struct {
 	ErrorDetails string `gorm:"type:text"`
 	// Journal is the JSON of an in-flight multi-step operation (pullback,
 	// migrate); empty when none. While set, other operator calls are refused.
-	Journal   string    `gorm:"type:text"`
-	CreatedAt time.Time `gorm:"not null"`
-	UpdatedAt time.Time `gorm:"not null"`
+	Journal string `gorm:"type:text"`
+	// AutoRestarts counts the automatic restarts of the component, over
+	// all its incarnations (written by the auto-restart use case): a
+	// detail reads their audit rows only when it is not zero.
+	AutoRestarts int64     `gorm:"not null;default:0"`
+	CreatedAt    time.Time `gorm:"not null"`
+	UpdatedAt    time.Time `gorm:"not null"`
 }
 
 // TableName fixes the table name.

@@ -114,25 +114,34 @@ func TestPauseStopsASelfContainedProcess(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	script := `read -r hello; echo $$ > ` + pidFile + `; i=100
 	while :; do i=$((i+1)); echo "{\"type\":\"checkpoint\",\"subtopic\":\"s\",\"ts\":$i,\"token\":\"t$i\"}"; sleep 0.05; done`
-	name := processTask(t, n, "p_pausep-incr_trans-1-0", script, map[string]string{"heartbeatTimeout": "1s"})
-	var pid int
-	cmtest.Eventually(t, 5*time.Second, "child wrote its pid", func() bool {
-		b, err := os.ReadFile(pidFile)
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil && pid > 0
-	})
+	name := processTask(t, n, "p_pausep-incr_trans-1-0", script, map[string]string{"heartbeatTimeout": "2s"})
+	childPid := func() int {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	cmtest.Eventually(t, 5*time.Second, "child wrote its pid", func() bool { return childPid() > 0 })
 	cmtest.Eventually(t, 5*time.Second, "checkpoint moving", func() bool { return n.Detail(t, name).Checkpoint["s"].TS > 105 })
 
 	n.OK(t, "POST", base+"pause?taskName="+q(name), nil)
 	// SIGSTOP has been sent when the pause answers; the kernel stops a
 	// process running on another core when it next enters the kernel, so
-	// under load /proc may show it running for a moment longer.
-	cmtest.Eventually(t, 2*time.Second, "the paused connector process is stopped (state T)", func() bool { return procState(t, pid) == "T" })
+	// under load /proc may show it running for a moment longer. The pid
+	// is read after the pause: the child the paused runner holds.
+	pid := childPid()
+	st := procState(t, pid)
+	for until := time.Now().Add(2 * time.Second); st != "T" && time.Now().Before(until); st = procState(t, pid) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st != "T" {
+		d := n.Detail(t, name)
+		t.Fatalf("paused connector process %d is in state %s, want T (stopped); task %s, errors %+v, restarts %+v", pid, st, d.State, d.ErrorDetails, d.Restarts)
+	}
 	at := n.Detail(t, name).Checkpoint["s"].TS
-	// Longer than source.heartbeatTimeout (1 s): the pause is no silence.
+	// Longer than source.heartbeatTimeout (2 s): the pause is no silence.
 	cmtest.Eventually(t, 10*time.Second, "paused past the heartbeat timeout", func() bool {
 		d := n.Detail(t, name)
-		return d.Heartbeat != nil && time.Since(*d.Heartbeat) < time.Second && d.UpdatedAt.Before(time.Now().Add(-1500*time.Millisecond))
+		return d.Heartbeat != nil && time.Since(*d.Heartbeat) < time.Second && d.UpdatedAt.Before(time.Now().Add(-2500*time.Millisecond))
 	})
 	if d := n.Detail(t, name); d.State != model.StatePaused || d.Checkpoint["s"].TS != at {
 		t.Fatalf("while paused: %s, checkpoint %d then %d", d.State, at, d.Checkpoint["s"].TS)

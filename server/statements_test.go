@@ -20,7 +20,7 @@ import (
 // lands in a call's window. The budgets are docs/design.md "Statement
 // budgets".
 const (
-	detailBudget = 3
+	detailBudget = 2
 	stopBudget   = 9
 	resumeBudget = 10
 )

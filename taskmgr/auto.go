@@ -18,7 +18,11 @@ func (m *Manager) AutoResume(ctx context.Context, t *model.Task, detail map[stri
 		if t.State != model.StateException || t.Desired != model.DesiredRunning {
 			return fmt.Errorf("%w: %s is now %s", ErrBusy, t.Component, t.State)
 		}
-		return transition(t, model.EventResume)
+		if err := transition(t, model.EventResume); err != nil {
+			return err
+		}
+		t.AutoRestarts++
+		return nil
 	}, func(_ *model.Store, _ *model.Task, a *model.Audit) error {
 		a.Detail = jsonString(detail)
 		return nil

@@ -202,13 +202,19 @@ func (m *Service) views(ctx context.Context, tasks []model.Task) ([]TaskView, er
 // viewsOf builds the views of tasks from their progress, reading their
 // automatic restarts and the parameters.
 func (m *Service) viewsOf(ctx context.Context, tasks []model.Task, cps map[string][]model.Checkpoint, hbs map[string]model.Heartbeat) ([]TaskView, error) {
-	comps := make([]string, len(tasks))
-	for i, t := range tasks {
-		comps[i] = t.Component
+	// The restarts' audit rows, of the tasks that have had any.
+	var comps []string
+	for _, t := range tasks {
+		if t.AutoRestarts > 0 {
+			comps = append(comps, t.Component)
+		}
 	}
-	rows, err := m.store.ListAudit(ctx, model.AuditFilter{Components: comps, Operation: model.OpAutoRestart, Limit: maxRestartsShown * len(comps)})
-	if err != nil {
-		return nil, err
+	var rows []model.Audit
+	if len(comps) > 0 {
+		var err error
+		if rows, err = m.store.ListAudit(ctx, model.AuditFilter{Components: comps, Operation: model.OpAutoRestart, Limit: maxRestartsShown * len(comps)}); err != nil {
+			return nil, err
+		}
 	}
 	restarts := map[string][]Restart{}
 	for _, a := range rows {
