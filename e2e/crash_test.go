@@ -171,15 +171,19 @@ func TestKill9DuringIncrementalSync(t *testing.T) {
 
 	// The writer: transactions of 20 inserts, an update of 10 earlier rows
 	// and a delete of 3, until stopped (at most 20000 transactions).
-	ctx, stopWriter := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer stopWriter()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The writer stops between transactions: one cancelled in flight could
+	// commit on the server after the writer returned.
+	var stopping atomic.Bool
+	stopWriter := func() { stopping.Store(true) }
 	var wg sync.WaitGroup
 	var writerErr error
 	var txns atomic.Int64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; i < 20000 && ctx.Err() == nil; i++ {
+		for i := 0; i < 20000 && ctx.Err() == nil && !stopping.Load(); i++ {
 			lo := i*20 + 1
 			_, err := e.admin.ExecContext(ctx, fmt.Sprintf("BEGIN; "+
 				"INSERT INTO %[1]s SELECT seq, CONCAT('r', seq), seq, NOW(3), NULL FROM %[2]s.seq_%[3]d_to_%[4]d; "+

@@ -75,7 +75,10 @@ type writer struct {
 	next   atomic.Int64
 	done   chan struct{}
 	cancel context.CancelFunc
-	err    error
+	// stopping ends the loop between statements: cancelling one in flight
+	// would let the server commit it after the writer returned.
+	stopping atomic.Bool
+	err      error
 }
 
 func startWriter(t *testing.T, e *env, table string, limit int) *writer {
@@ -83,7 +86,7 @@ func startWriter(t *testing.T, e *env, table string, limit int) *writer {
 	w := &writer{e: e, table: table, done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(w.done)
-		for i := 0; i < limit && ctx.Err() == nil; i++ {
+		for i := 0; i < limit && ctx.Err() == nil && !w.stopping.Load(); i++ {
 			w.mu.Lock()
 			id := w.next.Add(1)
 			_, err := e.admin.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (id, name, amount) VALUES (%d, 'w%d', %d)", e.srcT(table), id, id, id))
@@ -115,9 +118,11 @@ func (w *writer) wrote(t *testing.T, k int64) {
 	}
 }
 
+// stop ends the writer after the statement it is running, and waits.
 func (w *writer) stop() {
-	w.cancel()
+	w.stopping.Store(true)
 	<-w.done
+	w.cancel()
 }
 
 // columns is the definition of a table as information_schema shows it:

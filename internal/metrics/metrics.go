@@ -161,12 +161,14 @@ func (m *Metrics) Flushed(reports int, took time.Duration, err error) {
 
 // JobRan records one run of job.
 func (m *Metrics) JobRan(job string, took time.Duration, err error) {
-	m.jobRuns.WithLabelValues(job).Inc()
-	m.jobSeconds.WithLabelValues(job).Observe(took.Seconds())
 	failures := m.jobFailures.WithLabelValues(job) // shown at 0 once the job ran
 	if err != nil {
 		failures.Inc()
 	}
+	m.jobSeconds.WithLabelValues(job).Observe(took.Seconds())
+	// Counted last: a scrape that sees the run sees its duration and its
+	// failure count too.
+	m.jobRuns.WithLabelValues(job).Inc()
 }
 
 // RecordsApplied counts records a task's sink wrote.
