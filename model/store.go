@@ -667,12 +667,7 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 		return cps, hbs, nil
 	}
 	var rows []progressRow
-	err := s.with(ctx).Table("tasks AS t").
-		Select("t.component AS component, h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, "+
-			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
-		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
-		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component").
-		Where("t.component IN ?", components).Scan(&rows).Error
+	err := s.withProgress(ctx, "t.component AS component").Where("t.component IN ?", components).Scan(&rows).Error
 	if err != nil {
 		return nil, nil, translate(err)
 	}
@@ -681,13 +676,13 @@ func (s *Store) ProgressOf(ctx context.Context, components []string) (map[string
 		if c := strings.Compare(a.Component, b.Component); c != 0 {
 			return c
 		}
-		return strings.Compare(deref(a.CpSubtopic), deref(b.CpSubtopic))
+		return strings.Compare(deref(a.Joined.CpSubtopic), deref(b.Joined.CpSubtopic))
 	})
 	for _, r := range rows {
-		if hb := joinedHeartbeat(r.Component, r.HbVersion, r.HbNode, r.HbAt, r.HbMetrics); hb != nil {
+		if hb := r.Joined.heartbeat(r.Component); hb != nil {
 			hbs[r.Component] = *hb
 		}
-		if cp := joinedCheckpoint(r.Component, r.CpSubtopic, r.CpVersion, r.CpTS, r.CpToken, r.CpUpdatedAt); cp != nil {
+		if cp := r.Joined.checkpoint(r.Component); cp != nil {
 			cps[r.Component] = append(cps[r.Component], *cp)
 		}
 	}
@@ -718,14 +713,9 @@ func (s *Store) TaskRevisions(ctx context.Context, node NodeID) ([]TaskRevision,
 // detail reads. ErrNotFound when there is no such task.
 func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, []Checkpoint, *Heartbeat, error) {
 	var rows []taskProgressRow
-	err := s.with(ctx).Table("tasks AS t").
-		Select("t.id AS id, t.component AS component, t.project AS project, t.type AS type, t.node AS node, t.version AS version, "+
-			"t.revision AS revision, t.desired_state AS desired_state, t.state AS state, t.config AS config, t.error_details AS error_details, "+
-			"t.journal AS journal, t.auto_restarts AS auto_restarts, t.created_at AS created_at, t.updated_at AS updated_at, "+
-			"h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, "+
-			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
-		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
-		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component").
+	err := s.withProgress(ctx, "t.id AS id, t.component AS component, t.project AS project, t.type AS type, t.node AS node, t.version AS version, "+
+		"t.revision AS revision, t.desired_state AS desired_state, t.state AS state, t.config AS config, t.error_details AS error_details, "+
+		"t.journal AS journal, t.auto_restarts AS auto_restarts, t.created_at AS created_at, t.updated_at AS updated_at").
 		Where("t.component = ?", component).Scan(&rows).Error
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("task %s: %w", component, translate(err))
@@ -734,7 +724,9 @@ func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, 
 		return nil, nil, nil, fmt.Errorf("task %s: %w", component, ErrNotFound)
 	}
 	// Sorted here, not by the join (see QuietTasks).
-	slices.SortFunc(rows, func(a, b taskProgressRow) int { return strings.Compare(deref(a.CpSubtopic), deref(b.CpSubtopic)) })
+	slices.SortFunc(rows, func(a, b taskProgressRow) int {
+		return strings.Compare(deref(a.Joined.CpSubtopic), deref(b.Joined.CpSubtopic))
+	})
 	r := rows[0]
 	t := &Task{ID: r.ID, Component: r.Component, Project: r.Project, Type: r.Type, Node: r.Node, Version: r.Version,
 		Revision: r.Revision, Desired: r.DesiredState, State: r.State, Config: r.Config, AutoRestarts: r.AutoRestarts,
@@ -745,10 +737,10 @@ func (s *Store) TaskWithProgress(ctx context.Context, component string) (*Task, 
 	if r.Journal != nil {
 		t.Journal = *r.Journal
 	}
-	hb := joinedHeartbeat(r.Component, r.HbVersion, r.HbNode, r.HbAt, r.HbMetrics)
+	hb := r.Joined.heartbeat(r.Component)
 	var cps []Checkpoint
 	for _, r := range rows {
-		if cp := joinedCheckpoint(r.Component, r.CpSubtopic, r.CpVersion, r.CpTS, r.CpToken, r.CpUpdatedAt); cp != nil {
+		if cp := r.Joined.checkpoint(r.Component); cp != nil {
 			cps = append(cps, *cp)
 		}
 	}
@@ -867,9 +859,19 @@ func (s *Store) JobRuns(ctx context.Context) ([]JobRun, error) {
 	return out, translate(err)
 }
 
-// progressRow is a row of ProgressOf's join.
-type progressRow struct {
-	Component   string
+// withProgress selects cols of tasks t with the columns of its heartbeat
+// and checkpoints LEFT JOINed (joinedProgress): one row per checkpoint.
+func (s *Store) withProgress(ctx context.Context, cols string) *gorm.DB {
+	return s.with(ctx).Table("tasks AS t").
+		Select(cols + ", h.version AS hb_version, h.node AS hb_node, h.at AS hb_at, h.metrics AS hb_metrics, " +
+			"c.subtopic AS cp_subtopic, c.version AS cp_version, c.ts AS cp_ts, c.token AS cp_token, c.updated_at AS cp_updated_at").
+		Joins("LEFT JOIN task_heartbeats h ON h.component = t.component").
+		Joins("LEFT JOIN task_checkpoints c ON c.component = t.component")
+}
+
+// joinedProgress are the heartbeat and checkpoint columns of withProgress;
+// nil where the task has none.
+type joinedProgress struct {
 	HbVersion   *int64
 	HbNode      *string
 	HbAt        *time.Time
@@ -879,6 +881,12 @@ type progressRow struct {
 	CpTS        *int64 `gorm:"column:cp_ts"`
 	CpToken     *string
 	CpUpdatedAt *time.Time
+}
+
+// progressRow is a row of ProgressOf's join.
+type progressRow struct {
+	Component string
+	Joined    joinedProgress `gorm:"embedded"`
 }
 
 // taskProgressRow is a row of TaskWithProgress's join.
@@ -898,33 +906,24 @@ type taskProgressRow struct {
 	AutoRestarts int64
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
-	HbVersion    *int64
-	HbNode       *string
-	HbAt         *time.Time
-	HbMetrics    *string
-	CpSubtopic   *string
-	CpVersion    *int64
-	CpTS         *int64 `gorm:"column:cp_ts"`
-	CpToken      *string
-	CpUpdatedAt  *time.Time
+	Joined       joinedProgress `gorm:"embedded"`
 }
 
-// joinedHeartbeat is the heartbeat of a LEFT JOIN's columns, nil when the
-// task has none.
-func joinedHeartbeat(component string, version *int64, node *string, at *time.Time, metrics *string) *Heartbeat {
-	if version == nil || at == nil {
+// heartbeat is the joined heartbeat, nil when the task has none.
+func (j joinedProgress) heartbeat(component string) *Heartbeat {
+	if j.HbVersion == nil || j.HbAt == nil {
 		return nil
 	}
-	return &Heartbeat{Component: component, Version: *version, At: *at, Node: NodeID(deref(node)), Metrics: deref(metrics)}
+	return &Heartbeat{Component: component, Version: *j.HbVersion, At: *j.HbAt, Node: NodeID(deref(j.HbNode)), Metrics: deref(j.HbMetrics)}
 }
 
-// joinedCheckpoint is the checkpoint of a LEFT JOIN's columns, nil when the
-// row has none.
-func joinedCheckpoint(component string, subtopic *string, version, ts *int64, token *string, updated *time.Time) *Checkpoint {
-	if subtopic == nil || version == nil || ts == nil || updated == nil {
+// checkpoint is the joined checkpoint, nil when the row has none.
+func (j joinedProgress) checkpoint(component string) *Checkpoint {
+	if j.CpSubtopic == nil || j.CpVersion == nil || j.CpTS == nil || j.CpUpdatedAt == nil {
 		return nil
 	}
-	return &Checkpoint{Component: component, Subtopic: *subtopic, Version: *version, TS: *ts, Token: deref(token), UpdatedAt: *updated}
+	return &Checkpoint{Component: component, Subtopic: *j.CpSubtopic, Version: *j.CpVersion, TS: *j.CpTS,
+		Token: deref(j.CpToken), UpdatedAt: *j.CpUpdatedAt}
 }
 
 func deref(s *string) string {
