@@ -621,7 +621,10 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 	if d.Kind == ddlNone {
 		return nil
 	}
+	// refs are the selected tables touched, which a refused statement
+	// marks unknown in the schema history (query).
 	var touched []string
+	var refs []tableRef
 	if d.Kind == ddlDropDatabase {
 		for _, db := range s.cfg.Tables.Databases() {
 			if db == d.DB {
@@ -630,7 +633,7 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 				touched = append(touched, db+".*")
 				for r := range s.versions {
 					if r.DB == db {
-						s.txn.learn = append(s.txn.learn, r)
+						refs = append(refs, r)
 					}
 				}
 			}
@@ -641,30 +644,26 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 			s.defs.forget(r)
 			delete(s.shapes, r)
 			touched = append(touched, r.String())
-			s.txn.learn = append(s.txn.learn, r)
+			refs = append(refs, r)
 		}
 	}
 	if len(touched) == 0 {
 		return nil
 	}
 	if s.cfg.ApplyDDL && !s.txn.skip {
+		s.txn.learn = refs
 		return s.applyDDL(d, schema, q, touched)
 	}
 	if s.cfg.ApplyDDL {
 		// Before the rewind time: the target has its effect, and the
 		// schema history still follows it.
-		s.txn.learn = nil
 		if p, err := parseStatement(q); err == nil {
 			s.noteStatement(p, schema)
 		}
 		return nil
 	}
-	if s.history == nil {
-		s.txn.learn = nil
-	}
 	switch d.Kind {
 	case ddlCreate, ddlIndex:
-		s.txn.learn = nil
 		s.log.Info("DDL on selected tables", zap.String("kind", d.Kind.String()), zap.Strings(logTables, touched))
 		return nil
 	case ddlNone, ddlAlter, ddlDrop, ddlRename, ddlTruncate, ddlReplace, ddlDropDatabase:
@@ -672,9 +671,9 @@ func (s *binlogSource) ddl(_ context.Context, schema, q string) error {
 		// (ddlNone returned above.)
 	}
 	if s.txn.skip {
-		s.txn.learn = nil
 		return nil // before the rewind time: its effects are already in the data
 	}
+	s.txn.learn = refs
 	return connector.Fail(codeDDLUnsupported,
 		fmt.Sprintf("%s on selected table(s) %s: %s", d.Kind, strings.Join(touched, ", "), clip(q, 400)),
 		"row changes after this statement may not fit the target table, and the sink does not replay DDL",

@@ -59,6 +59,14 @@ func derive(p parsedDDL, schema string, prev prevDef, mariadb bool) derivation {
 		delete(d.defs, r)
 		d.underived[r] = fmt.Sprintf(format, args...)
 	}
+	// same: the statement leaves the table's columns as they were.
+	same := func(r tableRef) {
+		if def, known := get(r); known && def != nil {
+			d.defs[r] = def
+		} else {
+			fail(r, "no earlier version of the table")
+		}
+	}
 	switch n := p.Node.(type) {
 	case *ast.AlterTableStmt:
 		r := refOf(n.Table, schema)
@@ -106,12 +114,7 @@ func derive(p parsedDDL, schema string, prev prevDef, mariadb bool) derivation {
 			delete(d.underived, r)
 		}
 	case *ast.TruncateTableStmt:
-		r := refOf(n.Table, schema)
-		if def, known := get(r); known {
-			d.defs[r] = def
-		} else {
-			fail(r, "no earlier version of the table")
-		}
+		same(refOf(n.Table, schema))
 	case *ast.CreateTableStmt:
 		r := refOf(n.Table, schema)
 		old, known := get(r)
@@ -141,20 +144,11 @@ func derive(p parsedDDL, schema string, prev prevDef, mariadb bool) derivation {
 				d.defs[r] = def
 			}
 		}
-	case *ast.CreateIndexStmt, *ast.DropIndexStmt:
-		// Indexes other than the primary key do not change how a row
-		// decodes.
-		var r tableRef
-		if c, ok := n.(*ast.CreateIndexStmt); ok {
-			r = refOf(c.Table, schema)
-		} else {
-			r = refOf(n.(*ast.DropIndexStmt).Table, schema)
-		}
-		if def, known := get(r); known && def != nil {
-			d.defs[r] = def
-		} else {
-			fail(r, "no earlier version of the table")
-		}
+	// Indexes other than the primary key do not change how a row decodes.
+	case *ast.CreateIndexStmt:
+		same(refOf(n.Table, schema))
+	case *ast.DropIndexStmt:
+		same(refOf(n.Table, schema))
 	default:
 		for _, t := range namesOf(p.Node) {
 			fail(refOf(t, schema), "a %T is not followed", p.Node)

@@ -325,11 +325,8 @@ func (s *binlogSource) knows(ref tableRef, pos gomysql.Position) bool {
 // statement (stmt, in database schema) leaves, worked out from the
 // versions before it, else the server's.
 func (s *binlogSource) learn(ctx context.Context, refs []tableRef, stmt *parsedDDL, schema string, pos gomysql.Position, ts int64) error {
-	if s.history == nil || !s.cfg.ApplyDDL {
+	if s.history == nil || !s.cfg.ApplyDDL || stmt == nil {
 		return nil
-	}
-	if stmt == nil {
-		return s.markUnknown(ctx, refs, pos, ts)
 	}
 	d := derive(*stmt, schema, s.before(pos), s.cfg.Flavor == flavorMariaDB)
 	var add []version
