@@ -87,18 +87,6 @@ func (s *Store) DDLHistory(ctx context.Context, component string) ([]AppliedDDL,
 	return out, nil
 }
 
-// DDLApplied reports whether component has a statement recorded at
-// subtopic and position after.
-func (s *Store) DDLApplied(ctx context.Context, component, subtopic, after string) (bool, error) {
-	var n int64
-	err := s.with(ctx).Model(&AppliedDDL{}).
-		Where("component = ? AND subtopic = ? AND after_token = ?", component, subtopic, after).Count(&n).Error
-	if err != nil {
-		return false, fmt.Errorf("reading the DDL history: %w", translate(err))
-	}
-	return n > 0, nil
-}
-
 // AddSchemaVersions writes versions; one the component already has (same
 // subtopic, position and table) is kept as it was: what a source learned
 // first of a position is what it saw then.

@@ -73,10 +73,6 @@ func (h *schemaHistory) AppliedDDL(ctx context.Context, e connector.SchemaEvent)
 // opDDL is the audit operation of an applied schema statement.
 const opDDL = "runtime:ddl"
 
-func (h *schemaHistory) DDLApplied(ctx context.Context, task model.TaskName, subtopic, after string) (bool, error) {
-	return h.store.DDLApplied(ctx, task.Component.String(), subtopic, after)
-}
-
 func (h *schemaHistory) DDLHistory(ctx context.Context, task model.TaskName) ([]model.AppliedDDL, error) {
 	return h.store.DDLHistory(ctx, task.Component.String())
 }

@@ -153,9 +153,6 @@ type SchemaEvent struct {
 // checkpointed; a replay records it again (one entry per position).
 type SchemaHistory interface {
 	AppliedDDL(ctx context.Context, e SchemaEvent) error
-	// DDLApplied reports whether a statement was recorded at subtopic and
-	// position after (the token just after it).
-	DDLApplied(ctx context.Context, task model.TaskName, subtopic, after string) (bool, error)
 	// DDLHistory lists the statements recorded, oldest first.
 	DDLHistory(ctx context.Context, task model.TaskName) ([]model.AppliedDDL, error)
 	// SchemaVersions lists the definitions recorded; AddSchemaVersions

@@ -47,6 +47,9 @@ type applied struct {
 	Statements []string
 	// Tables are the source tables whose definitions changed.
 	Tables []tableRef
+	// Recorded: the DDL history has the statement as applied before (a
+	// replay).
+	Recorded bool
 }
 
 // writeDDL applies the schema statement of rec on the target.
@@ -61,15 +64,13 @@ func (s *sink) writeDDL(ctx context.Context, rec connector.Record) error {
 		delete(s.tables, r)
 	}
 	replay := false
-	if err != nil && movedOn(err) && s.history != nil {
+	if err != nil && movedOn(err) && out.Recorded {
 		// The statement was applied before (this is a replay) and the
 		// target has moved on: a later statement renamed or dropped what
 		// it names. The later ones converge it.
-		if ok, herr := s.history.DDLApplied(ctx, s.task, rec.Subtopic, c.After); herr == nil && ok {
-			s.log.Info("DDL met again after the target moved past it; not run again",
-				zap.String("statement", clip(c.Statement, 400)), zap.String(logPosition, c.After), zap.Error(err))
-			err, replay, out.Statements = nil, true, nil
-		}
+		s.log.Info("DDL met again after the target moved past it; not run again",
+			zap.String("statement", clip(c.Statement, 400)), zap.String(logPosition, c.After), zap.Error(err))
+		err, replay, out.Statements = nil, true, nil
 	}
 	if err != nil {
 		var ce *connector.Error
@@ -144,6 +145,7 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 	if err != nil {
 		return out, err
 	}
+	out.Recorded = h.recorded
 	// Qualify every name, mapping its database; src remembers the source
 	// table of each name. A statement met again (recorded as applied) names
 	// the tables it changed by their names now: it follows them through
@@ -158,7 +160,7 @@ func (s *sink) planDDL(ctx context.Context, c *connector.SchemaChange, subtopic 
 			if gone {
 				s.log.Info("DDL met again on a table the target no longer has; not run",
 					zap.String("statement", clip(c.Statement, 400)), zap.String(logTable, r.String()))
-				return applied{Tables: []tableRef{r}}, nil
+				return applied{Tables: []tableRef{r}, Recorded: true}, nil
 			}
 			r = now
 		}

@@ -61,16 +61,11 @@ func openSinkWithHistory(t *testing.T, ctx context.Context, e *env) (connector.S
 type historyRecorder struct {
 	events   []connector.SchemaEvent
 	rows     []model.AppliedDDL
-	applied  map[string]bool // subtopic/after
 	versions []model.SchemaVersion
 }
 
 func (h *historyRecorder) AppliedDDL(_ context.Context, e connector.SchemaEvent) error {
 	h.events = append(h.events, e)
-	if h.applied == nil {
-		h.applied = map[string]bool{}
-	}
-	h.applied[e.Subtopic+"/"+e.After] = true
 	applied, _ := json.Marshal(append([]string{}, e.Applied...))
 	tables, _ := json.Marshal(append([]string{}, e.Tables...))
 	row := model.AppliedDDL{Subtopic: e.Subtopic, Before: e.Before, After: e.After, Database: e.Database,
@@ -82,10 +77,6 @@ func (h *historyRecorder) AppliedDDL(_ context.Context, e connector.SchemaEvent)
 		h.rows = append(h.rows, row)
 	}
 	return nil
-}
-
-func (h *historyRecorder) DDLApplied(_ context.Context, _ model.TaskName, subtopic, after string) (bool, error) {
-	return h.applied[subtopic+"/"+after], nil
 }
 
 func (h *historyRecorder) DDLHistory(context.Context, model.TaskName) ([]model.AppliedDDL, error) {
