@@ -55,13 +55,7 @@ func startIncrWith(t *testing.T, e *env, extra map[string]map[string]string) (*c
 	t.Helper()
 	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
 	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"), extra)).String()
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting binlog position", func() bool {
-		d := n.Detail(t, name)
-		if d.State == model.StateException {
-			t.Fatalf("task failed: %+v", d.ErrorDetails)
-		}
-		return d.State == model.StateRunning && d.Checkpoint[e.subtopic()].Token != ""
-	})
+	started(t, n, name, e.subtopic())
 	return n, name
 }
 

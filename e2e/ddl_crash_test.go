@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connector-manager/cm/internal/cmtest"
 	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/internal/failpoint"
 	"github.com/connector-manager/cm/model"
@@ -31,10 +30,7 @@ func TestKill9BetweenDDLAndRows(t *testing.T) {
 	p := startCM(t, bin, addr, store, dir)
 	name := p.node.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"), nil)).String()
 	sub := e.subtopic()
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
-		d := p.node.Detail(t, name)
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
+	started(t, p.node, name, sub)
 	w := startWriter(t, e, "a", 200000)
 	w.wrote(t, 100)
 	e.exec(t, "ALTER TABLE "+e.srcT("a")+" ADD COLUMN extra VARCHAR(10) NOT NULL DEFAULT 'd' AFTER name")

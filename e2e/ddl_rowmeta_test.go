@@ -35,13 +35,7 @@ func ddlApplyWithoutNames(t *testing.T, meta string) {
 	n := cmtest.Start(t, dbtest.SQLiteURL(t), cmtest.Options{})
 	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"), nil)).String()
 	sub := "127.0.0.1-" + port
-	cmtest.Eventually(t, 30*time.Second, "the task runs from a durable start", func() bool {
-		d := n.Detail(t, name)
-		if d.State == model.StateException {
-			t.Fatalf("task failed: %+v", d.ErrorDetails)
-		}
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
+	started(t, n, name, sub)
 	// sync waits for the checkpoint to reach the binlog end; the task
 	// carries the row metadata warning, and nothing else.
 	sync := func(name string) {

@@ -229,6 +229,20 @@ func reached(t testing.TB, n *cmtest.Node, name, sub string, p binlogPos, within
 	})
 }
 
+// started waits until the task is RUNNING with a durable position of
+// subtopic sub (its start, made durable before it moves anything); a task
+// that fails meanwhile fails the test.
+func started(t testing.TB, n *cmtest.Node, name, sub string) {
+	t.Helper()
+	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
+		d := n.Detail(t, name)
+		if d.State == model.StateException {
+			t.Fatalf("task failed: %+v", d.ErrorDetails)
+		}
+		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
+	})
+}
+
 // nextSecond sleeps until just after the next whole second, so that
 // changes made after it are in a later binlog second than those before.
 func nextSecond() int64 {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/connector-manager/cm/internal/cmtest"
-	"github.com/connector-manager/cm/internal/dbtest"
 	"github.com/connector-manager/cm/model"
 )
 
@@ -21,16 +20,7 @@ const (
 // starting binlog position. It returns the node and the task name.
 func startIncr(t *testing.T, e *env) (*cmtest.Node, string) {
 	t.Helper()
-	n := cmtest.Start(t, dbtest.MySQLURL(t), cmtest.Options{})
-	name := n.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"), nil)).String()
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting binlog position", func() bool {
-		d := n.Detail(t, name)
-		if d.State == model.StateException {
-			t.Fatalf("task failed: %+v", d.ErrorDetails)
-		}
-		return d.State == model.StateRunning && d.Checkpoint[e.subtopic()].Token != ""
-	})
-	return n, name
+	return startIncrWith(t, e, nil)
 }
 
 // TestIncrementalStream: inserts, updates (one moving the primary key),

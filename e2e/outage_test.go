@@ -204,10 +204,7 @@ func startBehindProxy(t *testing.T, side string, extra map[string]string) *behin
 	if side == "source" {
 		b.sub = host + "-" + port
 	}
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
-		d := b.n.Detail(t, b.name)
-		return d.State == model.StateRunning && d.Checkpoint[b.sub].Token != ""
-	})
+	started(t, b.n, b.name, b.sub)
 	return b
 }
 

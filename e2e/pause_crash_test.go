@@ -25,10 +25,7 @@ func TestKill9DuringPause(t *testing.T) {
 	p := startCM(t, bin, addr, store, dir)
 	name := p.node.OK(t, http.MethodPost, base+"create", e.task(component("incr_trans"), nil)).String()
 	sub := e.subtopic()
-	cmtest.Eventually(t, 30*time.Second, "the task records its starting position", func() bool {
-		d := p.node.Detail(t, name)
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
+	started(t, p.node, name, sub)
 	batch := 0
 	write := func() {
 		t.Helper()

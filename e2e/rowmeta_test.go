@@ -33,10 +33,7 @@ func TestRowMetadataMinimal(t *testing.T) {
 	}}
 	name := n.OK(t, http.MethodPost, base+"create", body).String()
 	sub := "127.0.0.1-" + port
-	cmtest.Eventually(t, 30*time.Second, "the task runs from a durable start", func() bool {
-		d := n.Detail(t, name)
-		return d.State == model.StateRunning && d.Checkpoint[sub].Token != ""
-	})
+	started(t, n, name, sub)
 	warned := func(where string, errs []model.ErrorDetail) {
 		t.Helper()
 		for _, d := range errs {
